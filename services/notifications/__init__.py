@@ -1,0 +1,1 @@
+"""notifications: contact data, deliveries (the email outbox) and the SMTP sender."""

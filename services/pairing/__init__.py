@@ -1,0 +1,1 @@
+"""pairing: matching profiles, matching rounds and pairs."""

@@ -1,0 +1,1 @@
+"""scheduling: availability, sessions and check-ins."""

@@ -1,0 +1,1 @@
+"""Code common to every service: the event contract, delivery machinery, persistence, telemetry."""

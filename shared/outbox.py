@@ -1,0 +1,240 @@
+"""Transactional outbox and inbox: state changes and the events they cause commit together.
+
+A handler's unit of work records the consumed event in the inbox and the events it emits in the
+outbox, in the same transaction as its own state. The relay publishes outbox rows afterwards,
+awaiting each PubAck and retrying with the same Nats-Msg-Id while NATS is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.bus import event_headers
+from shared.clock import Clock
+from shared.db import Sessions
+from shared.events import Event
+from shared.telemetry import context_from_traceparent, current_traceparent, tracer
+
+log = logging.getLogger("mentorship.outbox")
+
+Publish = Callable[[str, bytes, Mapping[str, str]], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class DeliveryTables:
+    outbox: Table
+    inbox: Table
+
+
+def add_delivery_tables(metadata: MetaData) -> DeliveryTables:
+    """Adds the outbox and inbox tables to a service's own metadata."""
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("subject", String(200), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("headers", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("published_at", DateTime(timezone=True), nullable=True, index=True),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("last_error", Text, nullable=True),
+    )
+    inbox = Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(200), primary_key=True),
+        Column("event_id", String(36), primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False),
+    )
+    return DeliveryTables(outbox=outbox, inbox=inbox)
+
+
+class UnitOfWork:
+    """One handler's transaction: its session, the clock, and the events it emits."""
+
+    def __init__(
+        self, *, session: AsyncSession, tables: DeliveryTables, clock: Clock, source: str
+    ) -> None:
+        self.session = session
+        self.clock = clock
+        self._tables = tables
+        self._source = source
+        self.emitted: list[Event] = []
+
+    async def emit(self, event: Event) -> None:
+        """Writes the event to the outbox; it is published only if the transaction commits."""
+        headers = event_headers(event, source=self._source, traceparent=current_traceparent())
+        await self.session.execute(
+            insert(self._tables.outbox).values(
+                event_id=str(event.event_id),
+                subject=event.subject,
+                payload=event.model_dump_json().encode(),
+                headers=json.dumps(headers),
+                created_at=self.clock.now(),
+                attempts=0,
+            )
+        )
+        self.emitted.append(event)
+
+    async def already_processed(self, *, consumer: str, event_id: str) -> bool:
+        """Whether this consumer has handled the event before (a redelivery or a duplicate)."""
+        inbox = self._tables.inbox
+        row = await self.session.execute(
+            select(inbox.c.event_id).where(
+                inbox.c.consumer == consumer, inbox.c.event_id == event_id
+            )
+        )
+        return row.first() is not None
+
+    async def mark_processed(self, *, consumer: str, event_id: str) -> None:
+        """Records the event in the inbox, in the same transaction as its effect."""
+        await self.session.execute(
+            insert(self._tables.inbox).values(
+                consumer=consumer, event_id=event_id, processed_at=self.clock.now()
+            )
+        )
+
+
+async def emit_standalone(
+    *, sessions: Sessions, tables: DeliveryTables, clock: Clock, source: str, event: Event
+) -> None:
+    """Emits one event in a transaction of its own (for work not triggered by an event)."""
+    async with sessions() as session, session.begin():
+        uow = UnitOfWork(session=session, tables=tables, clock=clock, source=source)
+        await uow.emit(event)
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows in order, awaiting each PubAck; retries while NATS is away."""
+
+    def __init__(
+        self,
+        *,
+        sessions: Sessions,
+        tables: DeliveryTables,
+        publish: Publish,
+        clock: Clock,
+        batch_size: int = 200,
+        idle_seconds: float = 0.5,
+        max_backoff_seconds: float = 5.0,
+    ) -> None:
+        self._sessions = sessions
+        self._outbox = tables.outbox
+        self._publish = publish
+        self._clock = clock
+        self._batch_size = batch_size
+        self._idle_seconds = idle_seconds
+        self._max_backoff = max_backoff_seconds
+        self._wakeup = asyncio.Event()
+        self.published = 0
+
+    def wake(self) -> None:
+        """Tells the relay that new rows were committed."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Runs until cancelled."""
+        backoff = 0.1
+        while True:
+            try:
+                sent = await self.publish_pending()
+                backoff = 0.1
+            except Exception as exc:  # NATS away, DB busy: keep the rows, try again later
+                log.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            if sent < self._batch_size:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._idle_seconds)
+                except TimeoutError:
+                    pass
+
+    async def publish_pending(self) -> int:
+        """Publishes one batch of pending rows; returns how many were published."""
+        outbox = self._outbox
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(outbox.c.id, outbox.c.subject, outbox.c.payload, outbox.c.headers)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self._batch_size)
+                )
+            ).all()
+        for row_id, subject, payload, headers_json in rows:
+            headers: dict[str, str] = json.loads(headers_json)
+            try:
+                await self._publish_one(subject, payload, headers)
+            except Exception as exc:
+                await self._record_failure(row_id, exc)
+                raise
+            async with self._sessions() as session, session.begin():
+                await session.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row_id)
+                    .values(published_at=self._clock.now(), attempts=outbox.c.attempts + 1)
+                )
+            self.published += 1
+        return len(rows)
+
+    async def _publish_one(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        parent = context_from_traceparent(headers.get("traceparent"))
+        with tracer().start_as_current_span(
+            f"{subject} publish", context=parent, kind=trace.SpanKind.PRODUCER
+        ) as span:
+            span.set_attribute("messaging.system", "nats")
+            span.set_attribute("messaging.destination.name", subject)
+            span.set_attribute("messaging.message.id", headers.get("Nats-Msg-Id", ""))
+            traceparent = current_traceparent()
+            if traceparent:
+                headers["traceparent"] = traceparent
+            duplicate = await self._publish(subject, payload, headers)
+            span.set_attribute("messaging.nats.duplicate", duplicate)
+
+    async def _record_failure(self, row_id: int, exc: Exception) -> None:
+        try:
+            async with self._sessions() as session, session.begin():
+                await session.execute(
+                    update(self._outbox)
+                    .where(self._outbox.c.id == row_id)
+                    .values(attempts=self._outbox.c.attempts + 1, last_error=str(exc)[:2000])
+                )
+        except Exception:  # the failure to record is secondary to the failure itself
+            log.exception("outbox relay: could not record a failed attempt")
+
+
+async def pending_count(*, sessions: Sessions, tables: DeliveryTables) -> int:
+    """How many outbox rows wait to be published."""
+    async with sessions() as session:
+        result = await session.execute(
+            select(func.count())
+            .select_from(tables.outbox)
+            .where(tables.outbox.c.published_at.is_(None))
+        )
+        return int(result.scalar_one())
+

@@ -1,0 +1,258 @@
+"""The one way to run a service: broker, consumers, outbox relay, background loops, HTTP.
+
+A service describes itself with a ServiceDefinition (app.py); `run_service` wires it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Response
+from faststream.nats import NatsBroker
+from faststream.specification import AsyncAPI
+from nats.aio.client import Client as NatsClient
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.bus import connect, consumer_config, durable_name, ensure_consumer, publish_acked
+from shared.bus import require_stream as require_stream_exists
+from shared.clock import Clock, SystemClock
+from shared.consumer import (
+    ConsumerRuntime,
+    DeadLetterPolicy,
+    Subscription,
+    dead_letter_middleware,
+    register,
+)
+from shared.db import Sessions, create_schema, make_engine, make_sessions
+from shared.events import Event
+from shared.outbox import DeliveryTables, OutboxRelay, pending_count
+from shared.settings import Settings
+from shared.telemetry import setup_tracing
+
+log = logging.getLogger("mentorship.service")
+
+
+@dataclass
+class Running:
+    """A started service: what background loops and HTTP endpoints may use."""
+
+    name: str
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: Sessions
+    tables: DeliveryTables
+    nats: NatsClient
+    relay: OutboxRelay
+    consumers: ConsumerRuntime
+
+
+Loop = Callable[[Running], Awaitable[None]]
+
+
+@dataclass
+class ServiceDefinition:
+    """Everything that makes one service what it is."""
+
+    name: str
+    metadata: MetaData
+    tables: DeliveryTables
+    subscriptions: Sequence[Subscription]
+    emits: Sequence[type[Event]]
+    description: str
+    routers: Sequence[Callable[[], APIRouter]] = ()
+    loops: Sequence[Loop] = ()
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class Service:
+    """A service definition bound to settings: its broker, and once started, its runtime."""
+
+    def __init__(self, definition: ServiceDefinition, settings: Settings, clock: Clock) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.clock = clock
+        self.running: Running | None = None
+        self.broker = NatsBroker(
+            settings.nats_url,
+            middlewares=[dead_letter_middleware(self._policy)],
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            graceful_timeout=10.0,
+            logger=logging.getLogger(f"mentorship.{definition.name}.faststream"),
+        )
+        for subscription in definition.subscriptions:
+            register(
+                self.broker, subscription, self._consumers,
+                service=definition.name, max_deliver=settings.max_deliver,
+            )
+        for event in definition.emits:
+            self.broker.publisher(
+                event.subject,
+                schema=event,
+                title=f"{event.subject}:{definition.name}",
+                description=(event.__doc__ or "").strip() or None,
+            )
+
+    def _consumers(self) -> ConsumerRuntime:
+        if self.running is None:
+            raise RuntimeError("a message arrived before the service finished starting")
+        return self.running.consumers
+
+    def _policy(self) -> DeadLetterPolicy:
+        return DeadLetterPolicy(self._consumers())
+
+    def asyncapi(self) -> dict[str, Any]:
+        """The service's AsyncAPI 3.0 document, generated from its subscribers and publishers."""
+        spec = AsyncAPI(
+            self.broker,
+            title=f"mentorship-{self.definition.name}",
+            version="1.0.0",
+            description=self.definition.description,
+            schema_version="3.0.0",
+        )
+        document: dict[str, Any] = spec.to_specification().to_jsonable()
+        # the server is a deployment detail: document a placeholder, not this process's URL
+        for server in document.get("servers", {}).values():
+            server["host"] = "localhost:4222"
+        return document
+
+    @contextlib.asynccontextmanager
+    async def started(self) -> AsyncIterator[Running]:
+        """Starts everything but HTTP; stops it all on exit."""
+        d, settings = self.definition, self.settings
+        engine = make_engine(settings.database_url_for(d.name), schema=d.name)
+        await create_schema(engine, d.metadata, schema=d.name)
+        sessions = make_sessions(engine)
+        nc = await connect(settings.nats_url, name=f"mentorship-{d.name}-relay")
+        js = nc.jetstream()
+        await require_stream_exists(js, settings.nats_url)
+        for subscription in d.subscriptions:
+            subject = subscription.event.subject
+            await ensure_consumer(
+                js,
+                consumer_config(
+                    durable=durable_name(d.name, subject),
+                    subject=subject,
+                    max_deliver=settings.max_deliver,
+                ),
+            )
+
+        async def publish(subject: str, payload: bytes, headers: Any) -> bool:
+            return await publish_acked(js, subject, payload, headers)
+
+        relay = OutboxRelay(sessions=sessions, tables=d.tables, publish=publish, clock=self.clock)
+        consumers = ConsumerRuntime(
+            service=d.name, sessions=sessions, tables=d.tables, clock=self.clock, js=js,
+            on_commit=relay.wake, max_deliver=settings.max_deliver,
+            retry_base_seconds=settings.retry_base_seconds,
+            retry_max_seconds=settings.retry_max_seconds,
+        )
+        self.running = Running(
+            name=d.name, settings=settings, clock=self.clock, engine=engine, sessions=sessions,
+            tables=d.tables, nats=nc, relay=relay, consumers=consumers,
+        )
+        tasks = [asyncio.create_task(relay.run(), name=f"{d.name}-relay")]
+        tasks += [asyncio.create_task(loop(self.running)) for loop in d.loops]
+        await self.broker.start()
+        log.info("%s started: %d subscriptions", d.name, len(d.subscriptions))
+        try:
+            yield self.running
+        finally:
+            await self.broker.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await nc.drain()
+            await engine.dispose()
+            self.running = None
+
+    def http_app(self) -> FastAPI:
+        """Health, readiness, AsyncAPI and the service's own routes; its lifespan runs the rest."""
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            async with self.started():
+                yield
+
+        app = FastAPI(title=f"mentorship-{self.definition.name}", lifespan=lifespan)
+        app.state.service = self
+        app.include_router(self._health_router())
+        for router in self.definition.routers:
+            app.include_router(router())
+        return app
+
+    def _health_router(self) -> APIRouter:
+        router = APIRouter(tags=["operations"])
+
+        @router.get("/healthz")
+        async def healthz() -> dict[str, str]:
+            """Liveness: the process answers."""
+            return {"status": "ok", "service": self.definition.name}
+
+        @router.get("/readyz")
+        async def readyz(response: Response) -> dict[str, Any]:
+            """Readiness: NATS connected and the database answering; delivery counters."""
+            running = self.running
+            if running is None:
+                response.status_code = 503
+                return {"status": "starting"}
+            try:
+                async with running.sessions() as session:
+                    await session.execute(text("SELECT 1"))
+                backlog = await pending_count(sessions=running.sessions, tables=running.tables)
+                db_ok = True
+            except Exception:
+                db_ok, backlog = False, -1
+            nats_ok = running.nats.is_connected
+            if not (db_ok and nats_ok):
+                response.status_code = 503
+            return {
+                "status": "ready" if db_ok and nats_ok else "degraded",
+                "nats": nats_ok,
+                "database": db_ok,
+                "outbox_pending": backlog,
+                "processed": running.consumers.processed,
+                "duplicates_dropped": running.consumers.duplicates,
+                "dead_letters": running.consumers.dead_letters,
+            }
+
+        @router.get("/asyncapi.json")
+        async def asyncapi() -> Response:
+            """The AsyncAPI document of this service."""
+            return Response(json.dumps(self.asyncapi(), indent=2, sort_keys=True), media_type="application/json")
+
+        return router
+
+
+def configure_logging(settings: Settings) -> None:
+    """Plain, greppable log lines."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run_service(definition: ServiceDefinition, settings: Settings | None = None) -> None:
+    """Runs a service until SIGINT/SIGTERM (`python -m services.<name>`)."""
+    settings = settings or Settings()
+    configure_logging(settings)
+    setup_tracing(definition.name, settings)
+    service = Service(definition, settings, SystemClock())
+    config = uvicorn.Config(
+        service.http_app(),
+        host=settings.http_host,
+        port=settings.http_port_for(definition.name),
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        access_log=False,
+    )
+    uvicorn.Server(config).run()

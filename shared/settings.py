@@ -1,0 +1,73 @@
+"""One settings object, read from the environment (prefix MENTORSHIP_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("pairing", "scheduling", "notifications", "insights")
+DEFAULT_HTTP_PORTS = {"insights": 8080, "pairing": 8081, "scheduling": 8082, "notifications": 8083}
+
+
+class Settings(BaseSettings):
+    """Everything a service or the CLI can be configured with; see README 'Configuration'."""
+
+    model_config = SettingsConfigDict(env_prefix="MENTORSHIP_", extra="ignore")
+
+    data_dir: Path = Path("mentorship-data")
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_port: int = Field(default=4322, description="port of the nats-server `up` starts")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL shared by all services (one schema each); default SQLite files",
+    )
+    pairing_database_url: str | None = None
+    scheduling_database_url: str | None = None
+    notifications_database_url: str | None = None
+    insights_database_url: str | None = None
+
+    smtp_host: str | None = Field(default=None, description="unset: `up` starts a local catcher")
+    smtp_port: int = 8025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_timeout_seconds: float = 10.0
+    mail_from: str = "mentorship@localhost"
+    mail_from_name: str = "Mentorship Program"
+
+    http_host: str = "127.0.0.1"
+    pairing_http_port: int = DEFAULT_HTTP_PORTS["pairing"]
+    scheduling_http_port: int = DEFAULT_HTTP_PORTS["scheduling"]
+    notifications_http_port: int = DEFAULT_HTTP_PORTS["notifications"]
+    insights_http_port: int = DEFAULT_HTTP_PORTS["insights"]
+
+    trace_console: bool = False
+    trace_file: Path | None = None
+    otlp_endpoint: str | None = Field(
+        default=None, description="e.g. http://localhost:4318/v1/traces; off when unset"
+    )
+
+    max_deliver: int = Field(default=6, ge=2, description="deliveries before dead-lettering")
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 30.0
+    kickoff_lead_days: int = 2
+    log_level: str = "INFO"
+
+    def database_url_for(self, service: str) -> str:
+        """The database URL of one service: its own override, the shared URL, or SQLite."""
+        own: str | None = getattr(self, f"{service}_database_url")
+        if own:
+            return own
+        if self.database_url:
+            return self.database_url
+        path = (self.data_dir / f"{service}.sqlite3").resolve()
+        return f"sqlite+aiosqlite:///{path}"
+
+    def http_port_for(self, service: str) -> int:
+        """The HTTP port of one service."""
+        port: int = getattr(self, f"{service}_http_port")
+        return port

@@ -1,0 +1,142 @@
+"""Working time across time zones, computed for actual dates (daylight saving included).
+
+People keep their working hours in local time; an instant in UTC is only known for a given date
+in a given zone, so every computation here walks real calendar dates through zoneinfo.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+
+class LocalHours(Protocol):
+    """A stretch of working time on a weekday, in local time (0 = Monday)."""
+
+    @property
+    def weekday(self) -> int: ...
+    @property
+    def start(self) -> dt.time: ...
+    @property
+    def end(self) -> dt.time: ...
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Where a person works from and when, in their own local time."""
+
+    timezone: str
+    hours: Sequence[LocalHours]
+
+
+@dataclass(frozen=True, order=True)
+class Interval:
+    """A half-open span [start, end) of UTC instants."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    @property
+    def minutes(self) -> int:
+        return int((self.end - self.start).total_seconds() // 60)
+
+
+def _local_instant(day: dt.date, at: dt.time, zone: ZoneInfo) -> dt.datetime:
+    """The UTC instant of a local wall-clock time on a date.
+
+    zoneinfo's fold=0 takes the first of an ambiguous time (autumn) and moves a time skipped by
+    the spring-forward gap later by the gap, which is what a person means by "9:00".
+    """
+    return dt.datetime.combine(day, at, tzinfo=zone).astimezone(dt.UTC)
+
+
+def working_intervals(who: Availability, first_day: dt.date, days: int) -> list[Interval]:
+    """The person's working time as UTC intervals, for local dates first_day .. first_day+days-1."""
+    zone = ZoneInfo(who.timezone)
+    found: list[Interval] = []
+    for offset in range(days):
+        day = first_day + dt.timedelta(days=offset)
+        for block in who.hours:
+            if block.weekday == day.weekday():
+                start = _local_instant(day, block.start, zone)
+                end = _local_instant(day, block.end, zone)
+                if end > start:
+                    found.append(Interval(start, end))
+    return merge(found)
+
+
+def merge(intervals: Iterable[Interval]) -> list[Interval]:
+    """Sorted, with overlapping or touching intervals joined."""
+    merged: list[Interval] = []
+    for item in sorted(intervals):
+        if merged and item.start <= merged[-1].end:
+            last = merged[-1]
+            merged[-1] = Interval(last.start, max(last.end, item.end))
+        else:
+            merged.append(item)
+    return merged
+
+
+def intersect(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
+    """The instants inside both lists of intervals (each sorted and merged)."""
+    result: list[Interval] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        start = max(a[i].start, b[j].start)
+        end = min(a[i].end, b[j].end)
+        if start < end:
+            result.append(Interval(start, end))
+        if a[i].end < b[j].end:
+            i += 1
+        else:
+            j += 1
+    return result
+
+
+def shared_working_time(
+    first: Availability, second: Availability, *, from_day: dt.date, days: int
+) -> list[Interval]:
+    """When both people work, over the UTC days from_day .. from_day+days-1.
+
+    Local dates one day either side are included, so that a local day that starts on the
+    previous UTC date (or ends on the next) is not missed; the result is clipped to the range.
+    """
+    window = Interval(
+        dt.datetime.combine(from_day, dt.time(), tzinfo=dt.UTC),
+        dt.datetime.combine(from_day + dt.timedelta(days=days), dt.time(), tzinfo=dt.UTC),
+    )
+    before = from_day - dt.timedelta(days=1)
+    a = working_intervals(first, before, days + 2)
+    b = working_intervals(second, before, days + 2)
+    return intersect(intersect(a, b), [window])
+
+
+def weekly_overlap_minutes(first: Availability, second: Availability, *, week_of: dt.date) -> int:
+    """Minutes per week both people work, for the 7 days starting at week_of."""
+    return sum(i.minutes for i in shared_working_time(first, second, from_day=week_of, days=7))
+
+
+def first_slot(
+    shared: Sequence[Interval], *, not_before: dt.datetime, minutes: int, step_minutes: int = 15
+) -> Interval | None:
+    """The earliest slot of the given length inside the shared time, starting on a step boundary."""
+    length = dt.timedelta(minutes=minutes)
+    for interval in shared:
+        start = max(interval.start, not_before)
+        start = _round_up(start, step_minutes)
+        if start + length <= interval.end:
+            return Interval(start, start + length)
+    return None
+
+
+def _round_up(at: dt.datetime, step_minutes: int) -> dt.datetime:
+    base = at.replace(second=0, microsecond=0)
+    if base < at:
+        base += dt.timedelta(minutes=1)
+    remainder = base.minute % step_minutes
+    if remainder:
+        base += dt.timedelta(minutes=step_minutes - remainder)
+    return base
