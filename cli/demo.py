@@ -7,6 +7,7 @@ import datetime as dt
 import email
 import email.policy
 import json
+import os
 import threading
 import time
 import uuid
@@ -136,7 +137,7 @@ def run_demo(*, keep_running: bool) -> int:
     """Starts the system, runs the cohort through it, reports, and stops (unless asked not to)."""
     settings = Settings()
     program_id = f"demo-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
-    system = System(settings)
+    system = System(settings, external_nats="MENTORSHIP_NATS_URL" in os.environ)
     with system.running():
         token = asyncio.run(create_token(settings, program_id=program_id, label="demo"))
         result = asyncio.run(_drive(system, program_id, token))

@@ -140,6 +140,7 @@ class System:
 
     settings: Settings
     say: Say = print
+    external_nats: bool = False  # True: use settings.nats_url instead of starting nats-server
     extra_env: dict[str, str] = field(default_factory=dict)
     nats: NatsServer | None = None
     catcher: MailCatcher | None = None
@@ -166,9 +167,10 @@ class System:
         """Starts everything, printing progress; raises LaunchError with what to do."""
         s, say = self.settings, self.say
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items()}
+        env = dict(os.environ)
         env |= {"MENTORSHIP_DATA_DIR": str(self.data_dir)}
-        if "MENTORSHIP_NATS_URL" in os.environ:
+        env |= {f"MENTORSHIP_{name.upper()}": str(value) for name, value in self._database_env()}
+        if self.external_nats:
             url = s.nats_url
             say(f"[1/4] using NATS at {url}")
         else:
@@ -201,6 +203,19 @@ class System:
             self.wait_ready(service)
         say("[4/4] all services ready: " + ", ".join(
             f"{name} {self.http_url(name)}" for name in SERVICES))
+
+    def _database_env(self) -> list[tuple[str, str]]:
+        s = self.settings
+        names = ["database_url"] + [f"{service}_database_url" for service in SERVICES]
+        return [(name, getattr(s, name)) for name in names if getattr(s, name)]
+
+    def restart_nats(self, down_seconds: float = 0.0) -> None:
+        """Stops nats-server and starts it again on the same port and store (fault injection)."""
+        if self.nats is None:
+            raise LaunchError("restart_nats needs the embedded nats-server")
+        self.nats.stop()
+        time.sleep(down_seconds)
+        self.nats.start()
 
     def start_service(self, service: str) -> None:
         """Starts one service as its own process, logging to data_dir/logs/<service>.log."""

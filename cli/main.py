@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import threading
@@ -21,7 +22,7 @@ ASYNCAPI_DIR = Path("docs/asyncapi")
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Runs the whole system until Ctrl-C."""
-    system = System(Settings())
+    system = System(Settings(), external_nats="MENTORSHIP_NATS_URL" in os.environ)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import re
@@ -199,14 +198,17 @@ class ParkedMessage:
 async def list_dead_letters(js: JetStreamContext, service: str | None = None) -> list[ParkedMessage]:
     """Reads the parked messages of one service (or all) without consuming them."""
     subject = dead_letter_subject(service) if service else f"{SUBJECT_PREFIX}.dlq.>"
-    sub = await js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+    info = await js.stream_info(STREAM, subjects_filter=subject)
+    expected = sum((info.state.subjects or {}).values())
     found: list[ParkedMessage] = []
+    if expected == 0:
+        return found
+    sub = await js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
     try:
-        pending = (await sub.consumer_info()).num_pending
-        while len(found) < pending:
+        while len(found) < expected:
             try:
                 msg = await sub.next_msg(timeout=2)
-            except (TimeoutError, asyncio.TimeoutError, nats.errors.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 break
             headers = dict(msg.headers or {})
             found.append(

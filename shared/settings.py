@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     insights_http_port: int = DEFAULT_HTTP_PORTS["insights"]
 
     trace_console: bool = False
-    trace_file: Path | None = None
+    trace_file: Path | None = Field(
+        default=None, description="append spans as JSON lines; '{service}' in the name is replaced"
+    )
     otlp_endpoint: str | None = Field(
         default=None, description="e.g. http://localhost:4318/v1/traces; off when unset"
     )
@@ -59,7 +61,7 @@ class Settings(BaseSettings):
 
     def database_url_for(self, service: str) -> str:
         """The database URL of one service: its own override, the shared URL, or SQLite."""
-        own: str | None = getattr(self, f"{service}_database_url")
+        own: str | None = getattr(self, f"{service}_database_url", None)
         if own:
             return own
         if self.database_url:

@@ -31,7 +31,7 @@ def setup_tracing(service: str, settings: Settings) -> TracerProvider:
     if settings.trace_console:
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     if settings.trace_file is not None:
-        path = Path(settings.trace_file)
+        path = Path(str(settings.trace_file).replace("{service}", service))
         path.parent.mkdir(parents=True, exist_ok=True)
         out = path.open("a", encoding="utf-8", buffering=1)
         _open_files.append(out)
