@@ -167,9 +167,8 @@ class System:
         """Starts everything, printing progress; raises LaunchError with what to do."""
         s, say = self.settings, self.say
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env |= {"MENTORSHIP_DATA_DIR": str(self.data_dir)}
-        env |= {f"MENTORSHIP_{name.upper()}": str(value) for name, value in self._database_env()}
+        env = dict(os.environ) | self._settings_env()
+        env["MENTORSHIP_DATA_DIR"] = str(self.data_dir)
         if self.external_nats:
             url = s.nats_url
             say(f"[1/4] using NATS at {url}")
@@ -204,10 +203,17 @@ class System:
         say("[4/4] all services ready: " + ", ".join(
             f"{name} {self.http_url(name)}" for name in SERVICES))
 
-    def _database_env(self) -> list[tuple[str, str]]:
-        s = self.settings
-        names = ["database_url"] + [f"{service}_database_url" for service in SERVICES]
-        return [(name, getattr(s, name)) for name in names if getattr(s, name)]
+    def _settings_env(self) -> dict[str, str]:
+        """The settings given to this System (not only read from env), for its child processes."""
+        env = {}
+        for name in self.settings.model_fields_set:
+            value = getattr(self.settings, name)
+            if value is None:
+                continue
+            if hasattr(value, "get_secret_value"):
+                value = value.get_secret_value()
+            env[f"MENTORSHIP_{name.upper()}"] = str(value)
+        return env
 
     def restart_nats(self, down_seconds: float = 0.0) -> None:
         """Stops nats-server and starts it again on the same port and store (fault injection)."""
