@@ -64,18 +64,28 @@ async def _drive(system: System, program_id: str, token: str) -> dict[str, Any]:
     watcher = await _watch(system.nats_url, program_id, seen)
     nc = await nats.connect(system.nats_url)
     js = nc.jetstream()
-    print(f"\nRegistering {len(people)} participants of program {program_id} "
-          f"({len({p['timezone'] for p in people.values()})} time zones) ...")
+    print(
+        f"\nRegistering {len(people)} participants of program {program_id} "
+        f"({len({p['timezone'] for p in people.values()})} time zones) ..."
+    )
     for person in people.values():
         await publish(js, ParticipantRegistered(program_id=program_id, **person))
     print("Requesting a matching round ...")
-    await publish(js, MatchingRequested(program_id=program_id, round_id=f"round-{uuid.uuid4().hex[:8]}",
-                                        requested_by="demo"))
+    await publish(
+        js,
+        MatchingRequested(
+            program_id=program_id, round_id=f"round-{uuid.uuid4().hex[:8]}", requested_by="demo"
+        ),
+    )
     await nc.drain()
     overview = await _wait_for_outcome(system, program_id, token)
     await watcher.drain()
-    return {"people": people, "pairs": seen["pairs"], "sessions": seen["sessions"],
-            "overview": overview}
+    return {
+        "people": people,
+        "pairs": seen["pairs"],
+        "sessions": seen["sessions"],
+        "overview": overview,
+    }
 
 
 async def _wait_for_outcome(system: System, program_id: str, token: str) -> dict[str, Any]:
@@ -86,15 +96,19 @@ async def _wait_for_outcome(system: System, program_id: str, token: str) -> dict
     async with httpx.AsyncClient(timeout=5) as client:
         while True:
             overview: dict[str, Any] = (await client.get(url, headers=headers)).json()
-            line = (f"  participants {overview['mentors'] + overview['mentees']}, "
-                    f"pairs {overview['pairs_formed']}, sessions {overview['sessions_scheduled']}, "
-                    f"emails sent {overview['emails_sent']}")
+            line = (
+                f"  participants {overview['mentors'] + overview['mentees']}, "
+                f"pairs {overview['pairs_formed']}, sessions {overview['sessions_scheduled']}, "
+                f"emails sent {overview['emails_sent']}"
+            )
             if line != last:
                 print(line)
                 last = line
-            done = (overview["events_seen"].get("mentorship.matching.completed", 0) >= 1
-                    and overview["sessions_scheduled"] >= overview["pairs_formed"]
-                    and overview["emails_sent"] >= 2 * overview["sessions_scheduled"])
+            done = (
+                overview["events_seen"].get("mentorship.matching.completed", 0) >= 1
+                and overview["sessions_scheduled"] >= overview["pairs_formed"]
+                and overview["emails_sent"] >= 2 * overview["sessions_scheduled"]
+            )
             if done:
                 return overview
             if time.monotonic() > deadline:
@@ -113,8 +127,10 @@ def _report(system: System, result: dict[str, Any]) -> None:
     print(f"\nPairs formed ({len(result['pairs'])}):")
     for pair in sorted(result["pairs"], key=lambda p: p.mentor_id):
         mentor, mentee = people[pair.mentor_id], people[pair.mentee_id]
-        print(f"  {mentor['display_name']:<18} mentors {mentee['display_name']:<18} "
-              f"[{'; '.join(pair.reasons)}]")
+        print(
+            f"  {mentor['display_name']:<18} mentors {mentee['display_name']:<18} "
+            f"[{'; '.join(pair.reasons)}]"
+        )
     print(f"\nKickoff sessions ({len(result['sessions'])}), in each person's local time:")
     for session in sorted(result["sessions"], key=lambda s: s.start):
         print(f"  {session.start:%Y-%m-%d %H:%M} UTC")
@@ -143,9 +159,11 @@ def run_demo(*, keep_running: bool) -> int:
         result = asyncio.run(_drive(system, program_id, token))
         _report(system, result)
         if keep_running:
-            print(f"\nStill running. Try:\n  curl -H 'Authorization: Bearer {token}' "
-                  f"{system.http_url('insights')}/programs/{program_id}/overview\n"
-                  "Ctrl-C stops everything.")
+            print(
+                f"\nStill running. Try:\n  curl -H 'Authorization: Bearer {token}' "
+                f"{system.http_url('insights')}/programs/{program_id}/overview\n"
+                "Ctrl-C stops everything."
+            )
             stop = threading.Event()
             try:
                 while all(p.poll() is None for p in system.processes.values()):

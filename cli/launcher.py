@@ -1,4 +1,4 @@
-"""Starts and stops the whole system on one machine: nats-server, the SMTP catcher, four services."""
+"""Starts and stops the whole system on one machine: nats-server, SMTP catcher, four services."""
 
 from __future__ import annotations
 
@@ -73,7 +73,9 @@ def choose_port(preferred: int, env_name: str, what: str, say: Say) -> int:
     return port
 
 
-def wait_for_port(port: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Blocks until something accepts connections on the port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -103,9 +105,18 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         command = [
-            nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port),
-            "-js", "-sd", str(self.store_dir), "-n", f"mentorship-{self.port}",
-            "-l", str(self.log_file),
+            nats_server_binary(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store_dir),
+            "-n",
+            f"mentorship-{self.port}",
+            "-l",
+            str(self.log_file),
         ]
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -174,7 +185,9 @@ class System:
             say(f"[1/4] using NATS at {url}")
         else:
             port = choose_port(s.nats_port, "MENTORSHIP_NATS_PORT", "nats-server", say)
-            self.nats = NatsServer(port, self.data_dir / "nats", self.data_dir / "logs" / "nats.log")
+            self.nats = NatsServer(
+                port, self.data_dir / "nats", self.data_dir / "logs" / "nats.log"
+            )
             self.nats.start()
             url = self.nats.url
             say(f"[1/4] nats-server with JetStream on {url} (data in {self.nats.store_dir})")
@@ -186,8 +199,11 @@ class System:
             port = choose_port(s.smtp_port, "MENTORSHIP_SMTP_PORT", "the SMTP catcher", say)
             self.catcher = MailCatcher(self.mail_dir, port=port)
             self.catcher.start()
-            env |= {"MENTORSHIP_SMTP_HOST": "127.0.0.1", "MENTORSHIP_SMTP_PORT": str(port),
-                    "MENTORSHIP_SMTP_SECURITY": "none"}
+            env |= {
+                "MENTORSHIP_SMTP_HOST": "127.0.0.1",
+                "MENTORSHIP_SMTP_PORT": str(port),
+                "MENTORSHIP_SMTP_SECURITY": "none",
+            }
             say(f"[2/4] SMTP catcher on 127.0.0.1:{port}, mail kept in {self.mail_dir}")
         for service in SERVICES:
             env_name = f"MENTORSHIP_{service.upper()}_HTTP_PORT"
@@ -200,8 +216,10 @@ class System:
             self.start_service(service)
         for service in SERVICES:
             self.wait_ready(service)
-        say("[4/4] all services ready: " + ", ".join(
-            f"{name} {self.http_url(name)}" for name in SERVICES))
+        say(
+            "[4/4] all services ready: "
+            + ", ".join(f"{name} {self.http_url(name)}" for name in SERVICES)
+        )
 
     def _settings_env(self) -> dict[str, str]:
         """The settings given to this System (not only read from env), for its child processes."""
@@ -230,7 +248,9 @@ class System:
         log = (logs / f"{service}.log").open("ab")
         self.processes[service] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
 
@@ -249,8 +269,9 @@ class System:
                 if httpx.get(url, timeout=1.0).status_code == 200:
                     return
             time.sleep(0.2)
-        raise LaunchError(f"{service} not ready after {timeout:.0f}s; see its log in "
-                          f"{self.data_dir / 'logs'}")
+        raise LaunchError(
+            f"{service} not ready after {timeout:.0f}s; see its log in {self.data_dir / 'logs'}"
+        )
 
     def stop_service(self, service: str, *, kill: bool = False) -> None:
         """Stops one service (SIGTERM, or SIGKILL to simulate a crash)."""

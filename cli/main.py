@@ -35,8 +35,10 @@ def cmd_up(args: argparse.Namespace) -> int:
                     stop.wait(0.5)
                     for name, proc in system.processes.items():
                         if proc.poll() is not None:
-                            print(f"{name} exited with code {proc.returncode}; stopping. "
-                                  f"See {system.data_dir / 'logs' / (name + '.log')}")
+                            print(
+                                f"{name} exited with code {proc.returncode}; stopping. "
+                                f"See {system.data_dir / 'logs' / (name + '.log')}"
+                            )
                             return 1
             except KeyboardInterrupt:
                 pass
@@ -81,8 +83,10 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
     token = asyncio.run(create_token(Settings(), program_id=args.program, label=args.label))
     print(token)
-    print(f"(scoped to program {args.program!r}; stored hashed, it cannot be shown again)",
-          file=sys.stderr)
+    print(
+        f"(scoped to program {args.program!r}; stored hashed, it cannot be shown again)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -157,8 +161,12 @@ def cmd_asyncapi(args: argparse.Namespace) -> int:
             path.write_text(text)
             print(f"wrote {path}")
     if stale:
-        print("AsyncAPI documents differ from what the code generates: " + ", ".join(stale)
-              + "\nrun `mentorship asyncapi` and commit the result", file=sys.stderr)
+        print(
+            "AsyncAPI documents differ from what the code generates: "
+            + ", ".join(stale)
+            + "\nrun `mentorship asyncapi` and commit the result",
+            file=sys.stderr,
+        )
         return 1
     if args.check:
         print("AsyncAPI documents are up to date")
@@ -170,7 +178,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mentorship", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run nats-server, SMTP catcher and the four services").set_defaults(
-        func=cmd_up)
+        func=cmd_up
+    )
     demo = sub.add_parser("demo", help="run a sample cohort through the system")
     demo.add_argument("--keep-running", action="store_true", help="stay up after the demo")
     demo.set_defaults(func=cmd_demo)

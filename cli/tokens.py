@@ -18,7 +18,10 @@ async def create_token(settings: Settings, *, program_id: str, label: str) -> st
         token = new_token()
         async with make_sessions(engine)() as session, session.begin():
             await store.add_token(
-                session, token_hash=token_digest(token), program_id=program_id, label=label,
+                session,
+                token_hash=token_digest(token),
+                program_id=program_id,
+                label=label,
                 created_at=dt.datetime.now(dt.UTC),
             )
         return token

@@ -1,4 +1,4 @@
-"""The JetStream side of delivery: the stream, event headers, acknowledged publishing, dead letters."""
+"""JetStream side of delivery: the stream, event headers, acknowledged publishing, dead letters."""
 
 from __future__ import annotations
 
@@ -195,7 +195,9 @@ class ParkedMessage:
     headers: dict[str, str]
 
 
-async def list_dead_letters(js: JetStreamContext, service: str | None = None) -> list[ParkedMessage]:
+async def list_dead_letters(
+    js: JetStreamContext, service: str | None = None
+) -> list[ParkedMessage]:
     """Reads the parked messages of one service (or all) without consuming them."""
     subject = dead_letter_subject(service) if service else f"{SUBJECT_PREFIX}.dlq.>"
     info = await js.stream_info(STREAM, subjects_filter=subject)

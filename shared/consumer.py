@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
@@ -110,7 +110,7 @@ class DeadLetterPolicy:
         rt = self.runtime
         return float(min(rt.retry_base_seconds * 2 ** (deliveries - 1), rt.retry_max_seconds))
 
-    async def handle_failure(self, msg: StreamMessage[Any], exc: Exception) -> None:
+    async def handle_failure(self, msg: NatsMessage, exc: Exception) -> None:
         """Dead-letters permanent failures and exhausted retries; naks the rest with a delay."""
         deliveries = msg.raw_message.metadata.num_delivered or 1
         if isinstance(exc, ValidationError):
@@ -125,11 +125,15 @@ class DeadLetterPolicy:
             delay = self.retry_delay(deliveries)
             log.warning(
                 "%s: delivery %d of %s failed (%s); retrying in %.1fs",
-                self.runtime.service, deliveries, msg.raw_message.subject, exc, delay,
+                self.runtime.service,
+                deliveries,
+                msg.raw_message.subject,
+                exc,
+                delay,
             )
             await msg.nack(delay=delay)
 
-    async def dead_letter(self, msg: StreamMessage[Any], reason: str, deliveries: int) -> None:
+    async def dead_letter(self, msg: NatsMessage, reason: str, deliveries: int) -> None:
         """Parks the message with its reason, then acks it on the original stream."""
         rt = self.runtime
         raw = msg.raw_message
@@ -166,7 +170,7 @@ def dead_letter_middleware(policy_of: Callable[[], DeadLetterPolicy]) -> type[Ba
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                await policy_of().handle_failure(msg, exc)
+                await policy_of().handle_failure(cast(NatsMessage, msg), exc)
                 return None
 
     return DeadLetterMiddleware
@@ -180,8 +184,12 @@ async def _keep_alive(msg: NatsMessage, every: float) -> None:
 
 
 def register(
-    broker: NatsBroker, subscription: Subscription, runtime_of: Callable[[], ConsumerRuntime],
-    *, service: str, max_deliver: int,
+    broker: NatsBroker,
+    subscription: Subscription,
+    runtime_of: Callable[[], ConsumerRuntime],
+    *,
+    service: str,
+    max_deliver: int,
 ) -> None:
     """Adds one durable pull subscriber for the subscription to the broker."""
     model = subscription.event
@@ -231,7 +239,7 @@ BARRIER_TIMEOUT_SECONDS = 60.0
 async def _wait_for_earlier(
     rt: ConsumerRuntime, service: str, after: tuple[type[Event], ...], sequence: int
 ) -> None:
-    """Waits until this service's consumers of `after` have acked every message before `sequence`."""
+    """Waits until this service's consumers of `after` acked every message before `sequence`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + BARRIER_TIMEOUT_SECONDS
     for event in after:

@@ -91,7 +91,7 @@ class Event(BaseModel):
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     occurred_at: UtcDatetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
     program_id: Id
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
 
     @classmethod
     def event_type(cls) -> str:

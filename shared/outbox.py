@@ -8,6 +8,7 @@ awaiting each PubAck and retrying with the same Nats-Msg-Id while NATS is away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -159,6 +160,7 @@ class OutboxRelay:
         """Runs until cancelled."""
         backoff = 0.1
         while True:
+            self._wakeup.clear()  # before reading: a wake() during the batch is not lost
             try:
                 sent = await self.publish_pending()
                 backoff = 0.1
@@ -168,11 +170,8 @@ class OutboxRelay:
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             if sent < self._batch_size:
-                self._wakeup.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout=self._idle_seconds)
-                except TimeoutError:
-                    pass
 
     async def publish_pending(self) -> int:
         """Publishes one batch of pending rows; returns how many were published."""
@@ -237,4 +236,3 @@ async def pending_count(*, sessions: Sessions, tables: DeliveryTables) -> int:
             .where(tables.outbox.c.published_at.is_(None))
         )
         return int(result.scalar_one())
-

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +55,7 @@ class Running:
     consumers: ConsumerRuntime
 
 
-Loop = Callable[[Running], Awaitable[None]]
+Loop = Callable[[Running], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -85,14 +85,17 @@ class Service:
             settings.nats_url,
             middlewares=[dead_letter_middleware(self._policy)],
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            reconnect_time_wait=1,
             graceful_timeout=10.0,
             logger=logging.getLogger(f"mentorship.{definition.name}.faststream"),
         )
         for subscription in definition.subscriptions:
             register(
-                self.broker, subscription, self._consumers,
-                service=definition.name, max_deliver=settings.max_deliver,
+                self.broker,
+                subscription,
+                self._consumers,
+                service=definition.name,
+                max_deliver=settings.max_deliver,
             )
         for event in definition.emits:
             self.broker.publisher(
@@ -151,14 +154,26 @@ class Service:
 
         relay = OutboxRelay(sessions=sessions, tables=d.tables, publish=publish, clock=self.clock)
         consumers = ConsumerRuntime(
-            service=d.name, sessions=sessions, tables=d.tables, clock=self.clock, js=js,
-            on_commit=relay.wake, max_deliver=settings.max_deliver,
+            service=d.name,
+            sessions=sessions,
+            tables=d.tables,
+            clock=self.clock,
+            js=js,
+            on_commit=relay.wake,
+            max_deliver=settings.max_deliver,
             retry_base_seconds=settings.retry_base_seconds,
             retry_max_seconds=settings.retry_max_seconds,
         )
         self.running = Running(
-            name=d.name, settings=settings, clock=self.clock, engine=engine, sessions=sessions,
-            tables=d.tables, nats=nc, relay=relay, consumers=consumers,
+            name=d.name,
+            settings=settings,
+            clock=self.clock,
+            engine=engine,
+            sessions=sessions,
+            tables=d.tables,
+            nats=nc,
+            relay=relay,
+            consumers=consumers,
         )
         tasks = [asyncio.create_task(relay.run(), name=f"{d.name}-relay")]
         tasks += [asyncio.create_task(loop(self.running)) for loop in d.loops]
@@ -167,11 +182,17 @@ class Service:
         try:
             yield self.running
         finally:
-            await self.broker.stop()
+            try:
+                await self.broker.stop()
+            except Exception as exc:  # e.g. still reconnecting: nothing left to drain
+                log.warning("%s: broker did not stop cleanly: %s", d.name, exc)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await nc.drain()
+            try:
+                await nc.drain()
+            except Exception:
+                await nc.close()
             await engine.dispose()
             self.running = None
 
@@ -228,7 +249,9 @@ class Service:
         @router.get("/asyncapi.json")
         async def asyncapi() -> Response:
             """The AsyncAPI document of this service."""
-            return Response(json.dumps(self.asyncapi(), indent=2, sort_keys=True), media_type="application/json")
+            return Response(
+                json.dumps(self.asyncapi(), indent=2, sort_keys=True), media_type="application/json"
+            )
 
         return router
 

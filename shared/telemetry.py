@@ -22,7 +22,7 @@ _open_files: list[IO[str]] = []
 
 
 def _one_line(span: ReadableSpan) -> str:
-    return span.to_json(indent=None) + "\n"
+    return str(span.to_json(indent=None)) + "\n"
 
 
 def setup_tracing(service: str, settings: Settings) -> TracerProvider:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +28,9 @@ class NatsUnderTest:
     def restart(self, down_seconds: float = 0.0) -> None:
         """Stops and restarts the server on the same port and store."""
         if self.server is None:
-            pytest.skip("restarting NATS needs a local nats-server (unset MENTORSHIP_TEST_NATS_URL)")
+            pytest.skip(
+                "restarting NATS needs a local nats-server (unset MENTORSHIP_TEST_NATS_URL)"
+            )
         self.server.stop()
         if down_seconds:
             import time
@@ -39,10 +42,8 @@ class NatsUnderTest:
 async def _reset_stream(url: str) -> None:
     nc = await nats.connect(url, connect_timeout=5)
     js = nc.jetstream()
-    try:
+    with contextlib.suppress(NotFoundError):
         await js.delete_stream(STREAM)
-    except NotFoundError:
-        pass
     await nc.drain()
 
 

@@ -44,7 +44,8 @@ async def authorised_program(
         scope = await store.token_program(session, token_hash=token_digest(credentials.credentials))
     if scope is None:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "unknown token; create one with `mentorship token create`",
+            status.HTTP_401_UNAUTHORIZED,
+            "unknown token; create one with `mentorship token create`",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     if scope != program_id:
@@ -65,8 +66,9 @@ def router() -> APIRouter:
         async with sessions() as session:
             counts = await store.overview_counts(session, program_id=program_id)
             seen = await session.execute(
-                select(store.EventCount.subject, store.EventCount.count)
-                .where(store.EventCount.program_id == program_id)
+                select(store.EventCount.subject, store.EventCount.count).where(
+                    store.EventCount.program_id == program_id
+                )
             )
             events_seen = {subject: count for subject, count in seen.all()}
         return build_overview(program_id, counts, events_seen)

@@ -25,7 +25,9 @@ async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWor
     """Counts the participant under its role and zone."""
     row = await uow.session.get(store.ParticipantView, (event.program_id, event.participant_id))
     if row is None:
-        row = store.ParticipantView(program_id=event.program_id, participant_id=event.participant_id)
+        row = store.ParticipantView(
+            program_id=event.program_id, participant_id=event.participant_id
+        )
         uow.session.add(row)
     row.role, row.timezone = event.role.value, event.timezone
 
@@ -40,37 +42,56 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
 async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
     """Records the pair."""
     if await uow.session.get(store.PairView, event.pair_id) is None:
-        uow.session.add(store.PairView(
-            pair_id=event.pair_id, program_id=event.program_id, mentor_id=event.mentor_id,
-            mentee_id=event.mentee_id, formed_at=event.occurred_at,
-        ))
+        uow.session.add(
+            store.PairView(
+                pair_id=event.pair_id,
+                program_id=event.program_id,
+                mentor_id=event.mentor_id,
+                mentee_id=event.mentee_id,
+                formed_at=event.occurred_at,
+            )
+        )
 
 
 async def on_matching_completed(event: MatchingCompleted, uow: UnitOfWork) -> None:
     """Records the round's outcome."""
     if await uow.session.get(store.RoundView, (event.program_id, event.round_id)) is None:
-        uow.session.add(store.RoundView(
-            program_id=event.program_id, round_id=event.round_id,
-            pairs_formed=event.pairs_formed, unmatched_mentees=len(event.unmatched_mentee_ids),
-            completed_at=event.occurred_at,
-        ))
+        uow.session.add(
+            store.RoundView(
+                program_id=event.program_id,
+                round_id=event.round_id,
+                pairs_formed=event.pairs_formed,
+                unmatched_mentees=len(event.unmatched_mentee_ids),
+                completed_at=event.occurred_at,
+            )
+        )
 
 
 async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None:
     """Records the planned session."""
     row = await uow.session.get(store.SessionView, event.session_id)
     if row is None:
-        row = store.SessionView(session_id=event.session_id, program_id=event.program_id,
-                                pair_id=event.pair_id, kind=event.kind.value, start=event.start)
+        row = store.SessionView(
+            session_id=event.session_id,
+            program_id=event.program_id,
+            pair_id=event.pair_id,
+            kind=event.kind.value,
+            start=event.start,
+        )
         uow.session.add(row)
     row.start = event.start
 
 
-async def _delivery(uow: UnitOfWork, event: NotificationSent | NotificationFailed, status: str) -> None:
+async def _delivery(
+    uow: UnitOfWork, event: NotificationSent | NotificationFailed, status: str
+) -> None:
     row = await uow.session.get(store.DeliveryView, event.delivery_id)
     if row is None:
-        uow.session.add(store.DeliveryView(
-            delivery_id=event.delivery_id, program_id=event.program_id, status=status))
+        uow.session.add(
+            store.DeliveryView(
+                delivery_id=event.delivery_id, program_id=event.program_id, status=status
+            )
+        )
     else:
         row.status = status
 

@@ -109,23 +109,44 @@ async def overview_counts(session: AsyncSession, *, program_id: str) -> dict[str
         .limit(1)
     )
     return {
-        "mentors": await _count(session, ParticipantView, ParticipantView.program_id == program_id,
-                                ParticipantView.role == "mentor"),
-        "mentees": await _count(session, ParticipantView, ParticipantView.program_id == program_id,
-                                ParticipantView.role == "mentee"),
+        "mentors": await _count(
+            session,
+            ParticipantView,
+            ParticipantView.program_id == program_id,
+            ParticipantView.role == "mentor",
+        ),
+        "mentees": await _count(
+            session,
+            ParticipantView,
+            ParticipantView.program_id == program_id,
+            ParticipantView.role == "mentee",
+        ),
         "pairs_formed": await _count(session, PairView, PairView.program_id == program_id),
-        "sessions_scheduled": await _count(session, SessionView,
-                                           SessionView.program_id == program_id),
-        "emails_sent": await _count(session, DeliveryView, DeliveryView.program_id == program_id,
-                                    DeliveryView.status == "sent"),
-        "emails_failed": await _count(session, DeliveryView, DeliveryView.program_id == program_id,
-                                      DeliveryView.status == "failed"),
+        "sessions_scheduled": await _count(
+            session, SessionView, SessionView.program_id == program_id
+        ),
+        "emails_sent": await _count(
+            session,
+            DeliveryView,
+            DeliveryView.program_id == program_id,
+            DeliveryView.status == "sent",
+        ),
+        "emails_failed": await _count(
+            session,
+            DeliveryView,
+            DeliveryView.program_id == program_id,
+            DeliveryView.status == "failed",
+        ),
         "unmatched_mentees": latest_round.unmatched_mentees if latest_round else 0,
         "matching_rounds": await _count(session, RoundView, RoundView.program_id == program_id),
-        "timezones": int(await session.scalar(
-            select(func.count(func.distinct(ParticipantView.timezone)))
-            .where(ParticipantView.program_id == program_id)
-        ) or 0),
+        "timezones": int(
+            await session.scalar(
+                select(func.count(func.distinct(ParticipantView.timezone))).where(
+                    ParticipantView.program_id == program_id
+                )
+            )
+            or 0
+        ),
     }
 
 
@@ -139,5 +160,6 @@ async def add_token(
     session: AsyncSession, *, token_hash: str, program_id: str, label: str, created_at: dt.datetime
 ) -> None:
     """Stores a new token's digest."""
-    session.add(ApiToken(token_hash=token_hash, program_id=program_id, label=label,
-                         created_at=created_at))
+    session.add(
+        ApiToken(token_hash=token_hash, program_id=program_id, label=label, created_at=created_at)
+    )

@@ -72,18 +72,30 @@ def make_on_session_scheduled(
                     sender=sender,
                     recipient=Recipient(contact.display_name, contact.email, contact.timezone),
                     other_names=[c.display_name for c in contacts if c is not contact],
-                    kind=event.kind.value, start=event.start, end=event.end,
-                    ical=event.ical, method="REQUEST", message_id=message_id,
-                    sent_at=uow.clock.now(), program_name=settings.mail_from_name,
+                    kind=event.kind.value,
+                    start=event.start,
+                    end=event.end,
+                    ical=event.ical,
+                    method="REQUEST",
+                    message_id=message_id,
+                    sent_at=uow.clock.now(),
+                    program_name=settings.mail_from_name,
                 )
             )
             uow.session.add(
                 store.Delivery(
-                    delivery_id=delivery_id, idempotency_key=key, program_id=event.program_id,
-                    recipient_id=contact.participant_id, recipient_email=contact.email,
-                    kind=f"session.{event.kind.value}", source_event_id=str(event.event_id),
-                    message_id=message_id, message=mail.as_bytes(), status="pending",
-                    attempts=0, next_attempt_at=uow.clock.now(),
+                    delivery_id=delivery_id,
+                    idempotency_key=key,
+                    program_id=event.program_id,
+                    recipient_id=contact.participant_id,
+                    recipient_email=contact.email,
+                    kind=f"session.{event.kind.value}",
+                    source_event_id=str(event.event_id),
+                    message_id=message_id,
+                    message=mail.as_bytes(),
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=uow.clock.now(),
                     traceparent=current_traceparent(),
                 )
             )
@@ -99,7 +111,8 @@ def subscriptions(settings: Settings) -> list[Subscription]:
             ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)
         ),
         Subscription(
-            SessionScheduled, make_on_session_scheduled(settings),
+            SessionScheduled,
+            make_on_session_scheduled(settings),
             after=(ParticipantRegistered, ParticipantTimezoneChanged),
         ),
     ]

@@ -8,6 +8,7 @@ A crash between the SMTP 250 and that commit resends the mail once with the same
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 
@@ -49,7 +50,7 @@ class SmtpConnection:
             username=s.smtp_username,
             password=s.smtp_password.get_secret_value() if s.smtp_password else None,
             use_tls=s.smtp_security == "tls",
-            start_tls=True if s.smtp_security == "starttls" else False,
+            start_tls=s.smtp_security == "starttls",
             timeout=s.smtp_timeout_seconds,
         )
 
@@ -70,10 +71,8 @@ class SmtpConnection:
     async def close(self) -> None:
         """Says QUIT if connected."""
         if self._client is not None and self._client.is_connected:
-            try:
+            with contextlib.suppress(aiosmtplib.SMTPException):
                 await self._client.quit()
-            except aiosmtplib.SMTPException:
-                pass
         self._client = None
 
 
@@ -105,31 +104,49 @@ async def _finish(running: Running, delivery_id: str, error: Exception | None) -
     async with running.sessions() as session, session.begin():
         row = await session.get(store.Delivery, delivery_id)
         assert row is not None
-        uow = UnitOfWork(session=session, tables=running.tables, clock=running.clock,
-                         source=running.name)
+        uow = UnitOfWork(
+            session=session, tables=running.tables, clock=running.clock, source=running.name
+        )
         row.attempts += 1
         if error is None:
             row.status, row.sent_at, row.last_error = "sent", now, None
-            await uow.emit(NotificationSent(
-                program_id=row.program_id, delivery_id=row.delivery_id,
-                recipient_id=row.recipient_id, kind=row.kind, channel=Channel.EMAIL,
-                source_event_id=row.source_event_id, message_id=row.message_id,
-            ))
+            await uow.emit(
+                NotificationSent(
+                    program_id=row.program_id,
+                    delivery_id=row.delivery_id,
+                    recipient_id=row.recipient_id,
+                    kind=row.kind,
+                    channel=Channel.EMAIL,
+                    source_event_id=row.source_event_id,
+                    message_id=row.message_id,
+                )
+            )
             return
         row.last_error = f"{type(error).__name__}: {error}"[:2000]
         if _permanent(error) or row.attempts >= MAX_ATTEMPTS:
             row.status = "failed"
-            await uow.emit(NotificationFailed(
-                program_id=row.program_id, delivery_id=row.delivery_id,
-                recipient_id=row.recipient_id, kind=row.kind, channel=Channel.EMAIL,
-                source_event_id=row.source_event_id, attempts=row.attempts,
-                reason=row.last_error,
-            ))
+            await uow.emit(
+                NotificationFailed(
+                    program_id=row.program_id,
+                    delivery_id=row.delivery_id,
+                    recipient_id=row.recipient_id,
+                    kind=row.kind,
+                    channel=Channel.EMAIL,
+                    source_event_id=row.source_event_id,
+                    attempts=row.attempts,
+                    reason=row.last_error,
+                )
+            )
             log.error("delivery %s failed for good: %s", delivery_id, row.last_error)
         else:
             row.next_attempt_at = now + retry_delay(row.attempts)
-            log.warning("delivery %s attempt %d failed (%s); retrying at %s",
-                        delivery_id, row.attempts, row.last_error, row.next_attempt_at)
+            log.warning(
+                "delivery %s attempt %d failed (%s); retrying at %s",
+                delivery_id,
+                row.attempts,
+                row.last_error,
+                row.next_attempt_at,
+            )
 
 
 async def send_due(running: Running, smtp: SmtpConnection, sender: str) -> int:
@@ -143,15 +160,17 @@ async def send_due(running: Running, smtp: SmtpConnection, sender: str) -> int:
             continue  # another replica has it
         attempted += 1
         with tracer().start_as_current_span(
-            "smtp send", context=context_from_traceparent(delivery.traceparent),
+            "smtp send",
+            context=context_from_traceparent(delivery.traceparent),
             kind=trace.SpanKind.CLIENT,
         ) as span:
             span.set_attribute("mentorship.delivery_id", delivery.delivery_id)
             span.set_attribute("email.message_id", delivery.message_id)
             error: Exception | None = None
             try:
-                await smtp.send(sender=sender, recipient=delivery.recipient_email,
-                                message=delivery.message)
+                await smtp.send(
+                    sender=sender, recipient=delivery.recipient_email, message=delivery.message
+                )
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 error = exc
                 span.record_exception(exc)

@@ -52,7 +52,9 @@ class Delivery(Base):
     traceparent: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
-async def get_contact(session: AsyncSession, *, program_id: str, participant_id: str) -> Contact | None:
+async def get_contact(
+    session: AsyncSession, *, program_id: str, participant_id: str
+) -> Contact | None:
     """One participant's contact data."""
     return await session.get(Contact, (program_id, participant_id))
 

@@ -122,37 +122,56 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
         week_of=uow.clock.now().date(),
     )
     for proposal in result.pairs:
-        pair_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{program}/{event.round_id}/{proposal.mentee_id}"))
+        pair_id = str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"{program}/{event.round_id}/{proposal.mentee_id}")
+        )
         session.add(
             store.Pair(
-                pair_id=pair_id, program_id=program, round_id=event.round_id,
-                mentor_id=proposal.mentor_id, mentee_id=proposal.mentee_id,
-                language=proposal.language, status="active", formed_at=uow.clock.now(),
+                pair_id=pair_id,
+                program_id=program,
+                round_id=event.round_id,
+                mentor_id=proposal.mentor_id,
+                mentee_id=proposal.mentee_id,
+                language=proposal.language,
+                status="active",
+                formed_at=uow.clock.now(),
             )
         )
         await uow.emit(
             PairFormed(
-                program_id=program, pair_id=pair_id, round_id=event.round_id,
-                mentor_id=proposal.mentor_id, mentee_id=proposal.mentee_id,
-                language=proposal.language, reasons=list(proposal.reasons),
+                program_id=program,
+                pair_id=pair_id,
+                round_id=event.round_id,
+                mentor_id=proposal.mentor_id,
+                mentee_id=proposal.mentee_id,
+                language=proposal.language,
+                reasons=list(proposal.reasons),
             )
         )
     session.add(
         store.MatchingRound(
-            program_id=program, round_id=event.round_id,
-            completed_at=uow.clock.now(), pairs_formed=len(result.pairs),
+            program_id=program,
+            round_id=event.round_id,
+            completed_at=uow.clock.now(),
+            pairs_formed=len(result.pairs),
         )
     )
     await uow.emit(
         MatchingCompleted(
-            program_id=program, round_id=event.round_id, pairs_formed=len(result.pairs),
+            program_id=program,
+            round_id=event.round_id,
+            pairs_formed=len(result.pairs),
             unmatched_mentee_ids=result.unmatched_mentee_ids,
         )
     )
 
 
-PROFILE_EVENTS = (ParticipantRegistered, ParticipantUpdated, ParticipantTimezoneChanged,
-                  ParticipantLeft)
+PROFILE_EVENTS = (
+    ParticipantRegistered,
+    ParticipantUpdated,
+    ParticipantTimezoneChanged,
+    ParticipantLeft,
+)
 
 SUBSCRIPTIONS = [
     Subscription(ParticipantRegistered, on_participant_registered),

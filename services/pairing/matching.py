@@ -99,8 +99,9 @@ def propose_pairs(
             reasons.append("skills: " + ", ".join(sorted(best.skills)))
         reasons.append(f"weekly shared working time: {best.overlap_minutes / 60:.1f} h")
         result.pairs.append(
-            Proposal(best.mentor.participant_id, mentee.participant_id, best.language,
-                     tuple(reasons))
+            Proposal(
+                best.mentor.participant_id, mentee.participant_id, best.language, tuple(reasons)
+            )
         )
     result.unmatched_mentee_ids.sort()
     return result

@@ -90,7 +90,9 @@ async def active_pairs(session: AsyncSession, *, program_id: str) -> list[Pair]:
     return list(rows)
 
 
-async def get_round(session: AsyncSession, *, program_id: str, round_id: str) -> MatchingRound | None:
+async def get_round(
+    session: AsyncSession, *, program_id: str, round_id: str
+) -> MatchingRound | None:
     """A completed matching round, if it ran already."""
     return await session.get(MatchingRound, (program_id, round_id))
 

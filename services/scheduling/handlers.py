@@ -58,7 +58,9 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
 
 
 async def _person(uow: UnitOfWork, program_id: str, participant_id: str) -> store.Person:
-    person = await store.get_person(uow.session, program_id=program_id, participant_id=participant_id)
+    person = await store.get_person(
+        uow.session, program_id=program_id, participant_id=participant_id
+    )
     if person is None:
         raise UnknownReference(
             f"participant {participant_id!r} of program {program_id!r} is unknown to scheduling; "
@@ -78,13 +80,19 @@ def make_on_pair_formed(settings: Settings) -> Callable[[PairFormed, UnitOfWork]
         if await store.get_session(uow.session, session_id=session_id):
             return
         slot = plan_kickoff(
-            _availability(mentor), _availability(mentee),
-            now=uow.clock.now(), lead_days=settings.kickoff_lead_days,
+            _availability(mentor),
+            _availability(mentee),
+            now=uow.clock.now(),
+            lead_days=settings.kickoff_lead_days,
         )
         row = store.Session(
-            session_id=session_id, program_id=event.program_id, pair_id=event.pair_id,
-            kind=SessionKind.KICKOFF.value, anchor_timezone=mentor.timezone,
-            uid=f"{session_id}@mentorship", sequence=0,
+            session_id=session_id,
+            program_id=event.program_id,
+            pair_id=event.pair_id,
+            kind=SessionKind.KICKOFF.value,
+            anchor_timezone=mentor.timezone,
+            uid=f"{session_id}@mentorship",
+            sequence=0,
             attendee_ids=[mentor.participant_id, mentee.participant_id],
         )
         uow.session.add(row)
@@ -96,7 +104,10 @@ def make_on_pair_formed(settings: Settings) -> Callable[[PairFormed, UnitOfWork]
         row.status, row.start, row.end = "scheduled", slot.start, slot.end
         ical = invitations.request(
             invitations.Invitation(
-                uid=row.uid, sequence=0, start=slot.start, end=slot.end,
+                uid=row.uid,
+                sequence=0,
+                start=slot.start,
+                end=slot.end,
                 anchor_timezone=mentor.timezone,
                 summary=f"Mentorship kickoff: {mentor.display_name} & {mentee.display_name}",
                 description=(
@@ -113,10 +124,17 @@ def make_on_pair_formed(settings: Settings) -> Callable[[PairFormed, UnitOfWork]
         )
         await uow.emit(
             SessionScheduled(
-                program_id=event.program_id, session_id=session_id, pair_id=event.pair_id,
-                kind=SessionKind.KICKOFF, start=slot.start, end=slot.end,
-                anchor_timezone=mentor.timezone, attendee_ids=row.attendee_ids,
-                uid=row.uid, sequence=0, ical=ical,
+                program_id=event.program_id,
+                session_id=session_id,
+                pair_id=event.pair_id,
+                kind=SessionKind.KICKOFF,
+                start=slot.start,
+                end=slot.end,
+                anchor_timezone=mentor.timezone,
+                attendee_ids=row.attendee_ids,
+                uid=row.uid,
+                sequence=0,
+                ical=ical,
             )
         )
 
@@ -131,7 +149,8 @@ def subscriptions(settings: Settings) -> list[Subscription]:
             ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)
         ),
         Subscription(
-            PairFormed, make_on_pair_formed(settings),
+            PairFormed,
+            make_on_pair_formed(settings),
             after=(ParticipantRegistered, ParticipantTimezoneChanged),
         ),
     ]

@@ -66,8 +66,13 @@ def _vevent(invite: Invitation, *, status: str) -> VEvent:
     for person in invite.attendees:
         event.add(
             "attendee",
-            _address(person, ROLE="REQ-PARTICIPANT", PARTSTAT="NEEDS-ACTION", RSVP="TRUE",
-                     CUTYPE="INDIVIDUAL"),
+            _address(
+                person,
+                ROLE="REQ-PARTICIPANT",
+                PARTSTAT="NEEDS-ACTION",
+                RSVP="TRUE",
+                CUTYPE="INDIVIDUAL",
+            ),
         )
     return event
 
@@ -84,7 +89,7 @@ def request(invite: Invitation) -> str:
     cal = _calendar("REQUEST")
     cal.add_component(_vevent(invite, status="CONFIRMED"))
     _add_timezone(cal, invite)
-    return cal.to_ical().decode()
+    return bytes(cal.to_ical()).decode()
 
 
 def cancel(invite: Invitation) -> str:
@@ -92,4 +97,4 @@ def cancel(invite: Invitation) -> str:
     cal = _calendar("CANCEL")
     cal.add_component(_vevent(invite, status="CANCELLED"))
     _add_timezone(cal, invite)
-    return cal.to_ical().decode()
+    return bytes(cal.to_ical()).decode()

@@ -33,7 +33,9 @@ def plan_kickoff(
     shared = shared_working_time(
         organizer, attendee, from_day=not_before.date(), days=horizon_days + 1
     )
-    return first_slot(shared, not_before=not_before, minutes=minutes, step_minutes=SLOT_STEP_MINUTES)
+    return first_slot(
+        shared, not_before=not_before, minutes=minutes, step_minutes=SLOT_STEP_MINUTES
+    )
 
 
 def local_wall_time(at: dt.datetime, timezone: str) -> dt.datetime:

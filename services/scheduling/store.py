@@ -51,7 +51,9 @@ class Session(Base):
     note: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
-async def get_person(session: AsyncSession, *, program_id: str, participant_id: str) -> Person | None:
+async def get_person(
+    session: AsyncSession, *, program_id: str, participant_id: str
+) -> Person | None:
     """One participant as scheduling knows them."""
     return await session.get(Person, (program_id, participant_id))
 

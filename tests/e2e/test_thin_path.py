@@ -1,4 +1,4 @@
-"""The whole system, as processes: raw nats-py in, parsed emails in the SMTP sink and the overview out."""
+"""The whole system as processes: raw nats-py in; parsed emails in the SMTP sink, overview out."""
 
 from __future__ import annotations
 
@@ -54,12 +54,17 @@ async def _publish_cohort(url: str, *, traceparent: str) -> None:
     for person in COHORT["participants"]:
         body = envelope(PROGRAM, **person)
         subject = "mentorship.participant.registered"
-        await js.publish(subject, json.dumps(body).encode(), headers=headers_for(body, subject),
-                         timeout=5)
+        await js.publish(
+            subject, json.dumps(body).encode(), headers=headers_for(body, subject), timeout=5
+        )
     body = envelope(PROGRAM, round_id="round-1")
     subject = "mentorship.matching.requested"
-    await js.publish(subject, json.dumps(body).encode(),
-                     headers=headers_for(body, subject, traceparent=traceparent), timeout=5)
+    await js.publish(
+        subject,
+        json.dumps(body).encode(),
+        headers=headers_for(body, subject, traceparent=traceparent),
+        timeout=5,
+    )
     await nc.drain()
 
 
@@ -69,8 +74,11 @@ async def _stream_facts(url: str) -> dict[str, Any]:
     try:
         counts = await subject_counts(js)
         completed = await bodies_on(js, "mentorship.matching.completed")
-        ids_by_subject = {s: [b["event_id"] for b in await bodies_on(js, s)] for s in counts
-                          if not s.startswith("mentorship.dlq.")}
+        ids_by_subject = {
+            s: [b["event_id"] for b in await bodies_on(js, s)]
+            for s in counts
+            if not s.startswith("mentorship.dlq.")
+        }
     finally:
         await nc.drain()
     return {"counts": counts, "completed": completed, "ids": ids_by_subject}
@@ -86,10 +94,14 @@ def _wait_for_mail(system: System, *, expected: int | None, timeout: float = 120
             sent = facts["counts"].get("mentorship.notification.sent", 0)
             if len(mails) >= expected and sent >= expected:
                 time.sleep(2.0)  # anything extra (a duplicate) would show up now
-                return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-                        for p in sorted(system.mail_dir.glob("*.eml"))]
+                return [
+                    email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                    for p in sorted(system.mail_dir.glob("*.eml"))
+                ]
         if time.monotonic() > deadline:
-            logs = "\n".join(p.read_text()[-3000:] for p in (system.data_dir / "logs").glob("*.log"))
+            logs = "\n".join(
+                p.read_text()[-3000:] for p in (system.data_dir / "logs").glob("*.log")
+            )
             raise AssertionError(f"timed out waiting for {expected} emails; facts={facts}\n{logs}")
         time.sleep(0.5)
 
@@ -97,7 +109,10 @@ def _wait_for_mail(system: System, *, expected: int | None, timeout: float = 120
 def _token(system: System, program: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "token", "create", "--program", program],
-        env=system.env, capture_output=True, text=True, check=True,
+        env=system.env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return result.stdout.strip()
 
@@ -126,7 +141,9 @@ def _check_invitations(mails: list[Any], pairs: int) -> None:
         assert recipient in attendees and len(attendees) == 2
         assert cal.walk("VTIMEZONE"), "the invitation carries its time zone"
         per_session[str(event["UID"])] += 1
-        assert people[recipient]["display_name"].split()[0] in msg.get_body(("plain",)).get_content()
+        assert (
+            people[recipient]["display_name"].split()[0] in msg.get_body(("plain",)).get_content()
+        )
     assert set(per_session.values()) == {2}, "one email per attendee per session"
     assert len(per_session) == pairs
 
@@ -163,14 +180,20 @@ def _check_nothing_doubled(system: System, pairs: int) -> None:
 
 
 def _spans(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for path in folder.glob("*.jsonl") for line in path.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for path in folder.glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
 
 
 def test_thin_path_from_raw_nats_to_email_and_overview(tmp_path: Path, database_url: str | None):
     system = _system(tmp_path, database_url)
     trace_id = secrets.token_hex(16)
     with system.running():
-        asyncio.run(_publish_cohort(system.nats_url, traceparent=f"00-{trace_id}-{secrets.token_hex(8)}-01"))
+        asyncio.run(
+            _publish_cohort(system.nats_url, traceparent=f"00-{trace_id}-{secrets.token_hex(8)}-01")
+        )
         mails = _wait_for_mail(system, expected=None)
         pairs = asyncio.run(_stream_facts(system.nats_url))["completed"][0]["pairs_formed"]
         assert pairs >= 10
@@ -178,22 +201,41 @@ def test_thin_path_from_raw_nats_to_email_and_overview(tmp_path: Path, database_
         _check_overview(system, pairs)
         _check_nothing_doubled(system, pairs)
         time.sleep(1.0)
-    in_trace = [s for s in _spans(tmp_path / "traces") if s["context"]["trace_id"] == f"0x{trace_id}"]
+    in_trace = [
+        s for s in _spans(tmp_path / "traces") if s["context"]["trace_id"] == f"0x{trace_id}"
+    ]
     services = {s["resource"]["attributes"]["service.name"] for s in in_trace}
     names = {s["name"] for s in in_trace}
-    assert services == {f"mentorship-{n}" for n in ("pairing", "scheduling", "notifications",
-                                                     "insights")}
+    assert services == {
+        f"mentorship-{n}" for n in ("pairing", "scheduling", "notifications", "insights")
+    }
     assert "smtp send" in names
-    assert {"mentorship.matching.requested process", "mentorship.pair.formed publish",
-            "mentorship.session.scheduled process"} <= names
+    assert {
+        "mentorship.matching.requested process",
+        "mentorship.pair.formed publish",
+        "mentorship.session.scheduled process",
+    } <= names
 
 
-def test_nats_restart_mid_flight_loses_and_doubles_nothing(tmp_path: Path, database_url: str | None):
+def test_nats_restart_mid_flight_loses_and_doubles_nothing(
+    tmp_path: Path, database_url: str | None
+):
     system = _system(tmp_path, database_url)
     with system.running():
-        asyncio.run(_publish_cohort(system.nats_url, traceparent=f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"))
-        _wait_until(lambda: asyncio.run(_stream_facts(system.nats_url))["counts"].get(
-            "mentorship.pair.formed", 0) > 0, what="the first pairs")
+        asyncio.run(
+            _publish_cohort(
+                system.nats_url, traceparent=f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+            )
+        )
+        _wait_until(
+            lambda: (
+                asyncio.run(_stream_facts(system.nats_url))["counts"].get(
+                    "mentorship.pair.formed", 0
+                )
+                > 0
+            ),
+            what="the first pairs",
+        )
         system.restart_nats(down_seconds=3.0)
         caught_before_restart = len(list(system.mail_dir.glob("*.eml")))
         mails = _wait_for_mail(system, expected=None, timeout=180)
@@ -208,9 +250,20 @@ def test_killed_service_resumes_where_it_stopped(tmp_path: Path):
     system = _system(tmp_path, None)
     with system.running():
         system.stop_service("notifications", kill=True)
-        asyncio.run(_publish_cohort(system.nats_url, traceparent=f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"))
-        _wait_until(lambda: asyncio.run(_stream_facts(system.nats_url))["counts"].get(
-            "mentorship.session.scheduled", 0) > 5, what="sessions while notifications is down")
+        asyncio.run(
+            _publish_cohort(
+                system.nats_url, traceparent=f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+            )
+        )
+        _wait_until(
+            lambda: (
+                asyncio.run(_stream_facts(system.nats_url))["counts"].get(
+                    "mentorship.session.scheduled", 0
+                )
+                > 5
+            ),
+            what="sessions while notifications is down",
+        )
         system.start_service("notifications")
         system.wait_ready("notifications")
         mails = _wait_for_mail(system, expected=None, timeout=180)

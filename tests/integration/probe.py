@@ -8,7 +8,12 @@ from sqlalchemy import Integer, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import EventRejected, Subscription, UnknownReference
-from shared.events import OpportunityOffered, ParticipantLeft, ParticipantRegistered, ParticipantUpdated
+from shared.events import (
+    OpportunityOffered,
+    ParticipantLeft,
+    ParticipantRegistered,
+    ParticipantUpdated,
+)
 from shared.outbox import UnitOfWork, add_delivery_tables
 from shared.service import ServiceDefinition
 
@@ -41,15 +46,23 @@ def probe_definition(faults: Faults) -> ServiceDefinition:
         pid = event.participant_id
         faults.attempts[pid] = faults.attempts.get(pid, 0) + 1
         uow.session.add(Effect(participant_id=pid, kind="registered"))
-        await uow.emit(OpportunityOffered(program_id=event.program_id, opportunity_id=f"o-{pid}",
-                                          participant_id=pid, kind="welcome", title="Welcome"))
+        await uow.emit(
+            OpportunityOffered(
+                program_id=event.program_id,
+                opportunity_id=f"o-{pid}",
+                participant_id=pid,
+                kind="welcome",
+                title="Welcome",
+            )
+        )
         await uow.session.flush()
         if faults.attempts[pid] <= faults.fail_times.get(pid, 0):
             raise ConnectionError("simulated transient failure after writing")
 
     async def on_updated(event: ParticipantUpdated, uow: UnitOfWork) -> None:
         known = await uow.session.scalar(
-            select(Effect.id).where(Effect.participant_id == event.participant_id))
+            select(Effect.id).where(Effect.participant_id == event.participant_id)
+        )
         if known is None:
             raise UnknownReference(f"participant {event.participant_id!r} is not registered")
         uow.session.add(Effect(participant_id=event.participant_id, kind="updated"))

@@ -1,4 +1,4 @@
-"""Delivery guarantees of shared/bus, shared/outbox and shared/consumer against a real nats-server."""
+"""Delivery guarantees of shared/bus, outbox and consumer, against a real nats-server."""
 
 from __future__ import annotations
 
@@ -8,14 +8,22 @@ import json
 import nats
 from sqlalchemy import func, select
 
-from shared.bus import MSG_ID, ensure_consumer, consumer_config, durable_name, list_dead_letters
-from shared.bus import STREAM, publish_acked, replay_dead_letter
+from shared.bus import (
+    MSG_ID,
+    STREAM,
+    consumer_config,
+    durable_name,
+    ensure_consumer,
+    list_dead_letters,
+    publish_acked,
+    replay_dead_letter,
+)
 from shared.clock import SystemClock
 from shared.events import OpportunityOffered, ParticipantRegistered
 from shared.outbox import emit_standalone, pending_count
 from tests.integration.probe import Effect, Faults, probe_definition, tables
 from tests.support.factories import envelope, publish, registration
-from tests.support.waiting import bodies_on, eventually, running, subject_counts, settings_for
+from tests.support.waiting import bodies_on, eventually, running, settings_for, subject_counts
 
 REGISTERED = "mentorship.participant.registered"
 UPDATED = "mentorship.participant.updated"
@@ -24,8 +32,12 @@ OFFERED = "mentorship.opportunity.offered"
 
 async def _effects(rt, kind: str = "registered") -> int:
     async with rt.sessions() as session:
-        return int(await session.scalar(
-            select(func.count()).select_from(Effect).where(Effect.kind == kind)) or 0)
+        return int(
+            await session.scalar(
+                select(func.count()).select_from(Effect).where(Effect.kind == kind)
+            )
+            or 0
+        )
 
 
 async def test_redelivered_event_applies_its_effect_once(tmp_path, nats_server, js, database_url):
@@ -141,10 +153,16 @@ async def test_outbox_relay_publishes_with_dedupe_id_and_cloudevents_headers(
 ):
     settings = settings_for(tmp_path, nats_server.url, database_url)
     async with running(probe_definition(Faults()), settings) as rt:
-        event = OpportunityOffered(program_id="p1", opportunity_id="o1", participant_id="a",
-                                   kind="stretch", title="Lead the demo")
-        await emit_standalone(sessions=rt.sessions, tables=tables, clock=SystemClock(),
-                              source="probe", event=event)
+        event = OpportunityOffered(
+            program_id="p1",
+            opportunity_id="o1",
+            participant_id="a",
+            kind="stretch",
+            title="Lead the demo",
+        )
+        await emit_standalone(
+            sessions=rt.sessions, tables=tables, clock=SystemClock(), source="probe", event=event
+        )
         rt.relay.wake()
         await eventually(lambda: _published(js, OFFERED, 1), what="the relay to publish")
         sub = await js.subscribe(OFFERED, ordered_consumer=True)
@@ -170,17 +188,27 @@ async def test_outbox_keeps_events_while_nats_is_away_and_publishes_each_once(
     settings = settings_for(tmp_path, local_nats_server.url, database_url)
     async with running(probe_definition(Faults()), settings) as rt:
         local_nats_server.server.stop()
-        events = [OpportunityOffered(program_id="p1", opportunity_id=f"o{i}", participant_id="a",
-                                     kind="k", title="t") for i in range(20)]
+        events = [
+            OpportunityOffered(
+                program_id="p1", opportunity_id=f"o{i}", participant_id="a", kind="k", title="t"
+            )
+            for i in range(20)
+        ]
         for event in events:
-            await emit_standalone(sessions=rt.sessions, tables=tables, clock=SystemClock(),
-                                  source="probe", event=event)
+            await emit_standalone(
+                sessions=rt.sessions,
+                tables=tables,
+                clock=SystemClock(),
+                source="probe",
+                event=event,
+            )
         rt.relay.wake()
         await asyncio.sleep(2.0)
         assert await pending_count(sessions=rt.sessions, tables=tables) == 20
         local_nats_server.server.start()
         await eventually(
-            lambda: _no_pending(rt), timeout=40, what="the relay to drain after NATS is back")
+            lambda: _no_pending(rt), timeout=40, what="the relay to drain after NATS is back"
+        )
         nc = await nats.connect(local_nats_server.url)
         js = nc.jetstream()
         bodies = await bodies_on(js, OFFERED)

@@ -20,9 +20,16 @@ def envelope(program_id: str, **payload: Any) -> dict[str, Any]:
     }
 
 
-def registration(program_id: str, participant_id: str, *, role: str = "mentee",
-                 timezone: str = "Europe/Berlin", languages: list[str] | None = None,
-                 capacity: int | None = None, **extra: Any) -> dict[str, Any]:
+def registration(
+    program_id: str,
+    participant_id: str,
+    *,
+    role: str = "mentee",
+    timezone: str = "Europe/Berlin",
+    languages: list[str] | None = None,
+    capacity: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     body = envelope(
         program_id,
         participant_id=participant_id,
@@ -39,8 +46,9 @@ def registration(program_id: str, participant_id: str, *, role: str = "mentee",
     return body
 
 
-def headers_for(body: dict[str, Any], subject: str, *, msg_id: str | None = None,
-                traceparent: str | None = None) -> dict[str, str]:
+def headers_for(
+    body: dict[str, Any], subject: str, *, msg_id: str | None = None, traceparent: str | None = None
+) -> dict[str, str]:
     headers = {
         "Nats-Msg-Id": msg_id or body["event_id"],
         "ce-specversion": "1.0",
@@ -56,5 +64,9 @@ def headers_for(body: dict[str, Any], subject: str, *, msg_id: str | None = None
 
 
 async def publish(js: Any, subject: str, body: dict[str, Any], **header_options: Any) -> Any:
-    return await js.publish(subject, json.dumps(body).encode(),
-                            headers=headers_for(body, subject, **header_options), timeout=5)
+    return await js.publish(
+        subject,
+        json.dumps(body).encode(),
+        headers=headers_for(body, subject, **header_options),
+        timeout=5,
+    )

@@ -86,7 +86,9 @@ def local_postgres() -> Iterator[str]:
     """A throwaway PostgreSQL cluster made with initdb and started with pg_ctl."""
     bindir = _pg_bindir()
     if bindir is None:
-        raise RuntimeError("no initdb found: install PostgreSQL or set MENTORSHIP_TEST_DATABASE_URL")
+        raise RuntimeError(
+            "no initdb found: install PostgreSQL or set MENTORSHIP_TEST_DATABASE_URL"
+        )
     tmp = Path(tempfile.mkdtemp(prefix="mentorship-pg-"))
     run_as: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
@@ -95,18 +97,44 @@ def local_postgres() -> Iterator[str]:
         run_as = ["runuser", "-u", "postgres", "--"]
     port = free_port()
     data = tmp / "data"
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
     subprocess.run(
-        [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp / "pg.log"), "-w",
-         "-o", f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1", "start"],
-        check=True, capture_output=True,
+        [
+            *run_as,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(tmp / "pg.log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -121,16 +149,20 @@ def container_postgres() -> Iterator[str]:
 
 def asyncpg_url(url: str) -> str:
     """The SQLAlchemy asyncpg form of a postgresql:// URL."""
-    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg2://", "postgresql://",
-                   "postgres://"):
+    for prefix in (
+        "postgresql+asyncpg://",
+        "postgresql+psycopg2://",
+        "postgresql://",
+        "postgres://",
+    ):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix):]
+            return "postgresql+asyncpg://" + url[len(prefix) :]
     return url
 
 
 def plain_url(url: str) -> str:
     """The asyncpg-driver form (postgresql://) of a URL."""
-    return "postgresql://" + asyncpg_url(url)[len("postgresql+asyncpg://"):]
+    return "postgresql://" + asyncpg_url(url)[len("postgresql+asyncpg://") :]
 
 
 def wait_for_postgres(url: str, timeout: float = 30) -> None:

@@ -15,8 +15,9 @@ from shared.service import Running, Service, ServiceDefinition
 from shared.settings import Settings
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0,
-                     what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "condition"
+) -> None:
     """Polls until check() is true; fails with `what` after the timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -62,8 +63,12 @@ async def running(definition: ServiceDefinition, settings: Settings) -> AsyncIte
 def settings_for(tmp_path: Any, nats_url: str, database_url: str | None, **extra: Any) -> Settings:
     """Settings for a test: its own data dir, quick retries."""
     values: dict[str, Any] = {
-        "data_dir": tmp_path / "data", "nats_url": nats_url, "database_url": database_url,
-        "max_deliver": 3, "retry_base_seconds": 0.2, "retry_max_seconds": 1.0,
+        "data_dir": tmp_path / "data",
+        "nats_url": nats_url,
+        "database_url": database_url,
+        "max_deliver": 3,
+        "retry_base_seconds": 0.2,
+        "retry_max_seconds": 1.0,
         "kickoff_lead_days": 2,
     }
     values.update(extra)
