@@ -8,7 +8,6 @@ import email
 import email.policy
 import json
 import os
-import threading
 import time
 import uuid
 from importlib import resources
@@ -164,12 +163,7 @@ def run_demo(*, keep_running: bool) -> int:
                 f"{system.http_url('insights')}/programs/{program_id}/overview\n"
                 "Ctrl-C stops everything."
             )
-            stop = threading.Event()
-            try:
-                while all(p.poll() is None for p in system.processes.values()):
-                    stop.wait(0.5)
-            except KeyboardInterrupt:
-                pass
+            system.wait_until_stopped()
         print("\nStopping ...")
     ok = result["overview"]["sessions_scheduled"] == len(result["pairs"]) > 0
     return 0 if ok else 1

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -118,7 +119,10 @@ class NatsServer:
             "-l",
             str(self.log_file),
         ]
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # own session: Ctrl-C reaches only the launcher, which stops everything in order
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             wait_for_port(self.port, timeout=20, proc=self.proc)
         except LaunchError as exc:
@@ -251,6 +255,7 @@ class System:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
 
@@ -298,6 +303,21 @@ class System:
             self.catcher = None
         if self.nats:
             self.nats.stop()
+
+    def wait_until_stopped(self) -> int:
+        """Blocks until Ctrl-C or SIGTERM (0), or until a service dies (1)."""
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        while not stop.wait(0.5):
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    self.say(
+                        f"{name} exited with code {proc.returncode}; stopping. "
+                        f"See {self.data_dir / 'logs' / (name + '.log')}"
+                    )
+                    return 1
+        return 0
 
     @contextlib.contextmanager
     def running(self) -> Iterator[System]:

@@ -6,9 +6,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 import nats
@@ -23,31 +21,18 @@ ASYNCAPI_DIR = Path("docs/asyncapi")
 def cmd_up(args: argparse.Namespace) -> int:
     """Runs the whole system until Ctrl-C."""
     system = System(Settings(), external_nats="MENTORSHIP_NATS_URL" in os.environ)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with system.running():
             print("mentorship is up; Ctrl-C stops everything.")
             print(f"  publish events to {system.nats_url} (subjects mentorship.<entity>.<verb>)")
             print(f"  insights API: {system.http_url('insights')}/docs")
-            try:
-                while not stop.is_set():
-                    stop.wait(0.5)
-                    for name, proc in system.processes.items():
-                        if proc.poll() is not None:
-                            print(
-                                f"{name} exited with code {proc.returncode}; stopping. "
-                                f"See {system.data_dir / 'logs' / (name + '.log')}"
-                            )
-                            return 1
-            except KeyboardInterrupt:
-                pass
+            code = system.wait_until_stopped()
             print("stopping ...")
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("stopped.")
-    return 0
+    return code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
