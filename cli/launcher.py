@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import nats
 
 from cli.mailcatcher import MailCatcher
-from shared.bus import ensure_stream
+from shared.bus import StreamMissing, connect_once, ensure_stream, require_stream
 from shared.settings import SERVICES, Settings
 
 Say = Callable[[str], None]
@@ -140,11 +139,21 @@ class NatsServer:
         self.proc = None
 
 
-async def declare_stream(url: str) -> None:
-    """The owner's step: declare (or update) the MENTORSHIP stream."""
-    nc = await nats.connect(url, connect_timeout=5)
+async def prepare_stream(url: str, *, owner: bool) -> None:
+    """As the stream's owner declare (or update) it; otherwise only check that it exists."""
     try:
-        await ensure_stream(nc.jetstream())
+        nc = await connect_once(url)
+    except Exception as exc:
+        raise LaunchError(
+            f"cannot reach NATS at {url} ({exc}): start it or fix MENTORSHIP_NATS_URL"
+        ) from exc
+    try:
+        if owner:
+            await ensure_stream(nc.jetstream())
+        else:
+            await require_stream(nc.jetstream(), url)
+    except StreamMissing as exc:
+        raise LaunchError(str(exc)) from exc
     finally:
         await nc.drain()
 
@@ -196,7 +205,8 @@ class System:
             url = self.nats.url
             say(f"[1/4] nats-server with JetStream on {url} (data in {self.nats.store_dir})")
         env["MENTORSHIP_NATS_URL"] = url
-        asyncio.run(declare_stream(url))
+        # an outside NATS has its own stream owner (`mentorship streams`); never redeclare there
+        asyncio.run(prepare_stream(url, owner=not self.external_nats))
         if s.smtp_host:
             say(f"[2/4] sending email through {s.smtp_host}:{s.smtp_port}")
         else:
@@ -310,6 +320,12 @@ class System:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         while not stop.wait(0.5):
+            if self.nats and self.nats.proc and self.nats.proc.poll() is not None:
+                self.say(
+                    f"nats-server exited with code {self.nats.proc.returncode}; stopping. "
+                    f"See {self.nats.log_file}"
+                )
+                return 1
             for name, proc in self.processes.items():
                 if proc.poll() is not None:
                     self.say(

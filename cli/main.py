@@ -12,7 +12,7 @@ from pathlib import Path
 import nats
 
 from cli.launcher import LaunchError, System
-from shared.bus import ensure_stream, list_dead_letters, replay_dead_letter
+from shared.bus import STREAM, connect_once, ensure_stream, list_dead_letters, replay_dead_letter
 from shared.settings import SERVICES, Settings
 
 ASYNCAPI_DIR = Path("docs/asyncapi")
@@ -51,7 +51,7 @@ def cmd_streams(args: argparse.Namespace) -> int:
     settings = Settings()
 
     async def run() -> None:
-        nc = await nats.connect(settings.nats_url, connect_timeout=5)
+        nc = await connect_once(settings.nats_url)
         try:
             await ensure_stream(nc.jetstream(), replicas=args.replicas)
         finally:
@@ -80,7 +80,7 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
     settings = Settings()
 
     async def run() -> int:
-        nc = await nats.connect(settings.nats_url, connect_timeout=5)
+        nc = await connect_once(settings.nats_url)
         try:
             parked = await list_dead_letters(nc.jetstream(), args.service)
         finally:
@@ -101,7 +101,7 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     settings = Settings()
 
     async def run() -> int:
-        nc = await nats.connect(settings.nats_url, connect_timeout=5)
+        nc = await connect_once(settings.nats_url)
         js = nc.jetstream()
         try:
             parked = await list_dead_letters(js, args.service)
@@ -111,6 +111,33 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
             for n, p in enumerate(chosen, 1):
                 await replay_dead_letter(js, p)
                 print(f"[{n}/{len(chosen)}] replayed #{p.sequence} to {p.original_subject}")
+        finally:
+            await nc.drain()
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_dlq_discard(args: argparse.Namespace) -> int:
+    """Removes dead letters that will never be processed (e.g. garbage from a broken publisher)."""
+    settings = Settings()
+
+    async def run() -> int:
+        nc = await connect_once(settings.nats_url)
+        js = nc.jetstream()
+        try:
+            parked = {p.sequence: p for p in await list_dead_letters(js, args.service)}
+            unknown = [seq for seq in args.seq if seq not in parked]
+            if unknown:
+                print(
+                    f"not dead letters{' of ' + args.service if args.service else ''}: "
+                    f"{unknown} (see `mentorship dlq list`)",
+                    file=sys.stderr,
+                )
+                return 1
+            for seq in args.seq:
+                await js.delete_msg(STREAM, seq)
+                print(f"discarded #{seq} ({parked[seq].original_subject}: {parked[seq].reason})")
         finally:
             await nc.drain()
         return 0
@@ -187,6 +214,10 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--service", choices=SERVICES)
     replay.add_argument("--seq", type=int, nargs="*", help="only these stream sequences")
     replay.set_defaults(func=cmd_dlq_replay)
+    discard = dlq_sub.add_parser("discard", help="delete parked messages for good")
+    discard.add_argument("--service", choices=SERVICES)
+    discard.add_argument("--seq", type=int, nargs="+", required=True, help="stream sequences")
+    discard.set_defaults(func=cmd_dlq_discard)
     api = sub.add_parser("asyncapi", help="generate docs/asyncapi/*.json")
     api.add_argument("--check", action="store_true", help="fail if the committed files are stale")
     api.add_argument("--dir", default=str(ASYNCAPI_DIR))
@@ -197,7 +228,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mentorship` console command."""
     args = parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
+        url = Settings().nats_url
+        print(
+            f"error: cannot reach NATS at {url} ({exc!r}): is it running? "
+            "Set MENTORSHIP_NATS_URL to the server `mentorship up` printed.",
+            file=sys.stderr,
+        )
+        return 1
     return code
 
 

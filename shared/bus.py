@@ -71,6 +71,22 @@ async def connect(url: str, *, name: str) -> NatsClient:
     )
 
 
+async def connect_once(url: str) -> NatsClient:
+    """A short-lived connection for a command: fails fast, without retry noise, if NATS is away."""
+
+    async def quiet(_: Exception) -> None:
+        return None
+
+    return await nats.connect(
+        url,
+        connect_timeout=3,
+        allow_reconnect=False,
+        max_reconnect_attempts=1,  # 0 would mean "no limit" in nats-py's server selection
+        reconnect_time_wait=0.2,
+        error_cb=quiet,
+    )
+
+
 async def ensure_stream(js: JetStreamContext, *, replicas: int = 1) -> None:
     """Declares or updates the stream; only its owner calls this."""
     wanted = stream_config(replicas=replicas)

@@ -39,6 +39,19 @@ class EventRejected(Exception):
     """The event is well-formed but can never be processed (dead-lettered at once)."""
 
 
+class MissingEnvelope(Exception):
+    """The event lacks event_id or occurred_at, without which redeliveries cannot be told apart."""
+
+
+ENVELOPE_REQUIRED = ("event_id", "occurred_at")
+
+
+def _check_envelope(payload: bytes) -> None:
+    body = json.loads(payload)
+    if not isinstance(body, dict) or any(name not in body for name in ENVELOPE_REQUIRED):
+        raise MissingEnvelope("event_id and occurred_at are required")
+
+
 class UnknownReference(Exception):
     """The event names something this service does not know (yet): retried, then dead-lettered.
 
@@ -85,12 +98,20 @@ _dead_letter_counter = _meter.create_counter(
 )
 
 
-def describe_invalid(error: ValidationError, payload: bytes) -> str:
+def describe_invalid(error: Exception, payload: bytes) -> str:
     """A human-readable reason for an event that failed to decode or validate."""
     try:
-        json.loads(payload)
+        body = json.loads(payload)
     except ValueError as exc:
         return f"unparseable JSON ({exc}); publish a UTF-8 JSON object matching the catalogue"
+    if isinstance(error, MissingEnvelope):
+        missing = [name for name in ENVELOPE_REQUIRED if name not in body]
+        return (
+            f"schema violation: missing envelope field(s) {', '.join(missing)}; "
+            "every event carries a unique event_id and its occurred_at"
+        )
+    if not isinstance(error, ValidationError):
+        return f"undecodable event: {error}"
     problems = []
     for item in error.errors()[:5]:
         loc = [str(part) for part in item["loc"] if part != "event"]
@@ -113,7 +134,10 @@ class DeadLetterPolicy:
     async def handle_failure(self, msg: NatsMessage, exc: Exception) -> None:
         """Dead-letters permanent failures and exhausted retries; naks the rest with a delay."""
         deliveries = msg.raw_message.metadata.num_delivered or 1
-        if isinstance(exc, ValidationError):
+        if isinstance(
+            exc, ValidationError | json.JSONDecodeError | UnicodeDecodeError | MissingEnvelope
+        ):
+            # JSONDecodeError: faststream decodes itself when content-type is application/json
             await self.dead_letter(msg, describe_invalid(exc, msg.body), deliveries)
         elif isinstance(exc, EventRejected):
             await self.dead_letter(msg, f"rejected: {exc}", deliveries)
@@ -199,6 +223,7 @@ def register(
 
     async def consume(event: Event, msg: NatsMessage) -> None:
         rt = runtime_of()
+        _check_envelope(msg.body)  # the model fills them in for emitters, never for consumers
         parent = context_from(msg.headers)
         with tracer().start_as_current_span(
             f"{subject} process", context=parent, kind=trace.SpanKind.CONSUMER

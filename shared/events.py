@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -31,7 +31,7 @@ SCHEMA_VERSION = 1
 def _known_zone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: 'Europe', too long
         raise ValueError(f"{name!r} is not an IANA time zone (e.g. 'Europe/Berlin')") from exc
     return name
 
@@ -43,6 +43,8 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
 TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
+# a name ends up in mail headers and calendar properties: one line, no control characters
+DisplayName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class Role(StrEnum):
@@ -81,10 +83,18 @@ class WorkingHours(BaseModel):
         return self
 
 
+def _envelope_required(schema: dict[str, Any]) -> None:
+    # emitters get defaults in code; on the wire both fields are required
+    required = schema.setdefault("required", [])
+    for name in ("event_id", "occurred_at"):
+        if name not in required:
+            required.insert(0, name)
+
+
 class Event(BaseModel):
     """The envelope every event carries; subclasses add the payload."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_envelope_required)
 
     subject: ClassVar[str]
 
@@ -107,7 +117,7 @@ class ParticipantRegistered(Event):
 
     participant_id: Id
     email: EmailStr
-    display_name: Annotated[str, Field(min_length=1, max_length=200)]
+    display_name: DisplayName
     role: Role
     timezone: TimeZoneName
     working_hours: list[WorkingHours] = Field(min_length=1)
@@ -142,7 +152,7 @@ class ParticipantUpdated(Event):
 
     participant_id: Id
     email: EmailStr | None = None
-    display_name: str | None = None
+    display_name: DisplayName | None = None
     languages: list[str] | None = None
     skills_offered: list[str] | None = None
     skills_sought: list[str] | None = None

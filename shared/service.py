@@ -70,6 +70,7 @@ class ServiceDefinition:
     description: str
     routers: Sequence[Callable[[], APIRouter]] = ()
     loops: Sequence[Loop] = ()
+    on_start: Sequence[Loop] = ()
     state: dict[str, Any] = field(default_factory=dict)
 
 
@@ -175,6 +176,8 @@ class Service:
             relay=relay,
             consumers=consumers,
         )
+        for hook in d.on_start:
+            await hook(self.running)
         tasks = [asyncio.create_task(relay.run(), name=f"{d.name}-relay")]
         tasks += [asyncio.create_task(loop(self.running)) for loop in d.loops]
         await self.broker.start()

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     insights_database_url: str | None = None
 
     smtp_host: str | None = Field(default=None, description="unset: `up` starts a local catcher")
-    smtp_port: int = 8025
+    smtp_port: int = Field(default=2525, description="also the port of `up`'s local catcher")
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_security: Literal["none", "starttls", "tls"] = "none"
@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     scheduling_http_port: int = DEFAULT_HTTP_PORTS["scheduling"]
     notifications_http_port: int = DEFAULT_HTTP_PORTS["notifications"]
     insights_http_port: int = DEFAULT_HTTP_PORTS["insights"]
+
+    insights_api_tokens: SecretStr | None = Field(
+        default=None,
+        description="tokens insights accepts besides `mentorship token create` ones: "
+        "'program-a=token1,program-b=token2' (stored hashed at start)",
+    )
 
     trace_console: bool = False
     trace_file: Path | None = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, Integer, String, func, select
+from sqlalchemy import DateTime, Integer, String, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -87,12 +87,15 @@ class ApiToken(Base):
 
 
 async def count_event(session: AsyncSession, *, program_id: str, subject: str) -> None:
-    """Adds one to the program's count of this event type."""
-    row = await session.get(EventCount, (program_id, subject))
-    if row is None:
+    """Adds one to the program's count of this event type (atomic across replicas)."""
+    result = await session.execute(
+        update(EventCount)
+        .where(EventCount.program_id == program_id, EventCount.subject == subject)
+        .values(count=EventCount.count + 1)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        # a concurrent first insert fails this transaction; the redelivery then updates
         session.add(EventCount(program_id=program_id, subject=subject, count=1))
-    else:
-        row.count += 1
 
 
 async def _count(session: AsyncSession, model: type[Base], *conditions: object) -> int:
@@ -154,6 +157,23 @@ async def token_program(session: AsyncSession, *, token_hash: str) -> str | None
     """The program a token is scoped to, or None for an unknown token."""
     row = await session.get(ApiToken, token_hash)
     return row.program_id if row else None
+
+
+async def ensure_token(
+    session: AsyncSession, *, token_hash: str, program_id: str, label: str, created_at: dt.datetime
+) -> None:
+    """Stores a configured token's digest unless it is there already."""
+    row = await session.get(ApiToken, token_hash)
+    if row is None:
+        await add_token(
+            session,
+            token_hash=token_hash,
+            program_id=program_id,
+            label=label,
+            created_at=created_at,
+        )
+    else:
+        row.program_id = program_id
 
 
 async def add_token(

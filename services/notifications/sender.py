@@ -76,12 +76,21 @@ class SmtpConnection:
         self._client = None
 
 
+# 5xx about the server, the connection or our own configuration, not about this message
+_NOT_ABOUT_THE_MESSAGE = (
+    aiosmtplib.SMTPAuthenticationError,
+    aiosmtplib.SMTPConnectResponseError,
+    aiosmtplib.SMTPHeloError,
+    aiosmtplib.SMTPSenderRefused,
+)
+
+
 def _permanent(exc: Exception) -> bool:
     """5xx answers about the recipient or the message will not change on retry."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         return all(500 <= e.code < 600 for e in exc.recipients)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return 500 <= exc.code < 600 and not isinstance(exc, aiosmtplib.SMTPAuthenticationError)
+        return 500 <= exc.code < 600 and not isinstance(exc, _NOT_ABOUT_THE_MESSAGE)
     return False
 
 

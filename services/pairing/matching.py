@@ -1,7 +1,8 @@
 """Who mentors whom: a simple, correct capacity-aware rule (the optimiser comes later).
 
 Hard constraints: the mentor has capacity left, both share a language, neither is the other's
-manager, and they share at least an hour of working time in the week matching runs.
+manager, and in the week matching runs they share working time that includes at least one
+unbroken hour (what a kickoff needs).
 Among feasible mentors the mentee gets the one with most sought skills offered, then the most
 shared working time, then the most free capacity. Most-constrained mentees choose first.
 """
@@ -12,9 +13,10 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from shared.worktime import Availability, weekly_overlap_minutes
+from shared.worktime import Availability, shared_working_time
 
 MIN_WEEKLY_OVERLAP_MINUTES = 60
+MIN_SHARED_STRETCH_MINUTES = 60  # a kickoff needs one unbroken hour both people work
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,10 @@ def _fit(mentor: Profile, mentee: Profile, week_of: dt.date) -> _Fit | None:
         return None
     if mentee.manager_id == mentor.participant_id or mentor.manager_id == mentee.participant_id:
         return None
-    overlap = weekly_overlap_minutes(mentor.availability, mentee.availability, week_of=week_of)
-    if overlap < MIN_WEEKLY_OVERLAP_MINUTES:
+    shared = shared_working_time(mentor.availability, mentee.availability, from_day=week_of, days=7)
+    overlap = sum(stretch.minutes for stretch in shared)
+    longest = max((stretch.minutes for stretch in shared), default=0)
+    if overlap < MIN_WEEKLY_OVERLAP_MINUTES or longest < MIN_SHARED_STRETCH_MINUTES:
         return None
     return _Fit(mentor, language, mentee.skills_sought & mentor.skills_offered, overlap)
 

@@ -21,15 +21,16 @@ def plan_kickoff(
     minutes: int = KICKOFF_MINUTES,
     horizon_days: int = HORIZON_DAYS,
 ) -> Interval | None:
-    """The first slot, at least `lead_days` from now, inside both people's working hours.
+    """The first slot inside both people's working hours, `lead_days` local days from today.
 
-    The lead time counts from the start of the organizer's next local day, so that people get
-    the invitation some days ahead whatever the hour it is sent.
+    The lead time counts whole days in the organizer's zone (lead_days=1: tomorrow or later,
+    whatever the hour now), so that people get the invitation ahead of time; never in the past.
     """
     zone = ZoneInfo(organizer.timezone)
     local_today = now.astimezone(zone).date()
     earliest_day = local_today + dt.timedelta(days=lead_days)
     not_before = dt.datetime.combine(earliest_day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    not_before = max(not_before, now)  # with no lead time, never earlier today
     shared = shared_working_time(
         organizer, attendee, from_day=not_before.date(), days=horizon_days + 1
     )
