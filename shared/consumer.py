@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import nats.errors
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
@@ -120,6 +121,22 @@ def describe_invalid(error: Exception, payload: bytes) -> str:
     return "schema violation: " + "; ".join(problems) + more
 
 
+# NATS itself away (e.g. the barrier's consumer_info during a restart) says nothing about the
+# event: such failures get a few more deliveries (JetStream allows max_deliver + 5) before parking
+OUTAGE_EXTRA_DELIVERIES = 4
+
+
+def _nats_outage(exc: Exception) -> bool:
+    return isinstance(
+        exc,
+        nats.errors.ConnectionClosedError
+        | nats.errors.ConnectionReconnectingError
+        | nats.errors.NoRespondersError
+        | nats.errors.TimeoutError
+        | nats.errors.StaleConnectionError,
+    )
+
+
 class DeadLetterPolicy:
     """Decides what happens to a message whose processing raised."""
 
@@ -141,7 +158,9 @@ class DeadLetterPolicy:
             await self.dead_letter(msg, describe_invalid(exc, msg.body), deliveries)
         elif isinstance(exc, EventRejected):
             await self.dead_letter(msg, f"rejected: {exc}", deliveries)
-        elif deliveries >= self.runtime.max_deliver:
+        elif deliveries >= self.runtime.max_deliver and not (
+            _nats_outage(exc) and deliveries < self.runtime.max_deliver + OUTAGE_EXTRA_DELIVERIES
+        ):
             kind = "unknown reference" if isinstance(exc, UnknownReference) else "error"
             reason = f"{kind} after {deliveries} deliveries: {exc}"
             await self.dead_letter(msg, reason, deliveries)

@@ -20,6 +20,7 @@ import nats
 import pytest
 
 from cli.launcher import System, free_port
+from shared.bus import list_dead_letters
 from shared.settings import Settings
 from tests.support.factories import envelope, headers_for
 from tests.support.waiting import bodies_on, subject_counts
@@ -86,8 +87,14 @@ async def _stream_facts(url: str) -> dict[str, Any]:
 
 def _wait_for_mail(system: System, *, expected: int | None, timeout: float = 120) -> list[Any]:
     deadline = time.monotonic() + timeout
+    facts: dict[str, Any] = {}
     while True:
-        facts = asyncio.run(_stream_facts(system.nats_url))
+        try:
+            facts = asyncio.run(_stream_facts(system.nats_url))
+        except Exception as exc:  # e.g. JetStream still recovering right after a restart
+            print(f"reading the stream failed ({exc!r}); retrying")
+            time.sleep(0.5)
+            continue
         if facts["completed"]:
             expected = 2 * facts["completed"][0]["pairs_formed"]
             mails = sorted(system.mail_dir.glob("*.eml"))
@@ -176,7 +183,19 @@ def _check_nothing_doubled(system: System, pairs: int) -> None:
     assert counts["mentorship.pair.formed"] == pairs
     assert counts["mentorship.session.scheduled"] == pairs
     assert counts["mentorship.notification.sent"] == 2 * pairs
-    assert not any(s.startswith("mentorship.dlq.") for s in counts), counts
+    parked = [s for s in counts if s.startswith("mentorship.dlq.")]
+    assert not parked, asyncio.run(_dead_letter_reasons(system.nats_url))
+
+
+async def _dead_letter_reasons(url: str) -> list[str]:
+    nc = await nats.connect(url)
+    try:
+        return [
+            f"{p.service} {p.original_subject}: {p.reason}"
+            for p in await list_dead_letters(nc.jetstream())
+        ]
+    finally:
+        await nc.drain()
 
 
 def _spans(folder: Path) -> list[dict[str, Any]]:
