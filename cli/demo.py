@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import nats
+from nats.aio.client import Client as NatsClient
 
 from cli.launcher import System
 from cli.tokens import create_token
@@ -39,7 +40,7 @@ async def publish(js: Any, event: ParticipantRegistered | MatchingRequested) -> 
     await js.publish(event.subject, event.model_dump_json().encode(), headers=headers, timeout=5)
 
 
-async def _watch(url: str, program_id: str, seen: dict[str, list[Any]]) -> nats.NATS:
+async def _watch(url: str, program_id: str, seen: dict[str, list[Any]]) -> NatsClient:
     nc = await nats.connect(url)
 
     async def on_message(msg: Any) -> None:
@@ -163,7 +164,8 @@ def run_demo(*, keep_running: bool) -> int:
                 f"{system.http_url('insights')}/programs/{program_id}/overview\n"
                 "Ctrl-C stops everything."
             )
-            system.wait_until_stopped()
+            if system.wait_until_stopped() != 0:
+                return 1
         print("\nStopping ...")
     ok = result["overview"]["sessions_scheduled"] == len(result["pairs"]) > 0
     return 0 if ok else 1

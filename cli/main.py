@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import nats
+from sqlalchemy.exc import SQLAlchemyError
 
 from cli.launcher import LaunchError, System
 from shared.bus import STREAM, connect_once, ensure_stream, list_dead_letters, replay_dead_letter
@@ -66,7 +67,17 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     """Creates a bearer token scoped to one program and prints it once."""
     from cli.tokens import create_token
 
-    token = asyncio.run(create_token(Settings(), program_id=args.program, label=args.label))
+    settings = Settings()
+    try:
+        token = asyncio.run(create_token(settings, program_id=args.program, label=args.label))
+    except (OSError, SQLAlchemyError) as exc:
+        print(
+            f"error: cannot store the token in insights' database "
+            f"({settings.database_url_for('insights')}): {exc}. Check MENTORSHIP_DATABASE_URL "
+            "or MENTORSHIP_INSIGHTS_DATABASE_URL.",
+            file=sys.stderr,
+        )
+        return 1
     print(token)
     print(
         f"(scoped to program {args.program!r}; stored hashed, it cannot be shown again)",
@@ -230,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
+    except (nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
         url = Settings().nats_url
         print(
             f"error: cannot reach NATS at {url} ({exc!r}): is it running? "

@@ -105,8 +105,8 @@ async def require_stream(js: JetStreamContext, url: str) -> None:
         await js.stream_info(STREAM)
     except NotFoundError as exc:
         raise StreamMissing(
-            f"stream {STREAM} does not exist on {url}: run `mentorship streams` "
-            "(`mentorship up` does it for you) before starting the services"
+            f"stream {STREAM} does not exist on {url}: its owner must declare it first with "
+            "`mentorship streams` (`mentorship up` does so only for the nats-server it starts)"
         ) from exc
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import IO
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -41,8 +41,20 @@ def setup_tracing(service: str, settings: Settings) -> TracerProvider:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(settings.otlp_endpoint)))
+        _setup_metrics(provider.resource, settings.otlp_endpoint)
     trace.set_tracer_provider(provider)
     return provider
+
+
+def _setup_metrics(resource: Resource, traces_endpoint: str) -> None:
+    """Counters (dead letters ...) go to the same collector, on its /v1/metrics path."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    endpoint = traces_endpoint.removesuffix("/v1/traces") + "/v1/metrics"
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint))
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
 
 
 def tracer() -> trace.Tracer:

@@ -7,7 +7,7 @@ in a given zone, so every computation here walks real calendar dates through zon
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -25,11 +25,34 @@ class LocalHours(Protocol):
 
 
 @dataclass(frozen=True)
+class Hours:
+    """LocalHours as plain data, e.g. read back from a JSON column."""
+
+    weekday: int
+    start: dt.time
+    end: dt.time
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object]) -> Hours:
+        """From {'weekday': 0, 'start': '09:00', 'end': '17:00'}."""
+        return cls(
+            weekday=int(str(raw["weekday"])),
+            start=dt.time.fromisoformat(str(raw["start"])),
+            end=dt.time.fromisoformat(str(raw["end"])),
+        )
+
+
+@dataclass(frozen=True)
 class Availability:
     """Where a person works from and when, in their own local time."""
 
     timezone: str
     hours: Sequence[LocalHours]
+
+    @classmethod
+    def from_json(cls, timezone: str, hours: Iterable[Mapping[str, object]]) -> Availability:
+        """From a zone name and working hours as stored in JSON."""
+        return cls(timezone, [Hours.from_json(h) for h in hours])
 
 
 @dataclass(frozen=True, order=True)

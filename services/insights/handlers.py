@@ -117,7 +117,12 @@ PROJECTIONS: dict[type[Event], Callable[[Any, UnitOfWork], Awaitable[None]]] = {
 }
 
 
-def _counting(project: Callable[[Any, UnitOfWork], Awaitable[None]] | None):  # type: ignore[no-untyped-def]
+Project = Callable[[Any, UnitOfWork], Awaitable[None]]
+
+
+def _counting(project: Project | None) -> Project:
+    """Every event is counted; those with a projection also update their read model."""
+
     async def handle(event: Event, uow: UnitOfWork) -> None:
         await store.count_event(uow.session, program_id=event.program_id, subject=event.subject)
         if project is not None:

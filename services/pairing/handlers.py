@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from services.pairing import store
@@ -22,19 +21,10 @@ from shared.outbox import UnitOfWork
 from shared.worktime import Availability
 
 
-class _Hours:
-    """Working hours as stored (JSON) in the shape shared.worktime reads."""
-
-    def __init__(self, raw: dict[str, object]) -> None:
-        self.weekday = int(str(raw["weekday"]))
-        self.start = dt.time.fromisoformat(str(raw["start"]))
-        self.end = dt.time.fromisoformat(str(raw["end"]))
-
-
 def _profile(row: store.Participant) -> Profile:
     return Profile(
         participant_id=row.participant_id,
-        availability=Availability(row.timezone, [_Hours(h) for h in row.working_hours]),
+        availability=Availability.from_json(row.timezone, row.working_hours),
         languages=tuple(row.languages),
         skills_offered=frozenset(s.lower() for s in row.skills_offered),
         skills_sought=frozenset(s.lower() for s in row.skills_sought),

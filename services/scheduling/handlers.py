@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,15 +23,8 @@ from shared.worktime import Availability
 log = logging.getLogger("mentorship.scheduling")
 
 
-class _Hours:
-    def __init__(self, raw: dict[str, object]) -> None:
-        self.weekday = int(str(raw["weekday"]))
-        self.start = dt.time.fromisoformat(str(raw["start"]))
-        self.end = dt.time.fromisoformat(str(raw["end"]))
-
-
 def _availability(person: store.Person) -> Availability:
-    return Availability(person.timezone, [_Hours(h) for h in person.working_hours])
+    return Availability.from_json(person.timezone, person.working_hours)
 
 
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
