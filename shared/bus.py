@@ -135,6 +135,23 @@ def durable_name(service: str, subject: str) -> str:
     return f"{service}__{tail.replace('.', '_')}"
 
 
+EVENT_HEADERS_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "description": "NATS headers of every event (CloudEvents NATS binding, W3C trace context)",
+    "properties": {
+        MSG_ID: {"type": "string", "description": "= event_id; JetStream drops re-sends"},
+        "ce-specversion": {"const": "1.0"},
+        "ce-id": {"type": "string", "description": "= event_id"},
+        "ce-type": {"type": "string", "description": "= the subject"},
+        "ce-source": {"type": "string", "description": "e.g. /mentorship/pairing"},
+        "ce-time": {"type": "string", "format": "date-time"},
+        "ce-datacontenttype": {"const": "application/json"},
+        "traceparent": {"type": "string", "description": "W3C trace context, optional"},
+    },
+    "required": [MSG_ID],
+}
+
+
 def event_headers(event: Event, *, source: str, traceparent: str | None) -> dict[str, str]:
     """Dedupe id, CloudEvents NATS-binding attributes and W3C trace context for one event."""
     headers = {

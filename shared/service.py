@@ -21,7 +21,14 @@ from nats.aio.client import Client as NatsClient
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus import connect, consumer_config, durable_name, ensure_consumer, publish_acked
+from shared.bus import (
+    EVENT_HEADERS_SCHEMA,
+    connect,
+    consumer_config,
+    durable_name,
+    ensure_consumer,
+    publish_acked,
+)
 from shared.bus import require_stream as require_stream_exists
 from shared.clock import Clock, SystemClock
 from shared.consumer import (
@@ -127,6 +134,9 @@ class Service:
         # the server is a deployment detail: document a placeholder, not this process's URL
         for server in document.get("servers", {}).values():
             server["host"] = "localhost:4222"
+        for message in document.get("components", {}).get("messages", {}).values():
+            message.pop("correlationId", None)  # faststream's own header; we do not use it
+            message["headers"] = EVENT_HEADERS_SCHEMA
         return document
 
     @contextlib.asynccontextmanager
