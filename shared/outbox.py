@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     func,
     insert,
     select,
@@ -225,6 +227,32 @@ class OutboxRelay:
                 )
         except Exception:  # the failure to record is secondary to the failure itself
             log.exception("outbox relay: could not record a failed attempt")
+
+
+async def prune(
+    *,
+    sessions: Sessions,
+    tables: DeliveryTables,
+    now: dt.datetime,
+    outbox_retention: dt.timedelta,
+    inbox_retention: dt.timedelta,
+) -> tuple[int, int]:
+    """Deletes published outbox rows and old inbox rows; returns how many of each.
+
+    Inbox rows must outlive every redelivery and every DLQ replay of the event they guard, so
+    their retention is long (default 90 days); published outbox rows are only history.
+    """
+    outbox, inbox = tables.outbox, tables.inbox
+    async with sessions() as session, session.begin():
+        published = await session.execute(
+            delete(outbox).where(
+                outbox.c.published_at.is_not(None), outbox.c.published_at < now - outbox_retention
+            )
+        )
+        seen = await session.execute(
+            delete(inbox).where(inbox.c.processed_at < now - inbox_retention)
+        )
+    return int(published.rowcount), int(seen.rowcount)  # type: ignore[attr-defined]
 
 
 async def pending_count(*, sessions: Sessions, tables: DeliveryTables) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -40,7 +41,7 @@ from shared.consumer import (
 )
 from shared.db import Sessions, create_schema, make_engine, make_sessions
 from shared.events import Event
-from shared.outbox import DeliveryTables, OutboxRelay, pending_count
+from shared.outbox import DeliveryTables, OutboxRelay, pending_count, prune
 from shared.settings import Settings
 from shared.telemetry import setup_tracing
 
@@ -188,7 +189,10 @@ class Service:
         )
         for hook in d.on_start:
             await hook(self.running)
-        tasks = [asyncio.create_task(relay.run(), name=f"{d.name}-relay")]
+        tasks = [
+            asyncio.create_task(relay.run(), name=f"{d.name}-relay"),
+            asyncio.create_task(_prune_periodically(self.running), name=f"{d.name}-prune"),
+        ]
         tasks += [asyncio.create_task(loop(self.running)) for loop in d.loops]
         await self.broker.start()
         log.info("%s started: %d subscriptions", d.name, len(d.subscriptions))
@@ -267,6 +271,28 @@ class Service:
             )
 
         return router
+
+
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+async def _prune_periodically(running: Running) -> None:
+    """Keeps the outbox and inbox from growing forever."""
+    s = running.settings
+    while True:
+        await asyncio.sleep(PRUNE_EVERY_SECONDS)
+        try:
+            published, seen = await prune(
+                sessions=running.sessions,
+                tables=running.tables,
+                now=running.clock.now(),
+                outbox_retention=dt.timedelta(days=s.outbox_retention_days),
+                inbox_retention=dt.timedelta(days=s.inbox_retention_days),
+            )
+            if published or seen:
+                log.info("%s: pruned %d outbox and %d inbox rows", running.name, published, seen)
+        except Exception:
+            log.exception("%s: pruning failed; will try again", running.name)
 
 
 def configure_logging(settings: Settings) -> None:

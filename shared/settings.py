@@ -62,7 +62,11 @@ class Settings(BaseSettings):
     max_deliver: int = Field(default=6, ge=2, description="deliveries before dead-lettering")
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 30.0
-    kickoff_lead_days: int = 2
+    outbox_retention_days: float = Field(default=7, gt=0, description="published outbox rows")
+    inbox_retention_days: float = Field(
+        default=90, gt=0, description="inbox rows; must outlive redeliveries and DLQ replays"
+    )
+    kickoff_lead_days: int = Field(default=2, ge=0)
     log_level: str = "INFO"
 
     def database_url_for(self, service: str) -> str:

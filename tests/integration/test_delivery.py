@@ -226,3 +226,43 @@ async def test_changed_consumer_config_updates_the_existing_durable(js):
     await ensure_consumer(js, consumer_config(durable=durable, subject=REGISTERED, max_deliver=9))
     info = await js.consumer_info(STREAM, durable)
     assert info.config.max_deliver == 9 + 5
+
+
+async def test_pruning_drops_old_history_but_never_pending_events(
+    tmp_path, nats_server, js, database_url
+):
+    import datetime as dt
+
+    from shared.outbox import prune
+
+    settings = settings_for(tmp_path, nats_server.url, database_url)
+    async with running(probe_definition(Faults()), settings) as rt:
+        await publish(js, REGISTERED, registration("p1", "old"))
+        await eventually(lambda: _published(js, OFFERED, 1), what="the first event published")
+        pending = OpportunityOffered(
+            program_id="p1", opportunity_id="o-pending", participant_id="a", kind="k", title="t"
+        )
+        await rt.nats.close()  # the relay's connection: this row stays pending
+        await emit_standalone(
+            sessions=rt.sessions, tables=tables, clock=SystemClock(), source="probe", event=pending
+        )
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+        published, seen = await prune(
+            sessions=rt.sessions,
+            tables=tables,
+            now=later,
+            outbox_retention=dt.timedelta(days=7),
+            inbox_retention=dt.timedelta(days=90),
+        )
+        assert (published, seen) == (1, 0)
+        assert await pending_count(sessions=rt.sessions, tables=tables) == 1
+        much_later = later + dt.timedelta(days=90)
+        published, seen = await prune(
+            sessions=rt.sessions,
+            tables=tables,
+            now=much_later,
+            outbox_retention=dt.timedelta(days=7),
+            inbox_retention=dt.timedelta(days=90),
+        )
+        assert (published, seen) == (0, 1)
+        assert await pending_count(sessions=rt.sessions, tables=tables) == 1
