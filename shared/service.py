@@ -82,6 +82,23 @@ class ServiceDefinition:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+class _FetchLoopNoise(logging.Filter):
+    """Drops two records faststream 0.7.8 logs about its pull loop, keeping every other one.
+
+    Around `fetch` it suppresses nats.errors.TimeoutError, yet nats-py also raises the builtin
+    TimeoutError there (an expired no-wait probe under load); faststream's supervisor then
+    restarts the loop, which is right, but logs it as an ERROR with a traceback. Its "callback
+    ... is being executed" line accompanies every such restart.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "is being executed..." in text:
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, TimeoutError) and "raised an exception, retrying" in text)
+
+
 class Service:
     """A service definition bound to settings: its broker, and once started, its runtime."""
 
@@ -90,13 +107,16 @@ class Service:
         self.settings = settings
         self.clock = clock
         self.running: Running | None = None
+        broker_log = logging.getLogger(f"mentorship.{definition.name}.faststream")
+        broker_log.addFilter(_FetchLoopNoise())
         self.broker = NatsBroker(
             settings.nats_url,
             middlewares=[dead_letter_middleware(self._policy)],
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             graceful_timeout=10.0,
-            logger=logging.getLogger(f"mentorship.{definition.name}.faststream"),
+            logger=broker_log,
+            log_level=logging.DEBUG,  # "Received"/"Processed" per message only when debugging
         )
         for subscription in definition.subscriptions:
             register(
