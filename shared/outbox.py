@@ -187,21 +187,33 @@ class OutboxRelay:
                     .limit(self._batch_size)
                 )
             ).all()
-        for row_id, subject, payload, headers_json in rows:
-            headers: dict[str, str] = json.loads(headers_json)
-            try:
-                await self._publish_one(subject, payload, headers)
-            except Exception as exc:
-                await self._record_failure(row_id, exc)
-                raise
-            async with self._sessions() as session, session.begin():
-                await session.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row_id)
-                    .values(published_at=self._clock.now(), attempts=outbox.c.attempts + 1)
-                )
-            self.published += 1
+        done: list[int] = []
+        try:
+            for row_id, subject, payload, headers_json in rows:
+                headers: dict[str, str] = json.loads(headers_json)
+                try:
+                    await self._publish_one(subject, payload, headers)
+                except Exception as exc:
+                    await self._record_failure(row_id, exc)
+                    raise
+                done.append(row_id)
+        finally:
+            # one transaction for the batch; should it be lost, the rows are published again
+            # under the same Nats-Msg-Id and JetStream drops the copies (duplicate window)
+            await self._mark_published(done)
         return len(rows)
+
+    async def _mark_published(self, row_ids: list[int]) -> None:
+        if not row_ids:
+            return
+        outbox = self._outbox
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(row_ids))
+                .values(published_at=self._clock.now(), attempts=outbox.c.attempts + 1)
+            )
+        self.published += len(row_ids)
 
     async def _publish_one(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         parent = context_from_traceparent(headers.get("traceparent"))
