@@ -11,7 +11,8 @@ import datetime as dt
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -19,6 +20,7 @@ from fastapi import APIRouter, FastAPI, Response
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,8 +31,8 @@ from shared.bus import (
     durable_name,
     ensure_consumer,
     publish_acked,
+    require_stream,
 )
-from shared.bus import require_stream as require_stream_exists
 from shared.clock import Clock, SystemClock
 from shared.consumer import (
     ConsumerRuntime,
@@ -79,7 +81,6 @@ class ServiceDefinition:
     routers: Sequence[Callable[[], APIRouter]] = ()
     loops: Sequence[Loop] = ()
     on_start: Sequence[Loop] = ()
-    state: dict[str, Any] = field(default_factory=dict)
 
 
 class _FetchLoopNoise(logging.Filter):
@@ -160,6 +161,17 @@ class Service:
             message["headers"] = EVENT_HEADERS_SCHEMA
         return document
 
+    async def _ensure_consumers(self, js: JetStreamContext) -> None:
+        """Creates the durable consumers, or updates those whose config changed in code."""
+        for subscription in self.definition.subscriptions:
+            subject = subscription.event.subject
+            config = consumer_config(
+                durable=durable_name(self.definition.name, subject),
+                subject=subject,
+                max_deliver=self.settings.max_deliver,
+            )
+            await ensure_consumer(js, config)
+
     @contextlib.asynccontextmanager
     async def started(self) -> AsyncIterator[Running]:
         """Starts everything but HTTP; stops it all on exit."""
@@ -169,22 +181,11 @@ class Service:
         sessions = make_sessions(engine)
         nc = await connect(settings.nats_url, name=f"mentorship-{d.name}-relay")
         js = nc.jetstream()
-        await require_stream_exists(js, settings.nats_url)
-        for subscription in d.subscriptions:
-            subject = subscription.event.subject
-            await ensure_consumer(
-                js,
-                consumer_config(
-                    durable=durable_name(d.name, subject),
-                    subject=subject,
-                    max_deliver=settings.max_deliver,
-                ),
-            )
-
-        async def publish(subject: str, payload: bytes, headers: Any) -> bool:
-            return await publish_acked(js, subject, payload, headers)
-
-        relay = OutboxRelay(sessions=sessions, tables=d.tables, publish=publish, clock=self.clock)
+        await require_stream(js, settings.nats_url)
+        await self._ensure_consumers(js)
+        relay = OutboxRelay(
+            sessions=sessions, tables=d.tables, publish=partial(publish_acked, js), clock=self.clock
+        )
         consumers = ConsumerRuntime(
             service=d.name,
             sessions=sessions,
