@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from typing import Any
 
 import aiosmtplib
 from opentelemetry import trace
@@ -108,6 +109,18 @@ async def _claim(running: Running, delivery_id: str, now: dt.datetime) -> bool:
         return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
+def _about(row: store.Delivery) -> dict[str, Any]:
+    """What notification.sent and notification.failed both say about a delivery."""
+    return {
+        "program_id": row.program_id,
+        "delivery_id": row.delivery_id,
+        "recipient_id": row.recipient_id,
+        "kind": row.kind,
+        "channel": Channel.EMAIL,
+        "source_event_id": row.source_event_id,
+    }
+
+
 async def _finish(running: Running, delivery_id: str, error: Exception | None) -> None:
     now = running.clock.now()
     async with running.sessions() as session, session.begin():
@@ -119,32 +132,13 @@ async def _finish(running: Running, delivery_id: str, error: Exception | None) -
         row.attempts += 1
         if error is None:
             row.status, row.sent_at, row.last_error = "sent", now, None
-            await uow.emit(
-                NotificationSent(
-                    program_id=row.program_id,
-                    delivery_id=row.delivery_id,
-                    recipient_id=row.recipient_id,
-                    kind=row.kind,
-                    channel=Channel.EMAIL,
-                    source_event_id=row.source_event_id,
-                    message_id=row.message_id,
-                )
-            )
+            await uow.emit(NotificationSent(**_about(row), message_id=row.message_id))
             return
         row.last_error = f"{type(error).__name__}: {error}"[:2000]
         if _permanent(error) or row.attempts >= MAX_ATTEMPTS:
             row.status = "failed"
             await uow.emit(
-                NotificationFailed(
-                    program_id=row.program_id,
-                    delivery_id=row.delivery_id,
-                    recipient_id=row.recipient_id,
-                    kind=row.kind,
-                    channel=Channel.EMAIL,
-                    source_event_id=row.source_event_id,
-                    attempts=row.attempts,
-                    reason=row.last_error,
-                )
+                NotificationFailed(**_about(row), attempts=row.attempts, reason=row.last_error)
             )
             log.error("delivery %s failed for good: %s", delivery_id, row.last_error)
         else:
