@@ -10,23 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.consumer import ConsumerRuntime, DeadLetterPolicy, describe_invalid
 from shared.events import ParticipantRegistered
-
-NINE_TO_FIVE = [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)]
-
-
-def registration(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "program_id": "prog-1",
-        "participant_id": "ana",
-        "email": "ana@example.org",
-        "display_name": "Ana",
-        "role": "mentee",
-        "timezone": "Europe/Berlin",
-        "working_hours": NINE_TO_FIVE,
-        "languages": ["en"],
-    }
-    body.update(changes)
-    return body
+from tests.unit.shared.samples import registration
 
 
 def validation_error(data: Any) -> ValidationError:

@@ -22,27 +22,12 @@ from shared.events import (
     WorkingHours,
     dead_letter_subject,
 )
+from tests.unit.shared.samples import NINE_TO_FIVE, registration
 
-NINE_TO_FIVE = [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)]
 AT = "2027-03-29T13:00:00Z"
 LATER = "2027-03-29T14:00:00Z"
 ICAL = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n"
 SOURCE = "5f0c6a9e-3f59-4a8e-8d36-0c3f5a1d2b7e"
-
-
-def registration(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "program_id": "prog-1",
-        "participant_id": "ana",
-        "email": "ana@example.org",
-        "display_name": "Ana",
-        "role": "mentee",
-        "timezone": "Europe/Berlin",
-        "working_hours": NINE_TO_FIVE,
-        "languages": ["en"],
-    }
-    body.update(changes)
-    return body
 
 
 # One valid payload (beyond the envelope's program_id) for every event in the catalogue.
