@@ -47,9 +47,9 @@ class MissingEnvelope(Exception):
 ENVELOPE_REQUIRED = ("event_id", "occurred_at")
 
 
-def _check_envelope(payload: bytes) -> None:
-    body = json.loads(payload)
-    if not isinstance(body, dict) or any(name not in body for name in ENVELOPE_REQUIRED):
+def _check_envelope(event: Event) -> None:
+    # fields the model defaulted are not in model_fields_set: no second parse of the body
+    if not set(ENVELOPE_REQUIRED) <= event.model_fields_set:
         raise MissingEnvelope("event_id and occurred_at are required")
 
 
@@ -89,6 +89,8 @@ class ConsumerRuntime:
     retry_base_seconds: float
     retry_max_seconds: float
     dead_letters: dict[str, int] = field(default_factory=dict)
+    # per durable consumer: every message up to this stream sequence is known to be acked
+    acked_through: dict[str, int] = field(default_factory=dict)
     processed: int = 0
     duplicates: int = 0
 
@@ -242,7 +244,7 @@ def register(
 
     async def consume(event: Event, msg: NatsMessage) -> None:
         rt = runtime_of()
-        _check_envelope(msg.body)  # the model fills them in for emitters, never for consumers
+        _check_envelope(event)  # the model fills them in for emitters, never for consumers
         parent = context_from(msg.headers)
         with tracer().start_as_current_span(
             f"{subject} process", context=parent, kind=trace.SpanKind.CONSUMER
@@ -288,11 +290,14 @@ async def _wait_for_earlier(
     deadline = loop.time() + BARRIER_TIMEOUT_SECONDS
     for event in after:
         durable = durable_name(service, event.subject)
-        while True:
+        while rt.acked_through.get(durable, 0) < sequence:  # known from an earlier look: no I/O
             info = await rt.js.consumer_info(STREAM, durable)
-            caught_up = info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= sequence
+            floor = (info.ack_floor.stream_seq or 0) if info.ack_floor else 0
             idle = not info.num_pending and not info.num_ack_pending
-            if caught_up or idle:
+            # idle: everything stored so far, so everything before `sequence`, is acked
+            known = max(rt.acked_through.get(durable, 0), floor, sequence if idle else 0)
+            rt.acked_through[durable] = known
+            if known >= sequence:
                 break
             if loop.time() > deadline:
                 raise UnknownReference(

@@ -266,3 +266,18 @@ async def test_pruning_drops_old_history_but_never_pending_events(
         )
         assert (published, seen) == (0, 1)
         assert await pending_count(sessions=rt.sessions, tables=tables) == 1
+
+
+async def test_event_without_its_own_event_id_is_dead_lettered_at_once(
+    tmp_path, nats_server, js, database_url
+):
+    settings = settings_for(tmp_path, nats_server.url, database_url, max_deliver=5)
+    async with running(probe_definition(Faults()), settings) as rt:
+        body = registration("p1", "nobody")
+        del body["event_id"]
+        await js.publish(REGISTERED, json.dumps(body).encode())
+        await eventually(lambda: _parked(js, 1), timeout=10, what="the dead letter")
+        [letter] = await list_dead_letters(js)
+        assert letter.reason.startswith("schema violation: missing envelope field(s) event_id")
+        assert letter.headers["Mentorship-Dlq-Deliveries"] == "1"
+        assert rt.consumers.processed == 0
