@@ -7,9 +7,11 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import nats
+from nats.js import JetStreamContext
 from sqlalchemy.exc import SQLAlchemyError
 
 from cli.launcher import LaunchError, System
@@ -47,20 +49,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
 
 
-def cmd_streams(args: argparse.Namespace) -> int:
-    """Declares (or updates) the MENTORSHIP stream: the stream owner's step."""
-    settings = Settings()
+def _on_jetstream(work: Callable[[JetStreamContext], Awaitable[int]]) -> int:
+    """Runs one command's work on a short-lived connection to the configured NATS."""
 
-    async def run() -> None:
-        nc = await connect_once(settings.nats_url)
+    async def run() -> int:
+        nc = await connect_once(Settings().nats_url)
         try:
-            await ensure_stream(nc.jetstream(), replicas=args.replicas)
+            return await work(nc.jetstream())
         finally:
             await nc.drain()
 
-    asyncio.run(run())
-    print(f"stream MENTORSHIP ready on {settings.nats_url}")
-    return 0
+    return asyncio.run(run())
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    """Declares (or updates) the MENTORSHIP stream: the stream owner's step."""
+
+    async def work(js: JetStreamContext) -> int:
+        await ensure_stream(js, replicas=args.replicas)
+        print(f"stream MENTORSHIP ready on {Settings().nats_url}")
+        return 0
+
+    return _on_jetstream(work)
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
@@ -88,14 +98,9 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 def cmd_dlq_list(args: argparse.Namespace) -> int:
     """Shows the dead letters of one service or all."""
-    settings = Settings()
 
-    async def run() -> int:
-        nc = await connect_once(settings.nats_url)
-        try:
-            parked = await list_dead_letters(nc.jetstream(), args.service)
-        finally:
-            await nc.drain()
+    async def work(js: JetStreamContext) -> int:
+        parked = await list_dead_letters(js, args.service)
         if not parked:
             print("no dead letters")
         for p in parked:
@@ -104,56 +109,44 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
                 print(f"    payload: {p.payload[:500]!r}")
         return 0
 
-    return asyncio.run(run())
+    return _on_jetstream(work)
 
 
 def cmd_dlq_replay(args: argparse.Namespace) -> int:
     """Re-drives dead letters onto their original subjects."""
-    settings = Settings()
 
-    async def run() -> int:
-        nc = await connect_once(settings.nats_url)
-        js = nc.jetstream()
-        try:
-            parked = await list_dead_letters(js, args.service)
-            chosen = [p for p in parked if not args.seq or p.sequence in args.seq]
-            if not chosen:
-                print("nothing to replay (see `mentorship dlq list`)")
-            for n, p in enumerate(chosen, 1):
-                await replay_dead_letter(js, p)
-                print(f"[{n}/{len(chosen)}] replayed #{p.sequence} to {p.original_subject}")
-        finally:
-            await nc.drain()
+    async def work(js: JetStreamContext) -> int:
+        parked = await list_dead_letters(js, args.service)
+        chosen = [p for p in parked if not args.seq or p.sequence in args.seq]
+        if not chosen:
+            print("nothing to replay (see `mentorship dlq list`)")
+        for n, p in enumerate(chosen, 1):
+            await replay_dead_letter(js, p)
+            print(f"[{n}/{len(chosen)}] replayed #{p.sequence} to {p.original_subject}")
         return 0
 
-    return asyncio.run(run())
+    return _on_jetstream(work)
 
 
 def cmd_dlq_discard(args: argparse.Namespace) -> int:
     """Removes dead letters that will never be processed (e.g. garbage from a broken publisher)."""
-    settings = Settings()
 
-    async def run() -> int:
-        nc = await connect_once(settings.nats_url)
-        js = nc.jetstream()
-        try:
-            parked = {p.sequence: p for p in await list_dead_letters(js, args.service)}
-            unknown = [seq for seq in args.seq if seq not in parked]
-            if unknown:
-                print(
-                    f"not dead letters{' of ' + args.service if args.service else ''}: "
-                    f"{unknown} (see `mentorship dlq list`)",
-                    file=sys.stderr,
-                )
-                return 1
-            for seq in args.seq:
-                await js.delete_msg(STREAM, seq)
-                print(f"discarded #{seq} ({parked[seq].original_subject}: {parked[seq].reason})")
-        finally:
-            await nc.drain()
+    async def work(js: JetStreamContext) -> int:
+        parked = {p.sequence: p for p in await list_dead_letters(js, args.service)}
+        unknown = [seq for seq in args.seq if seq not in parked]
+        if unknown:
+            print(
+                f"not dead letters{' of ' + args.service if args.service else ''}: "
+                f"{unknown} (see `mentorship dlq list`)",
+                file=sys.stderr,
+            )
+            return 1
+        for seq in args.seq:
+            await js.delete_msg(STREAM, seq)
+            print(f"discarded #{seq} ({parked[seq].original_subject}: {parked[seq].reason})")
         return 0
 
-    return asyncio.run(run())
+    return _on_jetstream(work)
 
 
 def asyncapi_documents() -> dict[str, str]:

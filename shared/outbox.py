@@ -121,15 +121,6 @@ class UnitOfWork:
         )
 
 
-async def emit_standalone(
-    *, sessions: Sessions, tables: DeliveryTables, clock: Clock, source: str, event: Event
-) -> None:
-    """Emits one event in a transaction of its own (for work not triggered by an event)."""
-    async with sessions() as session, session.begin():
-        uow = UnitOfWork(session=session, tables=tables, clock=clock, source=source)
-        await uow.emit(event)
-
-
 class OutboxRelay:
     """Publishes pending outbox rows in order, awaiting each PubAck; retries while NATS is away."""
 

@@ -20,10 +20,17 @@ from shared.bus import (
 )
 from shared.clock import SystemClock
 from shared.events import OpportunityOffered, ParticipantRegistered
-from shared.outbox import emit_standalone, pending_count
+from shared.outbox import pending_count
 from tests.integration.probe import Effect, Faults, probe_definition, tables
 from tests.support.factories import envelope, publish, registration
-from tests.support.waiting import bodies_on, eventually, running, settings_for, subject_counts
+from tests.support.waiting import (
+    bodies_on,
+    emit_standalone,
+    eventually,
+    running,
+    settings_for,
+    subject_counts,
+)
 
 REGISTERED = "mentorship.participant.registered"
 UPDATED = "mentorship.participant.updated"

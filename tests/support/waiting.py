@@ -10,7 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from shared.bus import STREAM
-from shared.clock import SystemClock
+from shared.clock import Clock, SystemClock
+from shared.db import Sessions
+from shared.events import Event
+from shared.outbox import DeliveryTables, UnitOfWork
 from shared.service import Running, Service, ServiceDefinition
 from shared.settings import Settings
 
@@ -73,3 +76,12 @@ def settings_for(tmp_path: Any, nats_url: str, database_url: str | None, **extra
     }
     values.update(extra)
     return Settings(**values)
+
+
+async def emit_standalone(
+    *, sessions: Sessions, tables: DeliveryTables, clock: Clock, source: str, event: Event
+) -> None:
+    """Emits one event in a transaction of its own, as work not triggered by an event would."""
+    async with sessions() as session, session.begin():
+        uow = UnitOfWork(session=session, tables=tables, clock=clock, source=source)
+        await uow.emit(event)
