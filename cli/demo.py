@@ -69,12 +69,20 @@ async def _drive(system: System, program_id: str, token: str) -> dict[str, Any]:
         f"({len({p['timezone'] for p in people.values()})} time zones) ..."
     )
     for person in people.values():
-        await publish(js, ParticipantRegistered(program_id=program_id, **person))
+        await publish(
+            js,
+            ParticipantRegistered(
+                program_id=program_id, occurred_at=dt.datetime.now(dt.UTC), **person
+            ),
+        )
     print("Requesting a matching round ...")
     await publish(
         js,
         MatchingRequested(
-            program_id=program_id, round_id=f"round-{uuid.uuid4().hex[:8]}", requested_by="demo"
+            program_id=program_id,
+            occurred_at=dt.datetime.now(dt.UTC),
+            round_id=f"round-{uuid.uuid4().hex[:8]}",
+            requested_by="demo",
         ),
     )
     await nc.drain()

@@ -1,0 +1,106 @@
+"""The envelope every event carries, and the value types events share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+SUBJECT_PREFIX = "mentorship"
+SCHEMA_VERSION = 1
+
+
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: 'Europe', too long
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. 'Europe/Berlin')") from exc
+    return name
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+# a name ends up in mail headers and calendar properties: one line, no control characters
+DisplayName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class Role(StrEnum):
+    MENTOR = "mentor"
+    MENTEE = "mentee"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    CHAT = "chat"
+    SMS = "sms"
+
+
+class SessionKind(StrEnum):
+    KICKOFF = "kickoff"
+    REGULAR = "regular"
+    FEEDBACK_MOMENT = "feedback_moment"
+    COFFEE_CHAT = "coffee_chat"
+    SHADOWING = "shadowing"
+    QUARTERLY_REFLECTION = "quarterly_reflection"
+
+
+class WorkingHours(BaseModel):
+    """One stretch of working time on a weekday, in the person's own local time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weekday: int = Field(ge=0, le=6, description="0 = Monday ... 6 = Sunday")
+    start: dt.time
+    end: dt.time
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> WorkingHours:
+        if self.start >= self.end:
+            raise ValueError(f"working hours start {self.start} must be before end {self.end}")
+        return self
+
+
+def _envelope_required(schema: dict[str, Any]) -> None:
+    # emitters get a default event_id in code; on the wire both fields are required
+    envelope = ["occurred_at", "event_id"]
+    schema["required"] = envelope + [n for n in schema.get("required", []) if n not in envelope]
+
+
+class Event(BaseModel):
+    """The envelope every event carries; subclasses add the payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_envelope_required)
+
+    subject: ClassVar[str]
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    # no default: every emitter takes the instant from the injectable clock (uow.clock)
+    occurred_at: UtcDatetime
+    program_id: Id
+    schema_version: Literal[1] = 1
+
+    @classmethod
+    def event_type(cls) -> str:
+        """The CloudEvents type, e.g. 'mentorship.session.held'."""
+        return cls.subject
+
+
+def dead_letter_subject(service: str) -> str:
+    """Where a service parks the messages it cannot process."""
+    return f"{SUBJECT_PREFIX}.dlq.{service}"

@@ -1,0 +1,96 @@
+"""Participants: who registers, changes and leaves."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import EmailStr, Field, field_validator, model_validator
+
+from shared.events.envelope import (
+    Channel,
+    DisplayName,
+    Event,
+    Id,
+    Role,
+    TimeZoneName,
+    WorkingHours,
+)
+
+
+class ParticipantRegistered(Event):
+    subject = "mentorship.participant.registered"
+
+    participant_id: Id
+    email: EmailStr
+    display_name: DisplayName
+    role: Role
+    timezone: TimeZoneName
+    working_hours: list[WorkingHours] = Field(min_length=1)
+    languages: list[str] = Field(min_length=1)
+    skills_offered: list[str] = []
+    skills_sought: list[str] = []
+    goals: list[str] = []
+    preferred_channels: list[Channel] = [Channel.EMAIL]
+    capacity: int | None = Field(default=None, ge=1, le=50, description="mentors only")
+    department: str | None = None
+    manager_id: str | None = None
+    demographics: dict[str, str] | None = Field(
+        default=None, description="only with the participant's consent; used for equity views"
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _lowercase_languages(cls, value: list[str]) -> list[str]:
+        return [language.strip().lower() for language in value]
+
+    @model_validator(mode="after")
+    def _capacity_for_mentors(self) -> ParticipantRegistered:
+        if self.role is Role.MENTOR and self.capacity is None:
+            raise ValueError("a mentor needs a capacity (how many mentees at once)")
+        if self.role is Role.MENTEE and self.capacity is not None:
+            raise ValueError("capacity is for mentors only")
+        return self
+
+
+class ParticipantUpdated(Event):
+    subject = "mentorship.participant.updated"
+
+    participant_id: Id
+    email: EmailStr | None = None
+    display_name: DisplayName | None = None
+    languages: list[str] | None = None
+    skills_offered: list[str] | None = None
+    skills_sought: list[str] | None = None
+    goals: list[str] | None = None
+    preferred_channels: list[Channel] | None = None
+    capacity: int | None = Field(default=None, ge=1, le=50)
+    department: str | None = None
+    manager_id: str | None = None
+
+
+class ParticipantTimezoneChanged(Event):
+    subject = "mentorship.participant.timezone_changed"
+
+    participant_id: Id
+    old_timezone: TimeZoneName
+    new_timezone: TimeZoneName
+    working_hours: list[WorkingHours] | None = Field(
+        default=None, description="new local working hours, when they change too"
+    )
+    effective_date: dt.date
+
+
+class ParticipantUnavailable(Event):
+    subject = "mentorship.participant.unavailable"
+
+    participant_id: Id
+    start_date: dt.date
+    end_date: dt.date
+    reason: str | None = None
+
+
+class ParticipantLeft(Event):
+    subject = "mentorship.participant.left"
+
+    participant_id: Id
+    reason: str | None = None
