@@ -27,9 +27,10 @@ from cli.launcher import NatsServer, free_port
 from shared.bus import STREAM, ensure_stream, event_headers, publish_acked
 from shared.clock import SystemClock
 from shared.consumer import Subscription
+from shared.cpu import CpuPool
 from shared.db import create_schema, make_engine, make_sessions
 from shared.events import OpportunityOffered
-from shared.outbox import OutboxRelay, UnitOfWork, add_delivery_tables
+from shared.outbox import OutboxRelay, UnitOfWork, add_delivery_tables, unit_of_work
 from shared.service import Service, ServiceDefinition
 from shared.settings import Settings
 
@@ -55,7 +56,12 @@ async def _record(event: OpportunityOffered, uow: UnitOfWork) -> None:
 def _events(n: int, tag: str) -> list[OpportunityOffered]:
     return [
         OpportunityOffered(
-            program_id="bench", opportunity_id=f"{tag}-{i}", participant_id="p", kind="k", title="t"
+            program_id="bench",
+            occurred_at=SystemClock().now(),
+            opportunity_id=f"{tag}-{i}",
+            participant_id="p",
+            kind="k",
+            title="t",
         )
         for i in range(n)
     ]
@@ -73,10 +79,16 @@ async def _relay_publish(js: object, events: list[OpportunityOffered], folder: P
     engine = make_engine(f"sqlite+aiosqlite:///{folder / 'relay.sqlite3'}")
     await create_schema(engine, Base.metadata, schema=None)
     sessions = make_sessions(engine)
-    async with sessions() as session, session.begin():
-        uow = UnitOfWork(session=session, tables=tables, clock=SystemClock(), source="bench")
+    async with unit_of_work(
+        sessions=sessions,
+        tables=tables,
+        clock=SystemClock(),
+        settings=Settings(),
+        source="bench",
+        cpu=CpuPool(threads=True),
+    ) as uow:
         for event in events:
-            await uow.emit(event)
+            uow.emit(event)
 
     async def publish(subject: str, payload: bytes, headers: object) -> bool:
         return await publish_acked(js, subject, payload, headers)  # type: ignore[arg-type]

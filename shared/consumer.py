@@ -8,11 +8,12 @@ rows, commit, then ack. Failures are decided in one place, DeadLetterPolicy.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import nats.errors
 from faststream import BaseMiddleware
@@ -22,22 +23,25 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.js import JetStreamContext
 from opentelemetry import metrics, trace
 from pydantic import ValidationError
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus import STREAM, DeadLetter, consumer_config, durable_name, publish_dead_letter
 from shared.clock import Clock
+from shared.cpu import CpuPool
 from shared.db import Sessions
+from shared.errors import EventRejected, ProgramMismatch, UnknownReference
 from shared.events import Event
-from shared.outbox import DeliveryTables, UnitOfWork
+from shared.outbox import DeliveryTables, UnitOfWork, write_outbox
+from shared.settings import Settings
 from shared.telemetry import context_from, tracer
 
 log = logging.getLogger("mentorship.consumer")
 
 Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
 
-
-class EventRejected(Exception):
-    """The event is well-formed but can never be processed (dead-lettered at once)."""
+__all__ = ["EventRejected", "ProgramMismatch", "Subscription", "UnknownReference"]
 
 
 class MissingEnvelope(Exception):
@@ -53,26 +57,24 @@ def _check_envelope(event: Event) -> None:
         raise MissingEnvelope("event_id and occurred_at are required")
 
 
-class UnknownReference(Exception):
-    """The event names something this service does not know (yet): retried, then dead-lettered.
-
-    Retrying first covers the race where the event that introduces the thing is still in flight
-    on another subject.
-    """
+E = TypeVar("E", bound=Event)
 
 
 @dataclass(frozen=True)
-class Subscription:
-    """'When this event happens, run this handler.'
+class Subscription(Generic[E]):
+    """'When this event happens, run this handler': `handler(event, uow)`.
 
     `after` names events whose consumers (in this service) must first have processed everything
     published before this event: a barrier across subjects, which JetStream orders only within
     one consumer. matching.requested waits for the registrations sent before it, for instance.
+    `key` picks the ordering key (events of one key apply in stream order); by default the
+    event's own key, see `ordering_key`.
     """
 
-    event: type[Event]
-    handler: Handler
+    event: type[E]
+    handler: Callable[[E, UnitOfWork], Awaitable[None]]
     after: tuple[type[Event], ...] = ()
+    key: Callable[[E], str] | None = None
 
 
 @dataclass
@@ -83,6 +85,8 @@ class ConsumerRuntime:
     sessions: Sessions
     tables: DeliveryTables
     clock: Clock
+    settings: Settings
+    cpu: CpuPool
     js: JetStreamContext
     on_commit: Callable[[], None]
     max_deliver: int
@@ -230,7 +234,7 @@ async def _keep_alive(msg: NatsMessage, every: float) -> None:
 
 def register(
     broker: NatsBroker,
-    subscription: Subscription,
+    subscription: Subscription[Any],
     runtime_of: Callable[[], ConsumerRuntime],
     *,
     service: str,
@@ -312,16 +316,41 @@ async def _apply_once(rt: ConsumerRuntime, consumer: str, event: Event, handler:
     event_id = str(event.event_id)
     try:
         async with rt.sessions() as session, session.begin():
-            uow = UnitOfWork(session=session, tables=rt.tables, clock=rt.clock, source=rt.service)
-            if await uow.already_processed(consumer=consumer, event_id=event_id):
+            uow = UnitOfWork(
+                session=session,
+                tables=rt.tables,
+                clock=rt.clock,
+                settings=rt.settings,
+                source=rt.service,
+                cpu=rt.cpu,
+            )
+            if await _already_processed(session, rt.tables, consumer, event_id):
                 return False
-            await uow.mark_processed(consumer=consumer, event_id=event_id)
+            await _mark_processed(session, rt.tables, consumer, event_id, rt.clock.now())
             await handler(event, uow)
+            await write_outbox(session, rt.tables, uow.outbox_rows())
     except IntegrityError:
         # another replica committed the same inbox row first
         async with rt.sessions() as session:
-            uow = UnitOfWork(session=session, tables=rt.tables, clock=rt.clock, source=rt.service)
-            if await uow.already_processed(consumer=consumer, event_id=event_id):
+            if await _already_processed(session, rt.tables, consumer, event_id):
                 return False
         raise
     return True
+
+
+async def _already_processed(
+    session: AsyncSession, tables: DeliveryTables, consumer: str, event_id: str
+) -> bool:
+    inbox = tables.inbox
+    row = await session.execute(
+        select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id == event_id)
+    )
+    return row.first() is not None
+
+
+async def _mark_processed(
+    session: AsyncSession, tables: DeliveryTables, consumer: str, event_id: str, now: dt.datetime
+) -> None:
+    await session.execute(
+        insert(tables.inbox).values(consumer=consumer, event_id=event_id, processed_at=now)
+    )

@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -35,8 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus import event_headers
 from shared.clock import Clock
+from shared.cpu import CpuPool
 from shared.db import Sessions
 from shared.events import Event
+from shared.settings import Settings
 from shared.telemetry import context_from_traceparent, current_traceparent, tracer
 
 log = logging.getLogger("mentorship.outbox")
@@ -76,49 +78,80 @@ def add_delivery_tables(metadata: MetaData) -> DeliveryTables:
 
 
 class UnitOfWork:
-    """One handler's transaction: its session, the clock, and the events it emits."""
+    """One event's work: its session, the settings and clock, and the events it emits.
+
+    Emitted events are kept here and written to the outbox by whoever owns the transaction
+    (the consumer, once per batch; `unit_of_work` for work no event started), so they are
+    published only if the transaction commits, and dropped with a savepoint that rolls back.
+    """
 
     def __init__(
-        self, *, session: AsyncSession, tables: DeliveryTables, clock: Clock, source: str
+        self,
+        *,
+        session: AsyncSession,
+        tables: DeliveryTables,
+        clock: Clock,
+        settings: Settings,
+        source: str,
+        cpu: CpuPool,
     ) -> None:
         self.session = session
+        self.cpu = cpu  # await uow.cpu.run(fn, *args): CPU-heavy work off the event loop
         self.clock = clock
-        self._tables = tables
-        self._source = source
+        self.settings = settings
+        self.tables = tables
+        self.source = source
         self.emitted: list[Event] = []
+        self._traceparents: list[str | None] = []
 
-    async def emit(self, event: Event) -> None:
-        """Writes the event to the outbox; it is published only if the transaction commits."""
-        headers = event_headers(event, source=self._source, traceparent=current_traceparent())
-        await self.session.execute(
-            insert(self._tables.outbox).values(
-                event_id=str(event.event_id),
-                subject=event.subject,
-                payload=event.model_dump_json().encode(),
-                headers=json.dumps(headers),
-                created_at=self.clock.now(),
-                attempts=0,
-            )
-        )
+    def emit(self, event: Event) -> None:
+        """Queues the event for the outbox; it is published only if the transaction commits."""
         self.emitted.append(event)
+        self._traceparents.append(current_traceparent())
 
-    async def already_processed(self, *, consumer: str, event_id: str) -> bool:
-        """Whether this consumer has handled the event before (a redelivery or a duplicate)."""
-        inbox = self._tables.inbox
-        row = await self.session.execute(
-            select(inbox.c.event_id).where(
-                inbox.c.consumer == consumer, inbox.c.event_id == event_id
-            )
-        )
-        return row.first() is not None
+    def outbox_rows(self) -> list[dict[str, object]]:
+        """The outbox rows of what was emitted, in order."""
+        now = self.clock.now()
+        return [
+            {
+                "event_id": str(event.event_id),
+                "subject": event.subject,
+                "payload": event.model_dump_json().encode(),
+                "headers": json.dumps(
+                    event_headers(event, source=self.source, traceparent=traceparent)
+                ),
+                "created_at": now,
+                "attempts": 0,
+            }
+            for event, traceparent in zip(self.emitted, self._traceparents, strict=True)
+        ]
 
-    async def mark_processed(self, *, consumer: str, event_id: str) -> None:
-        """Records the event in the inbox, in the same transaction as its effect."""
-        await self.session.execute(
-            insert(self._tables.inbox).values(
-                consumer=consumer, event_id=event_id, processed_at=self.clock.now()
-            )
+
+async def write_outbox(
+    session: AsyncSession, tables: DeliveryTables, rows: list[dict[str, object]]
+) -> None:
+    """Inserts outbox rows in one statement (one round trip per batch, not per event)."""
+    if rows:
+        await session.execute(insert(tables.outbox), rows)
+
+
+@contextlib.asynccontextmanager
+async def unit_of_work(
+    *,
+    sessions: Sessions,
+    tables: DeliveryTables,
+    clock: Clock,
+    settings: Settings,
+    source: str,
+    cpu: CpuPool,
+) -> AsyncIterator[UnitOfWork]:
+    """A transaction of its own for work no event started (timers, HTTP), with its events."""
+    async with sessions() as session, session.begin():
+        uow = UnitOfWork(
+            session=session, tables=tables, clock=clock, settings=settings, source=source, cpu=cpu
         )
+        yield uow
+        await write_outbox(session, tables, uow.outbox_rows())
 
 
 class OutboxRelay:

@@ -41,9 +41,17 @@ from shared.consumer import (
     dead_letter_middleware,
     register,
 )
+from shared.cpu import CpuPool
 from shared.db import Sessions, create_schema, make_engine, make_sessions
 from shared.events import Event
-from shared.outbox import DeliveryTables, OutboxRelay, pending_count, prune
+from shared.outbox import (
+    DeliveryTables,
+    OutboxRelay,
+    UnitOfWork,
+    pending_count,
+    prune,
+    unit_of_work,
+)
 from shared.settings import Settings
 from shared.telemetry import setup_tracing
 
@@ -63,6 +71,18 @@ class Running:
     nats: NatsClient
     relay: OutboxRelay
     consumers: ConsumerRuntime
+    cpu: CpuPool
+
+    def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
+        """A transaction for work no event started (timers, HTTP), committing with its events."""
+        return unit_of_work(
+            sessions=self.sessions,
+            tables=self.tables,
+            clock=self.clock,
+            settings=self.settings,
+            source=self.name,
+            cpu=self.cpu,
+        )
 
 
 Loop = Callable[[Running], Coroutine[Any, Any, None]]
@@ -75,7 +95,7 @@ class ServiceDefinition:
     name: str
     metadata: MetaData
     tables: DeliveryTables
-    subscriptions: Sequence[Subscription]
+    subscriptions: Sequence[Subscription[Any]]
     emits: Sequence[type[Event]]
     description: str
     routers: Sequence[Callable[[], APIRouter]] = ()
@@ -186,11 +206,14 @@ class Service:
         relay = OutboxRelay(
             sessions=sessions, tables=d.tables, publish=partial(publish_acked, js), clock=self.clock
         )
+        cpu = CpuPool(settings.cpu_workers)
         consumers = ConsumerRuntime(
             service=d.name,
             sessions=sessions,
             tables=d.tables,
             clock=self.clock,
+            settings=settings,
+            cpu=cpu,
             js=js,
             on_commit=relay.wake,
             max_deliver=settings.max_deliver,
@@ -207,6 +230,7 @@ class Service:
             nats=nc,
             relay=relay,
             consumers=consumers,
+            cpu=cpu,
         )
         for hook in d.on_start:
             await hook(self.running)
@@ -231,6 +255,7 @@ class Service:
                 await nc.drain()
             except Exception:
                 await nc.close()
+            cpu.close()
             await engine.dispose()
             self.running = None
 

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
         default=90, gt=0, description="inbox rows; must outlive redeliveries and DLQ replays"
     )
     kickoff_lead_days: int = Field(default=2, ge=0)
+    cpu_workers: int = Field(
+        default=1, ge=1, description="worker processes for CPU-heavy work (matching, MIME)"
+    )
     log_level: str = "INFO"
 
     def database_url_for(self, service: str) -> str:

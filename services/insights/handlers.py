@@ -61,7 +61,7 @@ async def on_matching_completed(event: MatchingCompleted, uow: UnitOfWork) -> No
                 program_id=event.program_id,
                 round_id=event.round_id,
                 pairs_formed=event.pairs_formed,
-                unmatched_mentees=len(event.unmatched_mentee_ids),
+                unmatched_mentees=event.unmatched_mentees,
                 completed_at=event.occurred_at,
             )
         )

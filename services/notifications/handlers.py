@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from email.headerregistry import Address
+from typing import Any
 
 from services.notifications import store
 from services.notifications.messages import InvitationMail, Recipient, compose_invitation
@@ -103,7 +104,7 @@ def make_on_session_scheduled(
     return on_session_scheduled
 
 
-def subscriptions(settings: Settings) -> list[Subscription]:
+def subscriptions(settings: Settings) -> list[Subscription[Any]]:
     """What notifications reacts to."""
     return [
         Subscription(ParticipantRegistered, on_participant_registered),

@@ -19,7 +19,6 @@ from sqlalchemy import update
 
 from services.notifications import store
 from shared.events import Channel, NotificationFailed, NotificationSent
-from shared.outbox import UnitOfWork
 from shared.service import Running
 from shared.settings import Settings
 from shared.telemetry import context_from_traceparent, tracer
@@ -123,22 +122,21 @@ def _about(row: store.Delivery) -> dict[str, Any]:
 
 async def _finish(running: Running, delivery_id: str, error: Exception | None) -> None:
     now = running.clock.now()
-    async with running.sessions() as session, session.begin():
-        row = await session.get(store.Delivery, delivery_id)
+    async with running.unit_of_work() as uow:
+        row = await uow.session.get(store.Delivery, delivery_id)
         assert row is not None
-        uow = UnitOfWork(
-            session=session, tables=running.tables, clock=running.clock, source=running.name
-        )
         row.attempts += 1
         if error is None:
             row.status, row.sent_at, row.last_error = "sent", now, None
-            await uow.emit(NotificationSent(**_about(row), message_id=row.message_id))
+            uow.emit(NotificationSent(**_about(row), occurred_at=now, message_id=row.message_id))
             return
         row.last_error = f"{type(error).__name__}: {error}"[:2000]
         if _permanent(error) or row.attempts >= MAX_ATTEMPTS:
             row.status = "failed"
-            await uow.emit(
-                NotificationFailed(**_about(row), attempts=row.attempts, reason=row.last_error)
+            uow.emit(
+                NotificationFailed(
+                    **_about(row), occurred_at=now, attempts=row.attempts, reason=row.last_error
+                )
             )
             log.error("delivery %s failed for good: %s", delivery_id, row.last_error)
         else:

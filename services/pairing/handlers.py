@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from services.pairing import store
 from services.pairing.matching import Profile, propose_pairs
@@ -127,9 +128,10 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
                 formed_at=uow.clock.now(),
             )
         )
-        await uow.emit(
+        uow.emit(
             PairFormed(
                 program_id=program,
+                occurred_at=uow.clock.now(),
                 pair_id=pair_id,
                 round_id=event.round_id,
                 mentor_id=proposal.mentor_id,
@@ -146,12 +148,14 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
             pairs_formed=len(result.pairs),
         )
     )
-    await uow.emit(
+    uow.emit(
         MatchingCompleted(
             program_id=program,
+            occurred_at=uow.clock.now(),
             round_id=event.round_id,
             pairs_formed=len(result.pairs),
-            unmatched_mentee_ids=result.unmatched_mentee_ids,
+            unmatched_mentees=len(result.unmatched_mentee_ids),
+            unmatched_mentee_ids=result.unmatched_mentee_ids[:100],
         )
     )
 
@@ -163,7 +167,7 @@ PROFILE_EVENTS = (
     ParticipantLeft,
 )
 
-SUBSCRIPTIONS = [
+SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(ParticipantRegistered, on_participant_registered),
     Subscription(ParticipantUpdated, on_participant_updated, after=(ParticipantRegistered,)),
     Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from services.scheduling import invitations, store
 from services.scheduling.planning import plan_kickoff
@@ -114,9 +115,10 @@ def make_on_pair_formed(settings: Settings) -> Callable[[PairFormed, UnitOfWork]
                 stamp=uow.clock.now(),
             )
         )
-        await uow.emit(
+        uow.emit(
             SessionScheduled(
                 program_id=event.program_id,
+                occurred_at=uow.clock.now(),
                 session_id=session_id,
                 pair_id=event.pair_id,
                 kind=SessionKind.KICKOFF,
@@ -133,7 +135,7 @@ def make_on_pair_formed(settings: Settings) -> Callable[[PairFormed, UnitOfWork]
     return on_pair_formed
 
 
-def subscriptions(settings: Settings) -> list[Subscription]:
+def subscriptions(settings: Settings) -> list[Subscription[Any]]:
     """What scheduling reacts to."""
     return [
         Subscription(ParticipantRegistered, on_participant_registered),

@@ -46,9 +46,10 @@ def probe_definition(faults: Faults) -> ServiceDefinition:
         pid = event.participant_id
         faults.attempts[pid] = faults.attempts.get(pid, 0) + 1
         uow.session.add(Effect(participant_id=pid, kind="registered"))
-        await uow.emit(
+        uow.emit(
             OpportunityOffered(
                 program_id=event.program_id,
+                occurred_at=uow.clock.now(),
                 opportunity_id=f"o-{pid}",
                 participant_id=pid,
                 kind="welcome",

@@ -162,6 +162,7 @@ async def test_outbox_relay_publishes_with_dedupe_id_and_cloudevents_headers(
     async with running(probe_definition(Faults()), settings) as rt:
         event = OpportunityOffered(
             program_id="p1",
+            occurred_at=SystemClock().now(),
             opportunity_id="o1",
             participant_id="a",
             kind="stretch",
@@ -197,7 +198,12 @@ async def test_outbox_keeps_events_while_nats_is_away_and_publishes_each_once(
         local_nats_server.server.stop()
         events = [
             OpportunityOffered(
-                program_id="p1", opportunity_id=f"o{i}", participant_id="a", kind="k", title="t"
+                program_id="p1",
+                occurred_at=SystemClock().now(),
+                opportunity_id=f"o{i}",
+                participant_id="a",
+                kind="k",
+                title="t",
             )
             for i in range(20)
         ]
@@ -247,7 +253,12 @@ async def test_pruning_drops_old_history_but_never_pending_events(
         await publish(js, REGISTERED, registration("p1", "old"))
         await eventually(lambda: _published(js, OFFERED, 1), what="the first event published")
         pending = OpportunityOffered(
-            program_id="p1", opportunity_id="o-pending", participant_id="a", kind="k", title="t"
+            program_id="p1",
+            occurred_at=SystemClock().now(),
+            opportunity_id="o-pending",
+            participant_id="a",
+            kind="k",
+            title="t",
         )
         await rt.nats.close()  # the relay's connection: this row stays pending
         await emit_standalone(

@@ -11,9 +11,10 @@ from typing import Any
 
 from shared.bus import STREAM
 from shared.clock import Clock, SystemClock
+from shared.cpu import CpuPool
 from shared.db import Sessions
 from shared.events import Event
-from shared.outbox import DeliveryTables, UnitOfWork
+from shared.outbox import DeliveryTables, unit_of_work
 from shared.service import Running, Service, ServiceDefinition
 from shared.settings import Settings
 
@@ -82,6 +83,12 @@ async def emit_standalone(
     *, sessions: Sessions, tables: DeliveryTables, clock: Clock, source: str, event: Event
 ) -> None:
     """Emits one event in a transaction of its own, as work not triggered by an event would."""
-    async with sessions() as session, session.begin():
-        uow = UnitOfWork(session=session, tables=tables, clock=clock, source=source)
-        await uow.emit(event)
+    async with unit_of_work(
+        sessions=sessions,
+        tables=tables,
+        clock=clock,
+        settings=Settings(),
+        source=source,
+        cpu=CpuPool(threads=True),
+    ) as uow:
+        uow.emit(event)

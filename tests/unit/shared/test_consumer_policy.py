@@ -6,9 +6,12 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from shared.consumer import ConsumerRuntime, DeadLetterPolicy, describe_invalid
+from shared.backoff import backoff
+from shared.consumer import describe_invalid
 from shared.events import ParticipantRegistered
 from tests.unit.shared.samples import registration
 
@@ -67,12 +70,12 @@ def test_schema_violation_drops_the_handler_argument_name_from_the_path():
 
 
 def test_schema_violation_lists_five_problems_and_counts_the_rest():
-    data: dict[str, Any] = {}  # 8 required fields missing
+    data: dict[str, Any] = {}  # 9 required fields missing
     error = validation_error(data)
-    assert error.error_count() == 8
+    assert error.error_count() == 9
     reason = describe_invalid(error, b"{}")
     assert reason.count("Field required") == 5
-    assert reason.endswith(" (+3 more)")
+    assert reason.endswith(" (+4 more)")
     assert "program_id: Field required" in reason
 
 
@@ -83,39 +86,22 @@ def test_schema_violation_with_few_problems_has_no_more_suffix():
     assert "more)" not in reason
 
 
-# --- retry delay ----------------------------------------------------------------------------
+# --- the one backoff ------------------------------------------------------------------------
 
 
-def policy(base: float = 0.5, cap: float = 30.0) -> DeadLetterPolicy:
-    runtime = ConsumerRuntime(
-        service="test",
-        sessions=None,  # type: ignore[arg-type]
-        tables=None,  # type: ignore[arg-type]
-        clock=None,  # type: ignore[arg-type]
-        js=None,  # type: ignore[arg-type]
-        on_commit=lambda: None,
-        max_deliver=5,
-        retry_base_seconds=base,
-        retry_max_seconds=cap,
-    )
-    return DeadLetterPolicy(runtime)
+def test_backoff_starts_at_the_base_and_doubles():
+    assert [backoff(n, base=0.5, cap=1000) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 8.0]
 
 
-def test_retry_delay_starts_at_the_base_and_doubles():
-    p = policy(base=0.5, cap=1000)
-    assert [p.retry_delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 8.0]
+def test_backoff_is_capped():
+    assert backoff(5, base=1.0, cap=30.0) == 16.0
+    assert backoff(6, base=1.0, cap=30.0) == 30.0
+    assert backoff(50, base=1.0, cap=30.0) == 30.0
 
 
-def test_retry_delay_is_capped():
-    p = policy(base=1.0, cap=30.0)
-    assert p.retry_delay(5) == 16.0
-    assert p.retry_delay(6) == 30.0
-    assert p.retry_delay(50) == 30.0
-
-
-def test_retry_delay_never_decreases_and_is_a_float():
-    p = policy(base=2.0, cap=45.0)
-    delays = [p.retry_delay(n) for n in range(1, 20)]
+@given(st.floats(0.01, 100), st.floats(0.01, 10_000))
+def test_backoff_never_decreases_is_a_float_and_stays_within_base_and_cap(base, cap):
+    delays = [backoff(n, base=base, cap=cap) for n in range(0, 40)]
     assert delays == sorted(delays)
     assert all(isinstance(d, float) for d in delays)
-    assert max(delays) == 45.0
+    assert all(min(base, cap) <= d <= cap for d in delays)
