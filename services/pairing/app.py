@@ -6,10 +6,9 @@ from services.pairing import store
 from services.pairing.handlers import SUBSCRIPTIONS
 from shared.events import MatchingCompleted, PairFormed
 from shared.service import ServiceDefinition
-from shared.settings import Settings
 
 
-def definition(settings: Settings | None = None) -> ServiceDefinition:
+def definition() -> ServiceDefinition:
     """pairing as the service runner sees it."""
     return ServiceDefinition(
         name="pairing",

@@ -1,15 +1,21 @@
-"""pairing's tables and queries."""
+"""pairing's tables and queries; every record is keyed by (program_id, id)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, func, select
+from sqlalchemy import JSON, DateTime, Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.pairing.matching import Profile
+from services.pairing.profiles import ProfileChange
+from services.pairing.rounds import ACTIVE, ENDED, RoundOutcome
+from shared.errors import UnknownReference
 from shared.outbox import add_delivery_tables
+from shared.records import get_or_raise
+from shared.worktime import Availability
 
 
 class Base(DeclarativeBase):
@@ -40,13 +46,13 @@ class Participant(Base):
 class Pair(Base):
     __tablename__ = "pairs"
 
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     pair_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    program_id: Mapped[str] = mapped_column(String(200), index=True)
     round_id: Mapped[str] = mapped_column(String(200))
     mentor_id: Mapped[str] = mapped_column(String(200))
     mentee_id: Mapped[str] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20), default="active")
+    status: Mapped[str] = mapped_column(String(20), default=ACTIVE)
     formed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -59,17 +65,65 @@ class MatchingRound(Base):
     pairs_formed: Mapped[int] = mapped_column(Integer)
 
 
-async def get_participant(
+async def register_participant(
+    session: AsyncSession, *, program_id: str, participant_id: str, profile: ProfileChange
+) -> None:
+    """Keeps a registration's profile: one primary-key lookup, then an insert or an update."""
+    row = await session.get(Participant, (program_id, participant_id))
+    if row is None:
+        session.add(Participant(program_id=program_id, participant_id=participant_id, **profile))
+    else:
+        change_profile(row, profile)
+
+
+async def participant_or_raise(
     session: AsyncSession, *, program_id: str, participant_id: str
-) -> Participant | None:
-    """One participant of a program."""
-    return await session.get(Participant, (program_id, participant_id))
+) -> Participant:
+    """A registered participant of the program, else UnknownReference or ProgramMismatch."""
+    return await get_or_raise(
+        session,
+        Participant,
+        program_id,
+        participant_id,
+        what=f"participant {participant_id!r}",
+        hint="publish participant.registered first",
+    )
 
 
-async def active_participants(
+def change_profile(row: Participant, change: ProfileChange) -> None:
+    """Sets the fields the change names and leaves the others."""
+    for name, value in change.items():
+        setattr(row, name, value)
+
+
+async def ensure_has_participants(session: AsyncSession, *, program_id: str) -> None:
+    """Raises UnknownReference unless the program has registered anyone (even people who left)."""
+    anyone = await session.scalar(
+        select(Participant.participant_id).where(Participant.program_id == program_id).limit(1)
+    )
+    if anyone is None:
+        raise UnknownReference(
+            f"program {program_id!r} has no registered participants; "
+            "publish participant.registered first"
+        )
+
+
+def _profile(row: Participant) -> Profile:
+    return Profile(
+        participant_id=row.participant_id,
+        availability=Availability.from_json(row.timezone, row.working_hours),
+        languages=tuple(row.languages),
+        skills_offered=frozenset(s.lower() for s in row.skills_offered),
+        skills_sought=frozenset(s.lower() for s in row.skills_sought),
+        manager_id=row.manager_id,
+        capacity=row.capacity,
+    )
+
+
+async def active_profiles(
     session: AsyncSession, *, program_id: str, role: str
-) -> list[Participant]:
-    """The program's active participants of one role, in registration order."""
+) -> tuple[Profile, ...]:
+    """The matching profiles of the program's active participants of one role, oldest first."""
     rows = await session.scalars(
         select(Participant)
         .where(
@@ -79,15 +133,17 @@ async def active_participants(
         )
         .order_by(Participant.registered_at, Participant.participant_id)
     )
-    return list(rows)
+    return tuple(_profile(row) for row in rows)
 
 
-async def active_pairs(session: AsyncSession, *, program_id: str) -> list[Pair]:
-    """The program's pairs that are not ended."""
-    rows = await session.scalars(
-        select(Pair).where(Pair.program_id == program_id, Pair.status != "ended")
+async def active_pairings(session: AsyncSession, *, program_id: str) -> tuple[tuple[str, str], ...]:
+    """(mentor_id, mentee_id) of the program's pairs that are not ended."""
+    rows = await session.execute(
+        select(Pair.mentor_id, Pair.mentee_id).where(
+            Pair.program_id == program_id, Pair.status != ENDED
+        )
     )
-    return list(rows)
+    return tuple((mentor_id, mentee_id) for mentor_id, mentee_id in rows)
 
 
 async def get_round(
@@ -97,9 +153,26 @@ async def get_round(
     return await session.get(MatchingRound, (program_id, round_id))
 
 
-async def count_participants(session: AsyncSession, *, program_id: str) -> int:
-    """How many participants the program has."""
-    result = await session.execute(
-        select(func.count()).select_from(Participant).where(Participant.program_id == program_id)
+def add_round(session: AsyncSession, outcome: RoundOutcome) -> None:
+    """Stores a completed round and the pairs it formed."""
+    session.add_all(
+        Pair(
+            program_id=outcome.program_id,
+            pair_id=pair.pair_id,
+            round_id=outcome.round_id,
+            mentor_id=pair.mentor_id,
+            mentee_id=pair.mentee_id,
+            language=pair.language,
+            status=pair.status,
+            formed_at=outcome.completed_at,
+        )
+        for pair in outcome.pairs
     )
-    return int(result.scalar_one())
+    session.add(
+        MatchingRound(
+            program_id=outcome.program_id,
+            round_id=outcome.round_id,
+            completed_at=outcome.completed_at,
+            pairs_formed=len(outcome.pairs),
+        )
+    )

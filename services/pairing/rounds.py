@@ -1,0 +1,102 @@
+"""What a matching round forms and announces: who is still to pair, pair ids, rows and events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+from services.pairing.matching import MatchResult, Profile, propose_pairs
+from shared.events import Event, MatchingCompleted, PairFormed
+
+ACTIVE = "active"
+ENDED = "ended"
+# matching.completed stays bounded: it counts every unmatched mentee and names at most these many
+UNMATCHED_SAMPLE = 100
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The program as a round finds it; plain data, so it can cross into a worker process."""
+
+    mentors: tuple[Profile, ...]
+    mentees: tuple[Profile, ...]
+    pairings: tuple[tuple[str, str], ...]  # (mentor_id, mentee_id) of every pair not ended
+    week_of: dt.date
+
+
+def match(standing: Standing) -> MatchResult:
+    """Proposes mentors for the mentees not paired yet (CPU-heavy: run it in the CPU pool)."""
+    paired = {mentee_id for _, mentee_id in standing.pairings}
+    return propose_pairs(
+        standing.mentors,
+        [m for m in standing.mentees if m.participant_id not in paired],
+        current_load=Counter(mentor_id for mentor_id, _ in standing.pairings),
+        week_of=standing.week_of,
+    )
+
+
+def pair_id(program_id: str, round_id: str, mentee_id: str) -> str:
+    """The pair's id: the same round forms the same id again, and no other program shares it."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{program_id}/{round_id}/{mentee_id}"))
+
+
+@dataclass(frozen=True)
+class NewPair:
+    """A pair a round formed, as it is stored."""
+
+    pair_id: str
+    mentor_id: str
+    mentee_id: str
+    language: str
+    status: str
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """What a round stores (its record and pairs) and what it emits, in order."""
+
+    program_id: str
+    round_id: str
+    completed_at: dt.datetime
+    pairs: tuple[NewPair, ...]
+    events: tuple[Event, ...]
+
+
+def outcome(
+    *, program_id: str, round_id: str, result: MatchResult, now: dt.datetime
+) -> RoundOutcome:
+    """Each proposal becomes an active pair announced by pair.formed; matching.completed last."""
+    pairs = tuple(
+        NewPair(
+            pair_id=pair_id(program_id, round_id, p.mentee_id),
+            mentor_id=p.mentor_id,
+            mentee_id=p.mentee_id,
+            language=p.language,
+            status=ACTIVE,
+        )
+        for p in result.pairs
+    )
+    formed = [
+        PairFormed(
+            program_id=program_id,
+            occurred_at=now,
+            pair_id=pair.pair_id,
+            round_id=round_id,
+            mentor_id=pair.mentor_id,
+            mentee_id=pair.mentee_id,
+            language=pair.language,
+            reasons=list(proposal.reasons),
+        )
+        for pair, proposal in zip(pairs, result.pairs, strict=True)
+    ]
+    completed = MatchingCompleted(
+        program_id=program_id,
+        occurred_at=now,
+        round_id=round_id,
+        pairs_formed=len(pairs),
+        unmatched_mentees=len(result.unmatched_mentee_ids),
+        unmatched_mentee_ids=result.unmatched_mentee_ids[:UNMATCHED_SAMPLE],
+    )
+    return RoundOutcome(program_id, round_id, now, pairs, (*formed, completed))
