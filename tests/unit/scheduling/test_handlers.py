@@ -1,0 +1,249 @@
+"""scheduling's handlers on a real SQLite database, without NATS: what they store and emit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from icalendar import Calendar
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select
+
+from services.scheduling import store
+from services.scheduling.handlers import (
+    on_pair_formed,
+    on_participant_registered,
+    on_timezone_changed,
+)
+from services.scheduling.kickoffs import NO_SLOT_NOTE, kickoff_session_id
+from shared.errors import ProgramMismatch, UnknownReference
+from shared.events import (
+    PairFormed,
+    ParticipantRegistered,
+    ParticipantTimezoneChanged,
+    SessionScheduled,
+)
+from tests.support.factories import envelope, registration
+from tests.support.handlers import HandlerDb, handler_db
+
+ORGANIZER = "coordinator@mentorship.example"
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[HandlerDb]:
+    async with handler_db(
+        store.Base.metadata,
+        store.delivery,
+        tmp_path,
+        source="scheduling",
+        mail_from=ORGANIZER,
+        mail_from_name="Mentoring Team",
+        kickoff_lead_days=2,
+    ) as db:
+        yield db
+
+
+def registered(
+    program: str,
+    participant: str,
+    *,
+    role: str = "mentee",
+    timezone: str = "Europe/Berlin",
+    **fields: Any,
+) -> ParticipantRegistered:
+    body = registration(program, participant, role=role, timezone=timezone)
+    return ParticipantRegistered.model_validate(body | fields)
+
+
+def formed(program: str, pair: str = "pair-1", mentor: str = "m", mentee: str = "e") -> PairFormed:
+    return PairFormed.model_validate(
+        envelope(
+            program, pair_id=pair, round_id="r1", mentor_id=mentor, mentee_id=mentee, language="en"
+        )
+    )
+
+
+async def register_pair(db: HandlerDb, program: str, **mentee_options: Any) -> None:
+    await db.apply(on_participant_registered, registered(program, "m", role="mentor"))
+    await db.apply(on_participant_registered, registered(program, "e", **mentee_options))
+
+
+async def sessions_of(db: HandlerDb, program: str) -> list[store.Session]:
+    async with db.sessions() as session:
+        rows = await session.scalars(
+            select(store.Session).where(store.Session.program_id == program)
+        )
+        return list(rows)
+
+
+async def test_pair_formed_plans_a_kickoff_in_both_working_hours_with_an_invitation(db):
+    await register_pair(db, "prog", timezone="America/New_York")
+    uow = await db.apply(on_pair_formed, formed("prog"))
+    [scheduled] = uow.emitted
+    assert isinstance(scheduled, SessionScheduled)
+    assert scheduled.session_id == kickoff_session_id("prog", "pair-1")
+    assert scheduled.attendee_ids == ["m", "e"]
+    assert scheduled.occurred_at == db.clock.now()
+    # Monday 08:00 UTC plus two local days: Wednesday 3 March, 09:00 in New York (EST)
+    assert scheduled.start == dt.datetime(2027, 3, 3, 14, tzinfo=dt.UTC)
+    assert scheduled.end - scheduled.start == dt.timedelta(hours=1)
+    [vevent] = Calendar.from_ical(scheduled.ical).walk("VEVENT")
+    assert str(vevent["UID"]) == scheduled.uid
+    assert str(vevent["ORGANIZER"]) == f"mailto:{ORGANIZER}"
+    assert [str(a) for a in vevent["ATTENDEE"]] == ["mailto:m@example.org", "mailto:e@example.org"]
+    assert vevent["DTSTART"].dt == scheduled.start.astimezone(ZoneInfo("Europe/Berlin"))
+    assert str(vevent["SUMMARY"]) == "Mentorship kickoff: Person m & Person e"
+    [row] = await sessions_of(db, "prog")
+    assert (row.status, row.uid, row.note) == ("scheduled", scheduled.uid, None)
+    # SQLite hands DateTime(timezone=True) back without its offset; the instant is UTC
+    assert row.start is not None and row.start.replace(tzinfo=dt.UTC) == scheduled.start
+
+
+async def test_kickoff_lead_time_comes_from_the_settings_of_the_unit_of_work(tmp_path):
+    async with handler_db(
+        store.Base.metadata, store.delivery, tmp_path, kickoff_lead_days=10
+    ) as db:
+        await register_pair(db, "prog")
+        [scheduled] = (await db.apply(on_pair_formed, formed("prog"))).emitted
+    assert isinstance(scheduled, SessionScheduled)
+    # ten days after Monday 1 March is Thursday 11 March, 09:00 in Berlin (CET)
+    assert scheduled.start == dt.datetime(2027, 3, 11, 8, tzinfo=dt.UTC)
+
+
+async def test_a_repeated_pair_formed_plans_no_second_kickoff(db):
+    await register_pair(db, "prog")
+    first = await db.apply(on_pair_formed, formed("prog"))
+    db.clock.advance(dt.timedelta(days=3))
+    again = await db.apply(on_pair_formed, formed("prog"))  # same pair, a new event id
+    assert len(first.emitted) == 1
+    assert again.emitted == []
+    assert len(await sessions_of(db, "prog")) == 1
+
+
+async def test_two_pair_formed_of_one_batch_plan_one_kickoff(db):
+    await register_pair(db, "prog")
+    async with db.unit_of_work() as uow:
+        for _ in range(2):  # as the batched consumer applies them: one savepoint per event
+            async with uow.session.begin_nested():
+                await on_pair_formed(formed("prog"), uow)
+    assert len(uow.emitted) == 1
+    assert len(await sessions_of(db, "prog")) == 1
+
+
+async def test_the_same_pair_id_in_two_programs_gives_two_kickoffs(db):
+    await register_pair(db, "prog-a")
+    await register_pair(db, "prog-b")
+    [a] = (await db.apply(on_pair_formed, formed("prog-a", pair="shared"))).emitted
+    [b] = (await db.apply(on_pair_formed, formed("prog-b", pair="shared"))).emitted
+    assert isinstance(a, SessionScheduled) and isinstance(b, SessionScheduled)
+    assert (a.program_id, b.program_id) == ("prog-a", "prog-b")
+    assert a.session_id != b.session_id
+    assert a.uid != b.uid
+    assert [r.pair_id for r in await sessions_of(db, "prog-a")] == ["shared"]
+    assert [r.pair_id for r in await sessions_of(db, "prog-b")] == ["shared"]
+
+
+async def test_a_pair_formed_naming_a_participant_of_another_program_is_a_program_mismatch(db):
+    await register_pair(db, "prog-a")
+    await db.apply(on_participant_registered, registered("prog-b", "m", role="mentor"))
+    with pytest.raises(ProgramMismatch, match="participant 'e' belongs to another program"):
+        await db.apply(on_pair_formed, formed("prog-b"))
+    assert await sessions_of(db, "prog-b") == []
+
+
+async def test_a_pair_formed_naming_a_participant_unknown_everywhere_is_an_unknown_reference(db):
+    await db.apply(on_participant_registered, registered("prog", "m", role="mentor"))
+    with pytest.raises(UnknownReference, match=r"publish participant\.registered first"):
+        await db.apply(on_pair_formed, formed("prog"))
+    assert await sessions_of(db, "prog") == []
+
+
+async def test_a_pair_without_a_shared_working_hour_is_kept_unschedulable_without_invitation(db):
+    # Berlin 09:00-10:00 is 00:00-01:00 in Los Angeles: never inside both days
+    short = [{"weekday": d, "start": "09:00", "end": "10:00"} for d in range(5)]
+    await db.apply(
+        on_participant_registered, registered("prog", "m", role="mentor", working_hours=short)
+    )
+    await db.apply(
+        on_participant_registered,
+        registered("prog", "e", timezone="America/Los_Angeles", working_hours=short),
+    )
+    uow = await db.apply(on_pair_formed, formed("prog"))
+    assert uow.emitted == []
+    [row] = await sessions_of(db, "prog")
+    assert (row.status, row.start, row.note) == ("unschedulable", None, NO_SLOT_NOTE)
+
+
+async def test_a_re_registration_replaces_zone_hours_and_address(db):
+    await db.apply(on_participant_registered, registered("prog", "e"))
+    hours = [{"weekday": 5, "start": "10:00", "end": "12:00"}]
+    changed = registered(
+        "prog", "e", timezone="Asia/Tokyo", email="new@example.org", working_hours=hours
+    )
+    await db.apply(on_participant_registered, changed)
+    async with db.sessions() as session:
+        person = await store.get_person(session, program_id="prog", participant_id="e")
+    assert person is not None
+    assert (person.timezone, person.email) == ("Asia/Tokyo", "new@example.org")
+    assert person.working_hours == [{"weekday": 5, "start": "10:00:00", "end": "12:00:00"}]
+
+
+async def test_a_registration_costs_one_primary_key_lookup_and_one_write(db):
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement.split()[0])
+
+    engine = db.sessions.kw["bind"].sync_engine
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        await db.apply(on_participant_registered, registered("prog", "e"))
+        first = list(statements)
+        statements.clear()
+        await db.apply(on_participant_registered, registered("prog", "e", timezone="Asia/Tokyo"))
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+    assert first == ["SELECT", "INSERT"]
+    assert statements == ["SELECT", "UPDATE"]
+
+
+async def test_a_timezone_change_is_used_by_the_next_kickoff(db):
+    await register_pair(db, "prog")
+    change = ParticipantTimezoneChanged.model_validate(
+        envelope(
+            "prog",
+            participant_id="e",
+            old_timezone="Europe/Berlin",
+            new_timezone="America/New_York",
+            effective_date="2027-03-01",
+        )
+    )
+    await db.apply(on_timezone_changed, change)
+    [scheduled] = (await db.apply(on_pair_formed, formed("prog"))).emitted
+    assert isinstance(scheduled, SessionScheduled)
+    # Berlin's 17:00 is New York's 11:00: the overlap is 14:00-16:00 UTC
+    assert scheduled.start == dt.datetime(2027, 3, 3, 14, tzinfo=dt.UTC)
+
+
+async def test_a_timezone_change_for_a_participant_of_another_program_is_a_program_mismatch(db):
+    await db.apply(on_participant_registered, registered("prog-a", "e"))
+    change = ParticipantTimezoneChanged.model_validate(
+        envelope(
+            "prog-b",
+            participant_id="e",
+            old_timezone="Europe/Berlin",
+            new_timezone="Asia/Tokyo",
+            effective_date="2027-03-01",
+        )
+    )
+    with pytest.raises(ProgramMismatch):
+        await db.apply(on_timezone_changed, change)
+    async with db.sessions() as session:
+        count = await session.scalar(select(func.count()).select_from(store.Person))
+        person = await store.get_person(session, program_id="prog-a", participant_id="e")
+    assert count == 1
+    assert person is not None and person.timezone == "Europe/Berlin"
