@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 
 from services.insights import store
 from services.insights.overview import Overview, build_overview
@@ -65,12 +64,7 @@ def router() -> APIRouter:
         """Participants, pairs formed, sessions scheduled and emails sent for one program."""
         async with sessions() as session:
             counts = await store.overview_counts(session, program_id=program_id)
-            seen = await session.execute(
-                select(store.EventCount.subject, store.EventCount.count).where(
-                    store.EventCount.program_id == program_id
-                )
-            )
-            events_seen = {subject: count for subject, count in seen.all()}
-        return build_overview(program_id, counts, events_seen)
+            seen = await store.events_seen(session, program_id=program_id)
+        return build_overview(program_id, counts, seen)
 
     return api

@@ -6,7 +6,6 @@ from services.insights import api, store
 from services.insights.handlers import SUBSCRIPTIONS
 from services.insights.tokens import parse_configured, token_digest
 from shared.service import Running, ServiceDefinition
-from shared.settings import Settings
 
 
 async def store_configured_tokens(running: Running) -> None:
@@ -26,7 +25,7 @@ async def store_configured_tokens(running: Running) -> None:
             )
 
 
-def definition(settings: Settings | None = None) -> ServiceDefinition:
+def definition() -> ServiceDefinition:
     """insights as the service runner sees it."""
     return ServiceDefinition(
         name="insights",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from services.insights import store
+from services.insights.projections import DeliveryStatus, delivery_status
 from shared.consumer import Subscription
 from shared.events import (
     CATALOGUE,
@@ -21,114 +21,122 @@ from shared.events import (
 from shared.outbox import UnitOfWork
 
 
+async def on_any_event(event: Event, uow: UnitOfWork) -> None:
+    """Counts the event under its program and subject."""
+    await store.count_event(uow.session, program_id=event.program_id, subject=event.subject)
+
+
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
     """Counts the participant under its role and zone."""
-    row = await uow.session.get(store.ParticipantView, (event.program_id, event.participant_id))
-    if row is None:
-        row = store.ParticipantView(
-            program_id=event.program_id, participant_id=event.participant_id
-        )
-        uow.session.add(row)
-    row.role, row.timezone = event.role.value, event.timezone
+    await store.put_participant(
+        uow.session,
+        program_id=event.program_id,
+        participant_id=event.participant_id,
+        role=event.role.value,
+        timezone=event.timezone,
+    )
+    await on_any_event(event, uow)
 
 
 async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork) -> None:
     """Keeps the zone spread current."""
-    row = await uow.session.get(store.ParticipantView, (event.program_id, event.participant_id))
-    if row is not None:
-        row.timezone = event.new_timezone
+    row = await store.participant_or_raise(
+        uow.session, program_id=event.program_id, participant_id=event.participant_id
+    )
+    row.timezone = event.new_timezone
+    await on_any_event(event, uow)
 
 
 async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
-    """Records the pair."""
-    if await uow.session.get(store.PairView, event.pair_id) is None:
-        uow.session.add(
-            store.PairView(
-                pair_id=event.pair_id,
-                program_id=event.program_id,
-                mentor_id=event.mentor_id,
-                mentee_id=event.mentee_id,
-                formed_at=event.occurred_at,
-            )
+    """Records the pair once: a repeated pair.formed names the same pair."""
+    known = await store.find_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
+    if known is None:
+        store.add_pair(
+            uow.session,
+            program_id=event.program_id,
+            pair_id=event.pair_id,
+            mentor_id=event.mentor_id,
+            mentee_id=event.mentee_id,
+            formed_at=event.occurred_at,
         )
+    await on_any_event(event, uow)
 
 
 async def on_matching_completed(event: MatchingCompleted, uow: UnitOfWork) -> None:
     """Records the round's outcome."""
-    if await uow.session.get(store.RoundView, (event.program_id, event.round_id)) is None:
-        uow.session.add(
-            store.RoundView(
-                program_id=event.program_id,
-                round_id=event.round_id,
-                pairs_formed=event.pairs_formed,
-                unmatched_mentees=event.unmatched_mentees,
-                completed_at=event.occurred_at,
-            )
-        )
+    await store.record_round(
+        uow.session,
+        program_id=event.program_id,
+        round_id=event.round_id,
+        pairs_formed=event.pairs_formed,
+        unmatched_mentees=event.unmatched_mentees,
+        completed_at=event.occurred_at,
+    )
+    await on_any_event(event, uow)
 
 
 async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None:
-    """Records the planned session."""
-    row = await uow.session.get(store.SessionView, event.session_id)
+    """Records the planned session; scheduling it again moves its start."""
+    # a pair not seen yet may be on its way on pair.formed; one of another program is refused
+    await store.find_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
+    row = await store.find_session(
+        uow.session, program_id=event.program_id, session_id=event.session_id
+    )
     if row is None:
-        row = store.SessionView(
-            session_id=event.session_id,
+        store.add_session(
+            uow.session,
             program_id=event.program_id,
+            session_id=event.session_id,
             pair_id=event.pair_id,
             kind=event.kind.value,
             start=event.start,
         )
-        uow.session.add(row)
-    row.start = event.start
+    else:
+        row.start = event.start
+    await on_any_event(event, uow)
 
 
-async def _delivery(
-    uow: UnitOfWork, event: NotificationSent | NotificationFailed, status: str
+async def _on_delivery_reported(
+    event: NotificationSent | NotificationFailed, uow: UnitOfWork, reported: DeliveryStatus
 ) -> None:
-    row = await uow.session.get(store.DeliveryView, event.delivery_id)
+    """Applies one report of a delivery's outcome."""
+    row = await store.find_delivery(
+        uow.session, program_id=event.program_id, delivery_id=event.delivery_id
+    )
+    status = delivery_status(DeliveryStatus(row.status) if row else None, reported)
     if row is None:
-        uow.session.add(
-            store.DeliveryView(
-                delivery_id=event.delivery_id, program_id=event.program_id, status=status
-            )
+        store.add_delivery(
+            uow.session, program_id=event.program_id, delivery_id=event.delivery_id, status=status
         )
     else:
         row.status = status
+    await on_any_event(event, uow)
 
 
 async def on_notification_sent(event: NotificationSent, uow: UnitOfWork) -> None:
     """Counts the email as sent."""
-    await _delivery(uow, event, "sent")
+    await _on_delivery_reported(event, uow, DeliveryStatus.SENT)
 
 
 async def on_notification_failed(event: NotificationFailed, uow: UnitOfWork) -> None:
-    """Counts the email as failed."""
-    await _delivery(uow, event, "failed")
+    """Counts the email as failed, unless it was sent."""
+    await _on_delivery_reported(event, uow, DeliveryStatus.FAILED)
 
 
-PROJECTIONS: dict[type[Event], Callable[[Any, UnitOfWork], Awaitable[None]]] = {
-    ParticipantRegistered: on_participant_registered,
-    ParticipantTimezoneChanged: on_timezone_changed,
-    PairFormed: on_pair_formed,
-    MatchingCompleted: on_matching_completed,
-    SessionScheduled: on_session_scheduled,
-    NotificationSent: on_notification_sent,
-    NotificationFailed: on_notification_failed,
-}
+_PROJECTED: list[Subscription[Any]] = [
+    Subscription(ParticipantRegistered, on_participant_registered),
+    # the registration published before a zone change is applied first (another subject)
+    Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)),
+    Subscription(PairFormed, on_pair_formed),
+    Subscription(MatchingCompleted, on_matching_completed),
+    Subscription(SessionScheduled, on_session_scheduled),
+    Subscription(NotificationSent, on_notification_sent),
+    Subscription(NotificationFailed, on_notification_failed),
+]
 
+_BY_EVENT = {subscription.event: subscription for subscription in _PROJECTED}
 
-Project = Callable[[Any, UnitOfWork], Awaitable[None]]
-
-
-def _counting(project: Project | None) -> Project:
-    """Every event is counted; those with a projection also update their read model."""
-
-    async def handle(event: Event, uow: UnitOfWork) -> None:
-        await store.count_event(uow.session, program_id=event.program_id, subject=event.subject)
-        if project is not None:
-            await project(event, uow)
-
-    return handle
-
-
-SUBSCRIPTIONS = [Subscription(event, _counting(PROJECTIONS.get(event))) for event in CATALOGUE]
+# one subscription per catalogue event, in catalogue order (the AsyncAPI document follows it)
+SUBSCRIPTIONS: list[Subscription[Any]] = [
+    _BY_EVENT.get(event) or Subscription(event, on_any_event) for event in CATALOGUE
+]
