@@ -29,6 +29,8 @@ NO_SLOT_NOTE = f"no shared working hour in the next {HORIZON_DAYS} days"
 
 
 class SessionStatus(StrEnum):
+    """Where a planned session stands (issue 7 adds held, missed, cancelled ...)."""
+
     SCHEDULED = "scheduled"
     UNSCHEDULABLE = "unschedulable"  # no slot inside both people's working hours
 
