@@ -1,12 +1,9 @@
-"""JetStream side of delivery: the stream, event headers, acknowledged publishing, dead letters."""
+"""JetStream side of delivery: the stream, consumers, event headers, acknowledged publishing."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -22,7 +19,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from shared.events import SUBJECT_PREFIX, Event, dead_letter_subject
+from shared.events import SUBJECT_PREFIX, Event
 
 log = logging.getLogger("mentorship.bus")
 
@@ -30,14 +27,6 @@ STREAM = "MENTORSHIP"
 DUPLICATE_WINDOW_SECONDS = 15 * 60
 PUBLISH_TIMEOUT_SECONDS = 5.0
 
-# Headers a dead letter carries beside the original ones.
-DLQ_REASON = "Mentorship-Dlq-Reason"
-DLQ_SUBJECT = "Mentorship-Dlq-Original-Subject"
-DLQ_MSG_ID = "Mentorship-Dlq-Original-Msg-Id"
-DLQ_SERVICE = "Mentorship-Dlq-Service"
-DLQ_SEQUENCE = "Mentorship-Dlq-Original-Sequence"
-DLQ_DELIVERIES = "Mentorship-Dlq-Deliveries"
-DLQ_AT = "Mentorship-Dlq-At"
 MSG_ID = "Nats-Msg-Id"
 
 
@@ -110,23 +99,32 @@ async def require_stream(js: JetStreamContext, url: str) -> None:
         ) from exc
 
 
-def consumer_config(*, durable: str, subject: str, max_deliver: int) -> ConsumerConfig:
-    """A durable pull consumer acked explicitly after commit."""
+def consumer_config(*, durable: str, subject: str, ack_wait: float = 30.0) -> ConsumerConfig:
+    """A durable pull consumer of one subject (and its replay subject), acked after commit.
+
+    The delivery budget is the consumer's to enforce (it parks a message after
+    MENTORSHIP_MAX_DELIVER failed deliveries, and sooner for a permanent failure): the server
+    never gives up on a message by itself, which would leave it unprocessed and unparked.
+    """
     return ConsumerConfig(
         durable_name=durable,
-        filter_subject=subject,
+        filter_subjects=[subject, replay_subject(durable)],
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30,
-        # the handler dead-letters at max_deliver; the extra tries cover a failed DLQ publish
-        max_deliver=max_deliver + 5,
-        max_ack_pending=1000,
+        ack_wait=ack_wait,
+        max_deliver=-1,
+        max_ack_pending=4000,
     )
 
 
 async def ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> None:
     """Creates the durable consumer, or updates it when its config changed in code."""
     await js.add_consumer(STREAM, config)
+
+
+def replay_subject(consumer: str) -> str:
+    """Where `dlq replay` re-drives a dead letter for one durable consumer alone."""
+    return f"{SUBJECT_PREFIX}.replay.{consumer}"
 
 
 def durable_name(service: str, subject: str) -> str:
@@ -177,97 +175,3 @@ async def publish_acked(
         subject, payload, timeout=PUBLISH_TIMEOUT_SECONDS, stream=STREAM, headers=dict(headers)
     )
     return bool(ack.duplicate)
-
-
-def _header_value(text: str, limit: int = 2000) -> str:
-    """Header values must be one line; reasons can be long, multi-line exception texts."""
-    return re.sub(r"\s+", " ", text).strip()[:limit]
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """What a service could not process, and why."""
-
-    service: str
-    original_subject: str
-    payload: bytes
-    headers: Mapping[str, str]
-    reason: str
-    stream_sequence: int
-    deliveries: int
-
-
-async def publish_dead_letter(js: JetStreamContext, letter: DeadLetter) -> None:
-    """Parks a message on mentorship.dlq.<service> with its original bytes, headers and reason."""
-    headers = {k: v for k, v in letter.headers.items() if k != MSG_ID}
-    if MSG_ID in letter.headers:
-        headers[DLQ_MSG_ID] = letter.headers[MSG_ID]
-    headers |= {
-        # one dead letter per original stream message, however often this runs
-        MSG_ID: f"dlq:{letter.service}:{letter.stream_sequence}",
-        DLQ_REASON: _header_value(letter.reason),
-        DLQ_SUBJECT: letter.original_subject,
-        DLQ_SERVICE: letter.service,
-        DLQ_SEQUENCE: str(letter.stream_sequence),
-        DLQ_DELIVERIES: str(letter.deliveries),
-        DLQ_AT: dt.datetime.now(dt.UTC).isoformat(),
-    }
-    await publish_acked(js, dead_letter_subject(letter.service), letter.payload, headers)
-
-
-@dataclass(frozen=True)
-class ParkedMessage:
-    """A dead letter as read back from the stream."""
-
-    sequence: int
-    service: str
-    original_subject: str
-    reason: str
-    at: str
-    payload: bytes
-    headers: dict[str, str]
-
-
-async def list_dead_letters(
-    js: JetStreamContext, service: str | None = None
-) -> list[ParkedMessage]:
-    """Reads the parked messages of one service (or all) without consuming them."""
-    subject = dead_letter_subject(service) if service else f"{SUBJECT_PREFIX}.dlq.>"
-    info = await js.stream_info(STREAM, subjects_filter=subject)
-    expected = sum((info.state.subjects or {}).values())
-    found: list[ParkedMessage] = []
-    if expected == 0:
-        return found
-    sub = await js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
-    try:
-        while len(found) < expected:
-            try:
-                msg = await sub.next_msg(timeout=2)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
-            headers = dict(msg.headers or {})
-            found.append(
-                ParkedMessage(
-                    sequence=msg.metadata.sequence.stream,
-                    service=headers.get(DLQ_SERVICE, "?"),
-                    original_subject=headers.get(DLQ_SUBJECT, "?"),
-                    reason=headers.get(DLQ_REASON, "?"),
-                    at=headers.get(DLQ_AT, "?"),
-                    payload=msg.data,
-                    headers=headers,
-                )
-            )
-    finally:
-        await sub.unsubscribe()
-    return found
-
-
-async def replay_dead_letter(js: JetStreamContext, parked: ParkedMessage) -> None:
-    """Re-drives a parked message onto its original subject, then removes it from the DLQ."""
-    headers = {k: v for k, v in parked.headers.items() if not k.startswith("Mentorship-Dlq-")}
-    original_id = parked.headers.get(DLQ_MSG_ID, f"seq-{parked.sequence}")
-    # a fresh dedupe id, or JetStream would drop the replay inside the duplicate window;
-    # consumers still drop a second effect through their inbox (keyed by event_id)
-    headers[MSG_ID] = f"{original_id}:replay:{parked.sequence}"
-    await publish_acked(js, parked.original_subject, parked.payload, headers)
-    await js.delete_msg(STREAM, parked.sequence)

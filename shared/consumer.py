@@ -1,36 +1,46 @@
-"""Idempotent event consumers: durable pull subscribers, inbox, bounded retries, dead letters.
+"""Batched, idempotent consumers: one durable pull consumer per subscription, a batch at a time.
 
-Every subscription runs the same way: decode and validate (faststream + pydantic), skip if the
-inbox has seen the event, run the handler in one transaction with the inbox row and the outbox
-rows, commit, then ack. Failures are decided in one place, DeadLetterPolicy.
+A fetched batch is decoded (a message that is not a valid event is parked at once), checked
+against the inbox in one query, and applied in one transaction; each event's handler runs in
+the unit of work `(event, uow)`. The batch is first applied as a whole; if any handler fails it
+is applied again with a savepoint per event, so the failing event alone is retried or parked and
+the rest commit. Messages are acked after the commit. Events of one key (participant, pair) apply
+in stream order: a key whose event waits for a retry holds back its later events. See
+docs/adr/0007-batched-consumption-and-ordering.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 import nats.errors
-from faststream import BaseMiddleware
-from faststream.message import StreamMessage
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry import metrics, trace
-from pydantic import ValidationError
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.bus import STREAM, DeadLetter, consumer_config, durable_name, publish_dead_letter
+from shared.backoff import backoff
+from shared.barrier import Barrier
+from shared.bus import STREAM, durable_name
 from shared.clock import Clock
 from shared.cpu import CpuPool
 from shared.db import Sessions
+from shared.deadletters import (
+    DeadLetter,
+    MissingEnvelope,
+    describe_invalid,
+    is_nats_outage,
+    judge,
+    publish_dead_letter,
+)
 from shared.errors import EventRejected, ProgramMismatch, UnknownReference
 from shared.events import Event
 from shared.outbox import DeliveryTables, UnitOfWork, write_outbox
@@ -39,25 +49,33 @@ from shared.telemetry import context_from, tracer
 
 log = logging.getLogger("mentorship.consumer")
 
-Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
-
-__all__ = ["EventRejected", "ProgramMismatch", "Subscription", "UnknownReference"]
-
-
-class MissingEnvelope(Exception):
-    """The event lacks event_id or occurred_at, without which redeliveries cannot be told apart."""
-
-
-ENVELOPE_REQUIRED = ("event_id", "occurred_at")
-
-
-def _check_envelope(event: Event) -> None:
-    # fields the model defaulted are not in model_fields_set: no second parse of the body
-    if not set(ENVELOPE_REQUIRED) <= event.model_fields_set:
-        raise MissingEnvelope("event_id and occurred_at are required")
-
+__all__ = [
+    "ConsumerRuntime",
+    "EventRejected",
+    "ProgramMismatch",
+    "Subscription",
+    "SubscriptionConsumer",
+    "UnknownReference",
+    "ordering_key",
+]
 
 E = TypeVar("E", bound=Event)
+
+_meter = metrics.get_meter("mentorship")
+_dead_letter_counter = _meter.create_counter(
+    "mentorship.dead_letters", description="messages parked on mentorship.dlq.<service>"
+)
+
+KEY_FIELDS = ("pair_id", "participant_id", "session_id", "round_id", "delivery_id", "checkin_id")
+
+
+def ordering_key(event: Event) -> str:
+    """The key whose events apply in stream order: the pair, else the participant, and so on."""
+    for name in KEY_FIELDS:
+        value = getattr(event, name, None)
+        if value:
+            return f"{event.program_id}/{name}={value}"
+    return f"{event.program_id}/event={event.event_id}"
 
 
 @dataclass(frozen=True)
@@ -67,8 +85,8 @@ class Subscription(Generic[E]):
     `after` names events whose consumers (in this service) must first have processed everything
     published before this event: a barrier across subjects, which JetStream orders only within
     one consumer. matching.requested waits for the registrations sent before it, for instance.
-    `key` picks the ordering key (events of one key apply in stream order); by default the
-    event's own key, see `ordering_key`.
+    `key` picks the ordering key (events of one key apply in stream order); by default
+    `ordering_key`.
     """
 
     event: type[E]
@@ -79,7 +97,7 @@ class Subscription(Generic[E]):
 
 @dataclass
 class ConsumerRuntime:
-    """What consumers need once the service is started (filled in by the service runner)."""
+    """What every consumer of a started service shares (filled in by the service runner)."""
 
     service: str
     sessions: Sessions
@@ -88,269 +106,338 @@ class ConsumerRuntime:
     settings: Settings
     cpu: CpuPool
     js: JetStreamContext
+    barrier: Barrier
     on_commit: Callable[[], None]
-    max_deliver: int
-    retry_base_seconds: float
-    retry_max_seconds: float
     dead_letters: dict[str, int] = field(default_factory=dict)
-    # per durable consumer: every message up to this stream sequence is known to be acked
-    acked_through: dict[str, int] = field(default_factory=dict)
     processed: int = 0
     duplicates: int = 0
+    retried: int = 0
 
 
-_meter = metrics.get_meter("mentorship")
-_dead_letter_counter = _meter.create_counter(
-    "mentorship.dead_letters", description="messages parked on mentorship.dlq.<service>"
-)
+@dataclass
+class _Item:
+    msg: Msg
+    event: Event
+    key: str
+    sequence: int
+    deliveries: int
 
 
-def describe_invalid(error: Exception, payload: bytes) -> str:
-    """A human-readable reason for an event that failed to decode or validate."""
-    try:
-        body = json.loads(payload)
-    except ValueError as exc:
-        return f"unparseable JSON ({exc}); publish a UTF-8 JSON object matching the catalogue"
-    if isinstance(error, MissingEnvelope):
-        missing = [name for name in ENVELOPE_REQUIRED if name not in body]
-        return (
-            f"schema violation: missing envelope field(s) {', '.join(missing)}; "
-            "every event carries a unique event_id and its occurred_at"
+@dataclass
+class _Outcome:
+    applied: list[_Item] = field(default_factory=list)
+    duplicates: list[_Item] = field(default_factory=list)
+    held: list[_Item] = field(default_factory=list)  # a key's earlier event failed in the batch
+    failed: list[tuple[_Item, BaseException]] = field(default_factory=list)
+
+
+class _FastPathFailed(Exception):
+    """A handler failed while the batch was applied as a whole: apply it event by event."""
+
+
+# deliveries without any outcome (the process died on the message each time) before parking
+CRASH_DELIVERIES = 3
+
+
+class SubscriptionConsumer(Generic[E]):
+    """Runs one subscription's durable consumer until cancelled."""
+
+    def __init__(self, subscription: Subscription[E], runtime: ConsumerRuntime) -> None:
+        self.subscription = subscription
+        self.rt = runtime
+        self.subject = subscription.event.subject
+        self.durable = durable_name(runtime.service, self.subject)
+        self._key = subscription.key or ordering_key
+        self._after = [durable_name(runtime.service, e.subject) for e in subscription.after]
+        self._after_subjects = [e.subject for e in subscription.after]
+        # key -> (stream sequence of its event awaiting a retry, monotonic time the hold ends):
+        # the hold ends on its own should the retry be delivered to another replica
+        self._held: dict[str, tuple[int, float]] = {}
+        self._deferrals: dict[int, int] = {}  # stream sequence -> deliveries spent waiting
+
+    async def run(self) -> None:
+        """Fetches and applies batches until cancelled."""
+        s = self.rt.settings
+        psub = await self.rt.js.pull_subscribe_bind(self.durable, stream=STREAM)
+        failures = 0
+        while True:
+            try:
+                msgs = await psub.fetch(batch=s.batch_size, timeout=s.fetch_timeout_seconds)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except Exception as exc:  # NATS away or reconnecting: the messages stay on the server
+                failures += 1
+                delay = backoff(failures, base=0.2, cap=5.0)
+                log.warning("%s: fetch failed (%s); retrying in %.1fs", self.durable, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            self.rt.barrier.active(self.durable)
+            try:
+                await self.process(msgs)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # unacked messages come back after ack_wait
+                log.exception(
+                    "%s: a batch failed outside any handler; it will be redelivered", self.durable
+                )
+                await asyncio.sleep(1.0)
+
+    async def process(self, msgs: Sequence[Msg]) -> None:
+        """Applies one fetched batch and settles each message: ack, retry later, or park."""
+        items: list[_Item] = []
+        for msg in msgs:
+            item = await self._decode(msg)
+            if item is not None:
+                items.append(item)
+        ready = [item for item in items if not await self._held_back(item)]
+        if not ready:
+            return
+        async with self._keep_alive(ready):
+            try:
+                if self._after:
+                    last = max(item.sequence for item in ready)
+                    await self.rt.barrier.wait(self._after, last, subjects=self._after_subjects)
+                outcome = await self._apply(ready)
+            except Exception as exc:  # barrier stalled, database away: every event retries
+                outcome = _Outcome(failed=[(item, exc) for item in ready])
+        await self._settle(outcome)
+
+    # --- decoding and order ------------------------------------------------------------
+
+    async def _decode(self, msg: Msg) -> _Item | None:
+        deliveries = max(
+            1,
+            (msg.metadata.num_delivered or 1)
+            - self._deferrals.get(msg.metadata.sequence.stream, 0),
         )
-    if not isinstance(error, ValidationError):
-        return f"undecodable event: {error}"
-    problems = []
-    for item in error.errors()[:5]:
-        loc = [str(part) for part in item["loc"] if part != "event"]
-        problems.append(f"{'.'.join(loc) or 'body'}: {item['msg']}")
-    more = f" (+{error.error_count() - 5} more)" if error.error_count() > 5 else ""
-    return "schema violation: " + "; ".join(problems) + more
-
-
-# NATS itself away (e.g. the barrier's consumer_info during a restart) says nothing about the
-# event: such failures get a few more deliveries (JetStream allows max_deliver + 5) before parking
-OUTAGE_EXTRA_DELIVERIES = 4
-
-
-def _nats_outage(exc: Exception) -> bool:
-    return isinstance(
-        exc,
-        nats.errors.ConnectionClosedError
-        | nats.errors.ConnectionReconnectingError
-        | nats.errors.NoRespondersError
-        | nats.errors.TimeoutError
-        | nats.errors.StaleConnectionError,
-    )
-
-
-class DeadLetterPolicy:
-    """Decides what happens to a message whose processing raised."""
-
-    def __init__(self, runtime: ConsumerRuntime) -> None:
-        self.runtime = runtime
-
-    def retry_delay(self, deliveries: int) -> float:
-        """Exponential backoff for the next delivery."""
-        rt = self.runtime
-        return float(min(rt.retry_base_seconds * 2 ** (deliveries - 1), rt.retry_max_seconds))
-
-    async def handle_failure(self, msg: NatsMessage, exc: Exception) -> None:
-        """Dead-letters permanent failures and exhausted retries; naks the rest with a delay."""
-        deliveries = msg.raw_message.metadata.num_delivered or 1
-        if isinstance(
-            exc, ValidationError | json.JSONDecodeError | UnicodeDecodeError | MissingEnvelope
-        ):
-            # JSONDecodeError: faststream decodes itself when content-type is application/json
-            await self.dead_letter(msg, describe_invalid(exc, msg.body), deliveries)
-        elif isinstance(exc, EventRejected):
-            await self.dead_letter(msg, f"rejected: {exc}", deliveries)
-        elif deliveries >= self.runtime.max_deliver and not (
-            _nats_outage(exc) and deliveries < self.runtime.max_deliver + OUTAGE_EXTRA_DELIVERIES
-        ):
-            kind = "unknown reference" if isinstance(exc, UnknownReference) else "error"
-            reason = f"{kind} after {deliveries} deliveries: {exc}"
-            await self.dead_letter(msg, reason, deliveries)
-        else:
-            delay = self.retry_delay(deliveries)
-            log.warning(
-                "%s: delivery %d of %s failed (%s); retrying in %.1fs",
-                self.runtime.service,
+        try:
+            event = self.subscription.event.model_validate_json(msg.data)
+            if not {"event_id", "occurred_at"} <= event.model_fields_set:
+                raise MissingEnvelope("event_id and occurred_at are required")
+        except Exception as exc:
+            await self._park(msg, describe_invalid(exc, msg.data), deliveries)
+            return None
+        item = _Item(msg, event, self._key(event), msg.metadata.sequence.stream, deliveries)
+        limit = self.rt.settings.max_deliver + CRASH_DELIVERIES
+        if deliveries > limit and not self._holds(item):
+            await self._park(
+                msg,
+                f"delivered {deliveries} times without an outcome (did the service crash "
+                "on it?); see the service's log",
                 deliveries,
-                msg.raw_message.subject,
-                exc,
-                delay,
             )
-            await msg.nack(delay=delay)
+            return None
+        return item
 
-    async def dead_letter(self, msg: NatsMessage, reason: str, deliveries: int) -> None:
-        """Parks the message with its reason, then acks it on the original stream."""
-        rt = self.runtime
-        raw = msg.raw_message
+    def _holds(self, item: _Item) -> bool:
+        held = self._held.get(item.key)
+        return held is not None and held[0] == item.sequence
+
+    async def _held_back(self, item: _Item) -> bool:
+        """Defers an event whose key has an earlier event waiting for its retry."""
+        held = self._held.get(item.key)
+        if held is None or held[0] >= item.sequence:
+            return False
+        if held[1] < time.monotonic():
+            del self._held[item.key]
+            return False
+        await self._defer(item)
+        return True
+
+    async def _defer(self, item: _Item) -> None:
+        # waiting for an earlier event of its key does not use up this event's budget
+        self._deferrals[item.sequence] = self._deferrals.get(item.sequence, 0) + 1
+        await item.msg.nak(delay=self.rt.settings.retry_base_seconds)
+
+    # --- applying ----------------------------------------------------------------------
+
+    async def _apply(self, items: list[_Item]) -> _Outcome:
+        if len(items) > 1:
+            with contextlib.suppress(_FastPathFailed):
+                return await self._apply_batch(items, savepoints=False)
+        return await self._apply_batch(items, savepoints=True)
+
+    async def _apply_batch(self, items: list[_Item], *, savepoints: bool) -> _Outcome:
+        rt, outcome = self.rt, _Outcome()
+        inbox = rt.tables.inbox
+        try:
+            async with rt.sessions() as session, session.begin():
+                seen = await _seen(session, rt.tables, self.durable, items)
+                failed_keys: set[str] = set()
+                inbox_rows: list[dict[str, object]] = []
+                outbox_rows: list[dict[str, object]] = []
+                for item in items:
+                    event_id = str(item.event.event_id)
+                    if event_id in seen:
+                        outcome.duplicates.append(item)
+                        continue
+                    if item.key in failed_keys:
+                        outcome.held.append(item)
+                        continue
+                    row = {
+                        "consumer": self.durable,
+                        "event_id": event_id,
+                        "processed_at": rt.clock.now(),
+                    }
+                    if savepoints:
+                        try:
+                            async with session.begin_nested():
+                                uow = await self._run_handler(session, item)
+                                await session.execute(insert(inbox).values(**row))
+                        except IntegrityError as exc:
+                            if await _seen(session, rt.tables, self.durable, [item]):
+                                outcome.duplicates.append(item)  # another replica was first
+                            else:
+                                failed_keys.add(item.key)
+                                outcome.failed.append((item, exc))
+                            continue
+                        except Exception as exc:
+                            failed_keys.add(item.key)
+                            outcome.failed.append((item, exc))
+                            continue
+                    else:
+                        try:
+                            uow = await self._run_handler(session, item)
+                        except Exception as exc:
+                            raise _FastPathFailed from exc
+                        inbox_rows.append(row)
+                    seen.add(event_id)
+                    outbox_rows += uow.outbox_rows()
+                    outcome.applied.append(item)
+                if inbox_rows:
+                    await session.execute(insert(inbox), inbox_rows)
+                await write_outbox(session, rt.tables, outbox_rows)
+        except IntegrityError as exc:
+            if not savepoints:  # e.g. another replica committed one of these events first
+                raise _FastPathFailed from exc
+            raise
+        return outcome
+
+    async def _run_handler(self, session: AsyncSession, item: _Item) -> UnitOfWork:
+        rt = self.rt
+        uow = UnitOfWork(
+            session=session,
+            tables=rt.tables,
+            clock=rt.clock,
+            settings=rt.settings,
+            source=rt.service,
+            cpu=rt.cpu,
+        )
+        with tracer().start_as_current_span(
+            f"{self.subject} process",
+            context=context_from(item.msg.headers),
+            kind=trace.SpanKind.CONSUMER,
+        ) as span:
+            span.set_attribute("messaging.consumer.group.name", self.durable)
+            span.set_attribute("mentorship.event_id", str(item.event.event_id))
+            await self.subscription.handler(cast(E, item.event), uow)
+        return uow
+
+    # --- settling ----------------------------------------------------------------------
+
+    async def _settle(self, outcome: _Outcome) -> None:
+        rt = self.rt
+        for item in outcome.applied + outcome.duplicates:
+            await item.msg.ack()
+            self._release(item)
+        rt.processed += len(outcome.applied)
+        rt.duplicates += len(outcome.duplicates)
+        if outcome.applied:
+            rt.barrier.active(self.durable)
+            rt.on_commit()
+        for item in outcome.held:
+            await self._defer(item)
+        for item, exc in outcome.failed:
+            verdict = judge(exc, deliveries=item.deliveries, max_deliver=rt.settings.max_deliver)
+            if verdict.park:
+                await self._park(item.msg, verdict.reason, item.deliveries)
+                self._release(item)
+                continue
+            delay = backoff(
+                item.deliveries,
+                base=rt.settings.retry_base_seconds,
+                cap=rt.settings.retry_max_seconds,
+            )
+            if not is_nats_outage(exc):
+                log.warning(
+                    "%s: delivery %d of #%d failed (%s); retrying in %.1fs",
+                    self.durable,
+                    item.deliveries,
+                    item.sequence,
+                    verdict.reason,
+                    delay,
+                )
+            held = self._held.get(item.key)
+            until = time.monotonic() + delay + rt.settings.ack_wait_seconds
+            if held is None or item.sequence <= held[0]:
+                self._held[item.key] = (item.sequence, until)
+            rt.retried += 1
+            with contextlib.suppress(Exception):  # NATS away: redelivered after ack_wait anyway
+                await item.msg.nak(delay=delay)
+
+    def _release(self, item: _Item) -> None:
+        self._deferrals.pop(item.sequence, None)
+        if self._holds(item):
+            del self._held[item.key]
+
+    async def _park(self, msg: Msg, reason: str, deliveries: int) -> None:
+        """Parks the message with its reason, then acks it on its subject."""
+        rt = self.rt
         letter = DeadLetter(
             service=rt.service,
-            original_subject=raw.subject,
-            payload=raw.data,
-            headers=dict(raw.headers or {}),
+            consumer=self.durable,
+            original_subject=msg.subject,
+            payload=msg.data,
+            headers=dict(msg.headers or {}),
             reason=reason,
-            stream_sequence=raw.metadata.sequence.stream,
+            stream_sequence=msg.metadata.sequence.stream,
             deliveries=deliveries,
         )
         try:
-            await publish_dead_letter(rt.js, letter)
+            await publish_dead_letter(rt.js, letter, at=rt.clock.now())
         except Exception as exc:  # NATS away: keep the original, it comes back later
-            log.warning("%s: could not dead-letter (%s); will retry", rt.service, exc)
-            await msg.nack(delay=self.retry_delay(deliveries))
+            log.warning("%s: could not dead-letter (%s); will retry", self.durable, exc)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=rt.settings.retry_max_seconds)
             return
         await msg.ack()
-        rt.dead_letters[raw.subject] = rt.dead_letters.get(raw.subject, 0) + 1
-        _dead_letter_counter.add(1, {"service": rt.service, "subject": raw.subject})
-        log.error("%s: dead-lettered %s: %s", rt.service, raw.subject, reason)
+        rt.dead_letters[self.subject] = rt.dead_letters.get(self.subject, 0) + 1
+        _dead_letter_counter.add(1, {"service": rt.service, "subject": self.subject})
+        log.error("%s: dead-lettered #%d: %s", self.durable, letter.stream_sequence, reason)
+
+    @contextlib.asynccontextmanager
+    async def _keep_alive(self, items: list[_Item]) -> AsyncIterator[None]:
+        """Tells JetStream the batch is still being worked on, so it is not redelivered."""
+
+        async def beat() -> None:
+            every = self.rt.settings.ack_wait_seconds / 3
+            while True:
+                await asyncio.sleep(every)
+                self.rt.barrier.active(self.durable)
+                for item in items:
+                    with contextlib.suppress(Exception):
+                        await item.msg.in_progress()
+
+        task = asyncio.create_task(beat(), name=f"{self.durable}-keep-alive")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
-def dead_letter_middleware(policy_of: Callable[[], DeadLetterPolicy]) -> type[BaseMiddleware]:
-    """A faststream middleware that routes every consume failure through the policy."""
-
-    class DeadLetterMiddleware(BaseMiddleware):
-        async def consume_scope(
-            self, call_next: Callable[[Any], Awaitable[Any]], msg: StreamMessage[Any]
-        ) -> Any:
-            try:
-                return await call_next(msg)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                await policy_of().handle_failure(cast(NatsMessage, msg), exc)
-                return None
-
-    return DeadLetterMiddleware
-
-
-async def _keep_alive(msg: NatsMessage, every: float) -> None:
-    """Tells JetStream the handler is still working, so the message is not redelivered."""
-    while True:
-        await asyncio.sleep(every)
-        await msg.in_progress()
-
-
-def register(
-    broker: NatsBroker,
-    subscription: Subscription[Any],
-    runtime_of: Callable[[], ConsumerRuntime],
-    *,
-    service: str,
-    max_deliver: int,
-) -> None:
-    """Adds one durable pull subscriber for the subscription to the broker."""
-    model = subscription.event
-    subject = model.subject
-    consumer = durable_name(service, subject)
-    handler = subscription.handler
-
-    async def consume(event: Event, msg: NatsMessage) -> None:
-        rt = runtime_of()
-        _check_envelope(event)  # the model fills them in for emitters, never for consumers
-        parent = context_from(msg.headers)
-        with tracer().start_as_current_span(
-            f"{subject} process", context=parent, kind=trace.SpanKind.CONSUMER
-        ) as span:
-            span.set_attribute("messaging.consumer.group.name", consumer)
-            span.set_attribute("mentorship.event_id", str(event.event_id))
-            keep_alive = asyncio.create_task(_keep_alive(msg, every=10))
-            try:
-                sequence = msg.raw_message.metadata.sequence.stream
-                await _wait_for_earlier(rt, service, subscription.after, sequence)
-                applied = await _apply_once(rt, consumer, event, handler)
-            finally:
-                keep_alive.cancel()
-            span.set_attribute("mentorship.duplicate", not applied)
-        if applied:
-            rt.processed += 1
-            rt.on_commit()
-        else:
-            rt.duplicates += 1
-        await msg.ack()
-
-    consume.__annotations__["event"] = model  # the payload schema faststream validates & documents
-    broker.subscriber(
-        subject,
-        stream=JStream(STREAM, declare=False),
-        durable=consumer,
-        config=consumer_config(durable=consumer, subject=subject, max_deliver=max_deliver),
-        pull_sub=PullSub(batch_size=32, timeout=1.0),
-        ack_policy=AckPolicy.MANUAL,
-        title=f"{subject}:{service}",
-        description=(model.__doc__ or "").strip() or None,
-    )(consume)
-
-
-BARRIER_TIMEOUT_SECONDS = 60.0
-
-
-async def _wait_for_earlier(
-    rt: ConsumerRuntime, service: str, after: tuple[type[Event], ...], sequence: int
-) -> None:
-    """Waits until this service's consumers of `after` acked every message before `sequence`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BARRIER_TIMEOUT_SECONDS
-    for event in after:
-        durable = durable_name(service, event.subject)
-        while rt.acked_through.get(durable, 0) < sequence:  # known from an earlier look: no I/O
-            info = await rt.js.consumer_info(STREAM, durable)
-            floor = (info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-            idle = not info.num_pending and not info.num_ack_pending
-            # idle: everything stored so far, so everything before `sequence`, is acked
-            known = max(rt.acked_through.get(durable, 0), floor, sequence if idle else 0)
-            rt.acked_through[durable] = known
-            if known >= sequence:
-                break
-            if loop.time() > deadline:
-                raise UnknownReference(
-                    f"{event.subject} published before this event is not processed yet "
-                    f"({info.num_pending} pending); `mentorship dlq replay` once it is"
-                )
-            await asyncio.sleep(0.2)
-
-
-async def _apply_once(rt: ConsumerRuntime, consumer: str, event: Event, handler: Handler) -> bool:
-    """Runs the handler unless the inbox has seen the event; False for a duplicate."""
-    event_id = str(event.event_id)
-    try:
-        async with rt.sessions() as session, session.begin():
-            uow = UnitOfWork(
-                session=session,
-                tables=rt.tables,
-                clock=rt.clock,
-                settings=rt.settings,
-                source=rt.service,
-                cpu=rt.cpu,
-            )
-            if await _already_processed(session, rt.tables, consumer, event_id):
-                return False
-            await _mark_processed(session, rt.tables, consumer, event_id, rt.clock.now())
-            await handler(event, uow)
-            await write_outbox(session, rt.tables, uow.outbox_rows())
-    except IntegrityError:
-        # another replica committed the same inbox row first
-        async with rt.sessions() as session:
-            if await _already_processed(session, rt.tables, consumer, event_id):
-                return False
-        raise
-    return True
-
-
-async def _already_processed(
-    session: AsyncSession, tables: DeliveryTables, consumer: str, event_id: str
-) -> bool:
+async def _seen(
+    session: AsyncSession, tables: DeliveryTables, consumer: str, items: Sequence[_Item]
+) -> set[str]:
+    """The batch's event ids this consumer has processed before, in one query."""
     inbox = tables.inbox
-    row = await session.execute(
-        select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id == event_id)
+    ids = [str(item.event.event_id) for item in items]
+    rows = await session.execute(
+        select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id.in_(ids))
     )
-    return row.first() is not None
+    return {row[0] for row in rows}
 
 
-async def _mark_processed(
-    session: AsyncSession, tables: DeliveryTables, consumer: str, event_id: str, now: dt.datetime
-) -> None:
-    await session.execute(
-        insert(tables.inbox).values(consumer=consumer, event_id=event_id, processed_at=now)
-    )
+Handler = Callable[[Any, UnitOfWork], Awaitable[None]]

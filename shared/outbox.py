@@ -15,7 +15,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from opentelemetry import trace
+import nats.errors
+import nats.js.errors
+from opentelemetry import metrics, trace
 from sqlalchemy import (
     Column,
     DateTime,
@@ -33,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.backoff import backoff
 from shared.bus import event_headers
 from shared.clock import Clock
 from shared.cpu import CpuPool
@@ -42,6 +45,15 @@ from shared.settings import Settings
 from shared.telemetry import context_from_traceparent, current_traceparent, tracer
 
 log = logging.getLogger("mentorship.outbox")
+_parked_counter = metrics.get_meter("mentorship").create_counter(
+    "mentorship.outbox.parked", description="outbox rows that can never be published"
+)
+
+
+def never_publishable(exc: BaseException) -> bool:
+    """Whether publishing failed for a reason a retry cannot change (the row is parked)."""
+    return isinstance(exc, nats.errors.MaxPayloadError | nats.js.errors.BadRequestError)
+
 
 Publish = Callable[[str, bytes, Mapping[str, str]], Awaitable[bool]]
 
@@ -66,6 +78,8 @@ def add_delivery_tables(metadata: MetaData) -> DeliveryTables:
         Column("published_at", DateTime(timezone=True), nullable=True, index=True),
         Column("attempts", Integer, nullable=False, default=0),
         Column("last_error", Text, nullable=True),
+        # set when the row can never be published (e.g. over the server's max_payload)
+        Column("parked_at", DateTime(timezone=True), nullable=True, index=True),
     )
     inbox = Table(
         "inbox",
@@ -177,6 +191,7 @@ class OutboxRelay:
         self._max_backoff = max_backoff_seconds
         self._wakeup = asyncio.Event()
         self.published = 0
+        self.parked = 0
 
     def wake(self) -> None:
         """Tells the relay that new rows were committed."""
@@ -184,16 +199,17 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Runs until cancelled."""
-        backoff = 0.1
+        failures = 0
         while True:
             self._wakeup.clear()  # before reading: a wake() during the batch is not lost
             try:
                 sent = await self.publish_pending()
-                backoff = 0.1
+                failures = 0
             except Exception as exc:  # NATS away, DB busy: keep the rows, try again later
-                log.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                failures += 1
+                delay = backoff(failures, base=0.1, cap=self._max_backoff)
+                log.warning("outbox relay: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
                 continue
             if sent < self._batch_size:
                 with contextlib.suppress(TimeoutError):
@@ -206,7 +222,7 @@ class OutboxRelay:
             rows = (
                 await session.execute(
                     select(outbox.c.id, outbox.c.subject, outbox.c.payload, outbox.c.headers)
-                    .where(outbox.c.published_at.is_(None))
+                    .where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
                     .order_by(outbox.c.id)
                     .limit(self._batch_size)
                 )
@@ -218,6 +234,9 @@ class OutboxRelay:
                 try:
                     await self._publish_one(subject, payload, headers)
                 except Exception as exc:
+                    if never_publishable(exc):  # park it; the rows after it keep flowing
+                        await self._park(row_id, subject, exc)
+                        continue
                     await self._record_failure(row_id, exc)
                     raise
                 done.append(row_id)
@@ -252,6 +271,27 @@ class OutboxRelay:
                 headers["traceparent"] = traceparent
             duplicate = await self._publish(subject, payload, headers)
             span.set_attribute("messaging.nats.duplicate", duplicate)
+
+    async def _park(self, row_id: int, subject: str, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}".strip()[:2000]
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(self._outbox)
+                .where(self._outbox.c.id == row_id)
+                .values(
+                    parked_at=self._clock.now(),
+                    attempts=self._outbox.c.attempts + 1,
+                    last_error=reason,
+                )
+            )
+        self.parked += 1
+        _parked_counter.add(1, {"subject": subject})
+        log.error(
+            "outbox row %d (%s) can never be published (%s): parked; see `mentorship outbox list`",
+            row_id,
+            subject,
+            reason,
+        )
 
     async def _record_failure(self, row_id: int, exc: Exception) -> None:
         try:
@@ -291,12 +331,60 @@ async def prune(
     return int(published.rowcount), int(seen.rowcount)  # type: ignore[attr-defined]
 
 
-async def pending_count(*, sessions: Sessions, tables: DeliveryTables) -> int:
-    """How many outbox rows wait to be published."""
+async def backlog(*, sessions: Sessions, tables: DeliveryTables) -> tuple[int, int]:
+    """How many outbox rows wait to be published, and how many are parked for good."""
+    outbox = tables.outbox
     async with sessions() as session:
         result = await session.execute(
-            select(func.count())
-            .select_from(tables.outbox)
-            .where(tables.outbox.c.published_at.is_(None))
+            select(
+                func.count().filter(outbox.c.parked_at.is_(None)),
+                func.count().filter(outbox.c.parked_at.is_not(None)),
+            ).where(outbox.c.published_at.is_(None))
         )
-        return int(result.scalar_one())
+        pending, parked = result.one()
+        return int(pending), int(parked)
+
+
+@dataclass(frozen=True)
+class ParkedRow:
+    """An outbox row that could not be published, and why."""
+
+    id: int
+    event_id: str
+    subject: str
+    size: int
+    created_at: dt.datetime
+    parked_at: dt.datetime
+    reason: str
+
+
+async def parked_rows(*, sessions: Sessions, tables: DeliveryTables) -> list[ParkedRow]:
+    """The parked outbox rows, oldest first."""
+    outbox = tables.outbox
+    async with sessions() as session:
+        rows = await session.execute(
+            select(
+                outbox.c.id,
+                outbox.c.event_id,
+                outbox.c.subject,
+                func.length(outbox.c.payload),
+                outbox.c.created_at,
+                outbox.c.parked_at,
+                outbox.c.last_error,
+            )
+            .where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_not(None))
+            .order_by(outbox.c.id)
+        )
+        return [ParkedRow(*row) for row in rows]
+
+
+async def unpark(*, sessions: Sessions, tables: DeliveryTables, ids: list[int]) -> int:
+    """Returns parked rows to the relay (after the cause is fixed); how many were unparked."""
+    outbox = tables.outbox
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(ids), outbox.c.parked_at.is_not(None))
+            .values(parked_at=None)
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
-"""The one way to run a service: broker, consumers, outbox relay, background loops, HTTP.
+"""The one way to run a service: its lifecycle from database and NATS to consumers and loops.
 
-A service describes itself with a ServiceDefinition (app.py); `run_service` wires it up.
+A service describes itself with a ServiceDefinition (app.py); `run_service` runs it. HTTP and
+health live in shared.health, dead letters in shared.deadletters, logging in shared.logs.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -16,16 +16,15 @@ from functools import partial
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Response
-from faststream.nats import NatsBroker
-from faststream.specification import AsyncAPI
+from fastapi import APIRouter, FastAPI
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared import asyncapi, health
+from shared.barrier import Barrier
 from shared.bus import (
-    EVENT_HEADERS_SCHEMA,
     connect,
     consumer_config,
     durable_name,
@@ -34,24 +33,12 @@ from shared.bus import (
     require_stream,
 )
 from shared.clock import Clock, SystemClock
-from shared.consumer import (
-    ConsumerRuntime,
-    DeadLetterPolicy,
-    Subscription,
-    dead_letter_middleware,
-    register,
-)
+from shared.consumer import ConsumerRuntime, Subscription, SubscriptionConsumer
 from shared.cpu import CpuPool
 from shared.db import Sessions, create_schema, make_engine, make_sessions
 from shared.events import Event
-from shared.outbox import (
-    DeliveryTables,
-    OutboxRelay,
-    UnitOfWork,
-    pending_count,
-    prune,
-    unit_of_work,
-)
+from shared.logs import configure_logging
+from shared.outbox import DeliveryTables, OutboxRelay, UnitOfWork, prune, unit_of_work
 from shared.settings import Settings
 from shared.telemetry import setup_tracing
 
@@ -103,83 +90,28 @@ class ServiceDefinition:
     on_start: Sequence[Loop] = ()
 
 
-class _FetchLoopNoise(logging.Filter):
-    """Drops two records faststream 0.7.8 logs about its pull loop, keeping every other one.
-
-    Around `fetch` it suppresses nats.errors.TimeoutError, yet nats-py also raises the builtin
-    TimeoutError there (an expired no-wait probe under load); faststream's supervisor then
-    restarts the loop, which is right, but logs it as an ERROR with a traceback. Its "callback
-    ... is being executed" line accompanies every such restart.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if "is being executed..." in text:
-            return False
-        exc = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(exc, TimeoutError) and "raised an exception, retrying" in text)
-
-
 class Service:
-    """A service definition bound to settings: its broker, and once started, its runtime."""
+    """A service definition bound to settings and a clock; once started, its runtime."""
 
     def __init__(self, definition: ServiceDefinition, settings: Settings, clock: Clock) -> None:
         self.definition = definition
         self.settings = settings
         self.clock = clock
         self.running: Running | None = None
-        broker_log = logging.getLogger(f"mentorship.{definition.name}.faststream")
-        broker_log.addFilter(_FetchLoopNoise())
-        self.broker = NatsBroker(
-            settings.nats_url,
-            middlewares=[dead_letter_middleware(self._policy)],
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
-            graceful_timeout=10.0,
-            logger=broker_log,
-            log_level=logging.DEBUG,  # "Received"/"Processed" per message only when debugging
-        )
-        for subscription in definition.subscriptions:
-            register(
-                self.broker,
-                subscription,
-                self._consumers,
-                service=definition.name,
-                max_deliver=settings.max_deliver,
-            )
-        for event in definition.emits:
-            self.broker.publisher(
-                event.subject,
-                schema=event,
-                title=f"{event.subject}:{definition.name}",
-                description=(event.__doc__ or "").strip() or None,
-            )
-
-    def _consumers(self) -> ConsumerRuntime:
-        if self.running is None:
-            raise RuntimeError("a message arrived before the service finished starting")
-        return self.running.consumers
-
-    def _policy(self) -> DeadLetterPolicy:
-        return DeadLetterPolicy(self._consumers())
 
     def asyncapi(self) -> dict[str, Any]:
-        """The service's AsyncAPI 3.0 document, generated from its subscribers and publishers."""
-        spec = AsyncAPI(
-            self.broker,
-            title=f"mentorship-{self.definition.name}",
-            version="1.0.0",
-            description=self.definition.description,
-            schema_version="3.0.0",
+        """The service's AsyncAPI 3.0 document, generated from its subscriptions and events."""
+        d = self.definition
+        return asyncapi.document(
+            service=d.name,
+            description=d.description,
+            consumes=[s.event for s in d.subscriptions],
+            emits=d.emits,
         )
-        document: dict[str, Any] = spec.to_specification().to_jsonable()
-        # the server is a deployment detail: document a placeholder, not this process's URL
-        for server in document.get("servers", {}).values():
-            server["host"] = "localhost:4222"
-        for message in document.get("components", {}).get("messages", {}).values():
-            message.pop("correlationId", None)  # faststream's own header; we do not use it
-            message["headers"] = EVENT_HEADERS_SCHEMA
-        return document
+
+    def http_app(self) -> FastAPI:
+        """The service's HTTP app; its lifespan starts and stops the service."""
+        return health.http_app(self)
 
     async def _ensure_consumers(self, js: JetStreamContext) -> None:
         """Creates the durable consumers, or updates those whose config changed in code."""
@@ -188,18 +120,24 @@ class Service:
             config = consumer_config(
                 durable=durable_name(self.definition.name, subject),
                 subject=subject,
-                max_deliver=self.settings.max_deliver,
+                ack_wait=self.settings.ack_wait_seconds,
             )
             await ensure_consumer(js, config)
+
+    async def _prepare_database(self, engine: AsyncEngine) -> None:
+        d = self.definition
+        if not self.settings.migrate_on_start:
+            return
+        await create_schema(engine, d.metadata, schema=d.name)
 
     @contextlib.asynccontextmanager
     async def started(self) -> AsyncIterator[Running]:
         """Starts everything but HTTP; stops it all on exit."""
         d, settings = self.definition, self.settings
         engine = make_engine(settings.database_url_for(d.name), schema=d.name)
-        await create_schema(engine, d.metadata, schema=d.name)
+        await self._prepare_database(engine)
         sessions = make_sessions(engine)
-        nc = await connect(settings.nats_url, name=f"mentorship-{d.name}-relay")
+        nc = await connect(settings.nats_url, name=f"mentorship-{d.name}")
         js = nc.jetstream()
         await require_stream(js, settings.nats_url)
         await self._ensure_consumers(js)
@@ -215,12 +153,10 @@ class Service:
             settings=settings,
             cpu=cpu,
             js=js,
+            barrier=Barrier(js, stall_seconds=settings.barrier_stall_seconds),
             on_commit=relay.wake,
-            max_deliver=settings.max_deliver,
-            retry_base_seconds=settings.retry_base_seconds,
-            retry_max_seconds=settings.retry_max_seconds,
         )
-        self.running = Running(
+        self.running = running = Running(
             name=d.name,
             settings=settings,
             clock=self.clock,
@@ -232,91 +168,29 @@ class Service:
             consumers=consumers,
             cpu=cpu,
         )
-        for hook in d.on_start:
-            await hook(self.running)
-        tasks = [
-            asyncio.create_task(relay.run(), name=f"{d.name}-relay"),
-            asyncio.create_task(_prune_periodically(self.running), name=f"{d.name}-prune"),
-        ]
-        tasks += [asyncio.create_task(loop(self.running)) for loop in d.loops]
-        await self.broker.start()
-        log.info("%s started: %d subscriptions", d.name, len(d.subscriptions))
+        tasks: list[asyncio.Task[None]] = []
         try:
-            yield self.running
+            for hook in d.on_start:
+                await hook(running)
+            tasks.append(asyncio.create_task(relay.run(), name=f"{d.name}-relay"))
+            tasks.append(asyncio.create_task(_prune_periodically(running), name=f"{d.name}-prune"))
+            tasks += [asyncio.create_task(loop(running)) for loop in d.loops]
+            for subscription in d.subscriptions:
+                consumer = SubscriptionConsumer(subscription, consumers)
+                tasks.append(asyncio.create_task(consumer.run(), name=consumer.durable))
+            log.info("%s started: %d subscriptions", d.name, len(d.subscriptions))
+            yield running
         finally:
-            try:
-                await self.broker.stop()
-            except Exception as exc:  # e.g. still reconnecting: nothing left to drain
-                log.warning("%s: broker did not stop cleanly: %s", d.name, exc)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             try:
                 await nc.drain()
-            except Exception:
+            except Exception:  # e.g. still reconnecting: nothing left to drain
                 await nc.close()
             cpu.close()
             await engine.dispose()
             self.running = None
-
-    def http_app(self) -> FastAPI:
-        """Health, readiness, AsyncAPI and the service's own routes; its lifespan runs the rest."""
-
-        @contextlib.asynccontextmanager
-        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-            async with self.started():
-                yield
-
-        app = FastAPI(title=f"mentorship-{self.definition.name}", lifespan=lifespan)
-        app.state.service = self
-        app.include_router(self._health_router())
-        for router in self.definition.routers:
-            app.include_router(router())
-        return app
-
-    def _health_router(self) -> APIRouter:
-        router = APIRouter(tags=["operations"])
-
-        @router.get("/healthz")
-        async def healthz() -> dict[str, str]:
-            """Liveness: the process answers."""
-            return {"status": "ok", "service": self.definition.name}
-
-        @router.get("/readyz")
-        async def readyz(response: Response) -> dict[str, Any]:
-            """Readiness: NATS connected and the database answering; delivery counters."""
-            running = self.running
-            if running is None:
-                response.status_code = 503
-                return {"status": "starting"}
-            try:
-                async with running.sessions() as session:
-                    await session.execute(text("SELECT 1"))
-                backlog = await pending_count(sessions=running.sessions, tables=running.tables)
-                db_ok = True
-            except Exception:
-                db_ok, backlog = False, -1
-            nats_ok = running.nats.is_connected
-            if not (db_ok and nats_ok):
-                response.status_code = 503
-            return {
-                "status": "ready" if db_ok and nats_ok else "degraded",
-                "nats": nats_ok,
-                "database": db_ok,
-                "outbox_pending": backlog,
-                "processed": running.consumers.processed,
-                "duplicates_dropped": running.consumers.duplicates,
-                "dead_letters": running.consumers.dead_letters,
-            }
-
-        @router.get("/asyncapi.json")
-        async def asyncapi() -> Response:
-            """The AsyncAPI document of this service."""
-            return Response(
-                json.dumps(self.asyncapi(), indent=2, sort_keys=True), media_type="application/json"
-            )
-
-        return router
 
 
 PRUNE_EVERY_SECONDS = 3600.0
@@ -339,14 +213,6 @@ async def _prune_periodically(running: Running) -> None:
                 log.info("%s: pruned %d outbox and %d inbox rows", running.name, published, seen)
         except Exception:
             log.exception("%s: pruning failed; will try again", running.name)
-
-
-def configure_logging(settings: Settings) -> None:
-    """Plain, greppable log lines."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def run_service(definition: ServiceDefinition, settings: Settings | None = None) -> None:

@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     )
 
     max_deliver: int = Field(default=6, ge=2, description="deliveries before dead-lettering")
+    batch_size: int = Field(default=256, ge=1, le=1000, description="events fetched per batch")
+    fetch_timeout_seconds: float = Field(default=1.0, gt=0)
+    ack_wait_seconds: float = Field(
+        default=30.0, ge=5, description="JetStream redelivers an unacked message after this"
+    )
+    barrier_stall_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="an event waiting for earlier events of other subjects is retried once "
+        "their consumer made no progress for this long",
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="services upgrade their database to the newest migration"
+    )
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 30.0
     outbox_retention_days: float = Field(default=7, gt=0, description="published outbox rows")

@@ -14,13 +14,13 @@ from shared.bus import (
     consumer_config,
     durable_name,
     ensure_consumer,
-    list_dead_letters,
     publish_acked,
-    replay_dead_letter,
+    replay_subject,
 )
 from shared.clock import SystemClock
+from shared.deadletters import list_dead_letters, replay_dead_letter
 from shared.events import OpportunityOffered, ParticipantRegistered
-from shared.outbox import pending_count
+from shared.outbox import backlog
 from tests.integration.probe import Effect, Faults, probe_definition, tables
 from tests.support.factories import envelope, publish, registration
 from tests.support.waiting import (
@@ -182,7 +182,7 @@ async def test_outbox_relay_publishes_with_dedupe_id_and_cloudevents_headers(
         assert msg.headers["ce-source"] == "/mentorship/probe"
         assert msg.headers["ce-specversion"] == "1.0"
         assert OpportunityOffered.model_validate_json(msg.data) == event
-        assert await pending_count(sessions=rt.sessions, tables=tables) == 0
+        assert (await backlog(sessions=rt.sessions, tables=tables))[0] == 0
 
 
 async def test_outbox_keeps_events_while_nats_is_away_and_publishes_each_once(
@@ -217,7 +217,7 @@ async def test_outbox_keeps_events_while_nats_is_away_and_publishes_each_once(
             )
         rt.relay.wake()
         await asyncio.sleep(2.0)
-        assert await pending_count(sessions=rt.sessions, tables=tables) == 20
+        assert (await backlog(sessions=rt.sessions, tables=tables))[0] == 20
         local_nats_server.server.start()
         await eventually(
             lambda: _no_pending(rt), timeout=40, what="the relay to drain after NATS is back"
@@ -230,15 +230,17 @@ async def test_outbox_keeps_events_while_nats_is_away_and_publishes_each_once(
 
 
 async def _no_pending(rt) -> bool:
-    return await pending_count(sessions=rt.sessions, tables=tables) == 0
+    return (await backlog(sessions=rt.sessions, tables=tables))[0] == 0
 
 
 async def test_changed_consumer_config_updates_the_existing_durable(js):
     durable = durable_name("probe", ParticipantRegistered.subject)
-    await ensure_consumer(js, consumer_config(durable=durable, subject=REGISTERED, max_deliver=3))
-    await ensure_consumer(js, consumer_config(durable=durable, subject=REGISTERED, max_deliver=9))
+    await ensure_consumer(js, consumer_config(durable=durable, subject=REGISTERED, ack_wait=30))
+    await ensure_consumer(js, consumer_config(durable=durable, subject=REGISTERED, ack_wait=45))
     info = await js.consumer_info(STREAM, durable)
-    assert info.config.max_deliver == 9 + 5
+    assert info.config.ack_wait == 45
+    assert info.config.filter_subjects == [REGISTERED, replay_subject(durable)]
+    assert info.config.max_deliver == -1  # the consumer parks; the server never gives up alone
 
 
 async def test_pruning_drops_old_history_but_never_pending_events(
@@ -273,7 +275,7 @@ async def test_pruning_drops_old_history_but_never_pending_events(
             inbox_retention=dt.timedelta(days=90),
         )
         assert (published, seen) == (1, 0)
-        assert await pending_count(sessions=rt.sessions, tables=tables) == 1
+        assert (await backlog(sessions=rt.sessions, tables=tables))[0] == 1
         much_later = later + dt.timedelta(days=90)
         published, seen = await prune(
             sessions=rt.sessions,
@@ -283,7 +285,7 @@ async def test_pruning_drops_old_history_but_never_pending_events(
             inbox_retention=dt.timedelta(days=90),
         )
         assert (published, seen) == (0, 1)
-        assert await pending_count(sessions=rt.sessions, tables=tables) == 1
+        assert (await backlog(sessions=rt.sessions, tables=tables))[0] == 1
 
 
 async def test_event_without_its_own_event_id_is_dead_lettered_at_once(

@@ -13,7 +13,7 @@ from shared.settings import SERVICES, Settings
 def _service(name: str) -> Service:
     module = __import__(f"services.{name}.app", fromlist=["definition"])
     settings = Settings()
-    return Service(module.definition(settings), settings, SystemClock())
+    return Service(module.definition(), settings, SystemClock())
 
 
 @pytest.mark.parametrize("name", SERVICES)
