@@ -14,6 +14,7 @@ import nats
 from nats.js import JetStreamContext
 from sqlalchemy.exc import SQLAlchemyError
 
+from cli import migrate
 from cli.launcher import LaunchError, System
 from shared.bus import STREAM, connect_once, ensure_stream, list_dead_letters, replay_dead_letter
 from shared.settings import SERVICES, Settings
@@ -226,6 +227,7 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--check", action="store_true", help="fail if the committed files are stale")
     api.add_argument("--dir", default=str(ASYNCAPI_DIR))
     api.set_defaults(func=cmd_asyncapi)
+    migrate.add_parser(sub)
     return p
 
 
