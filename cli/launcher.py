@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from cli.mailcatcher import MailCatcher
+from cli.runtime import DataDirInUse, DataDirLock, RuntimeState
 from shared.bus import StreamMissing, connect_once, ensure_stream, require_stream
 from shared.settings import SERVICES, Settings
 
@@ -95,6 +97,7 @@ class NatsServer:
     store_dir: Path
     log_file: Path
     proc: subprocess.Popen[bytes] | None = None
+    inherit_fds: tuple[int, ...] = ()  # e.g. the data directory's lock, held while it runs
 
     @property
     def url(self) -> str:
@@ -120,7 +123,11 @@ class NatsServer:
         ]
         # own session: Ctrl-C reaches only the launcher, which stops everything in order
         self.proc = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            pass_fds=self.inherit_fds,
         )
         try:
             wait_for_port(self.port, timeout=20, proc=self.proc)
@@ -165,12 +172,16 @@ class System:
     settings: Settings
     say: Say = print
     external_nats: bool = False  # True: use settings.nats_url instead of starting nats-server
+    command: str = "up"  # named in the state file, so a second `up` says what holds the dir
     extra_env: dict[str, str] = field(default_factory=dict)
     nats: NatsServer | None = None
     catcher: MailCatcher | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    lock: DataDirLock | None = None
+    started_at: str = ""
+    ready: bool = False
 
     @property
     def data_dir(self) -> Path:
@@ -199,7 +210,10 @@ class System:
         else:
             port = choose_port(s.nats_port, "MENTORSHIP_NATS_PORT", "nats-server", say)
             self.nats = NatsServer(
-                port, self.data_dir / "nats", self.data_dir / "logs" / "nats.log"
+                port,
+                self.data_dir / "nats",
+                self.data_dir / "logs" / "nats.log",
+                inherit_fds=self._inherited_fds(),
             )
             self.nats.start()
             url = self.nats.url
@@ -228,11 +242,43 @@ class System:
         say("[3/4] starting services: " + ", ".join(SERVICES))
         for service in SERVICES:
             self.start_service(service)
+        self.publish_state()
         for service in SERVICES:
             self.wait_ready(service)
+        self.ready = True
+        self.publish_state()
         say(
             "[4/4] all services ready: "
             + ", ".join(f"{name} {self.http_url(name)}" for name in SERVICES)
+        )
+
+    def _inherited_fds(self) -> tuple[int, ...]:
+        """File descriptors every child keeps open: the data directory's lock."""
+        return (self.lock.fd,) if self.lock else ()
+
+    def publish_state(self) -> None:
+        """Writes what runs where to the data directory's state file (runtime.json)."""
+        if self.lock is None:
+            return
+        processes = {name: proc.pid for name, proc in self.processes.items()}
+        if self.nats and self.nats.proc:
+            processes = {"nats-server": self.nats.proc.pid} | processes
+        s, catcher = self.settings, self.catcher
+        smtp = f"{catcher.host}:{catcher.port}" if catcher else None
+        if s.smtp_host:
+            smtp = f"{s.smtp_host}:{s.smtp_port}"
+        self.lock.publish(
+            RuntimeState(
+                command=self.command,
+                pid=os.getpid(),
+                started_at=self.started_at,
+                data_dir=str(self.data_dir),
+                ready=self.ready,
+                nats_url=self.env.get("MENTORSHIP_NATS_URL"),
+                smtp=smtp,
+                http_urls={name: self.http_url(name) for name in self.ports},
+                processes=processes,
+            )
         )
 
     def _settings_env(self) -> dict[str, str]:
@@ -254,6 +300,7 @@ class System:
         self.nats.stop()
         time.sleep(down_seconds)
         self.nats.start()
+        self.publish_state()
 
     def start_service(self, service: str) -> None:
         """Starts one service as its own process, logging to data_dir/logs/<service>.log."""
@@ -266,8 +313,11 @@ class System:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=self._inherited_fds(),
         )
         log.close()
+        if self.ready:
+            self.publish_state()
 
     def wait_ready(self, service: str, timeout: float = 90.0) -> None:
         """Blocks until the service answers /readyz with 200."""
@@ -337,9 +387,18 @@ class System:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[System]:
-        """Starts the system and stops it on exit, whatever happened."""
+        """Holds the data directory, starts the system and stops it on exit, whatever happened."""
         try:
+            lock = self.lock = DataDirLock.acquire(self.data_dir)
+        except DataDirInUse as exc:
+            raise LaunchError(str(exc)) from exc
+        self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        try:
+            self.publish_state()
             self.start()
             yield self
         finally:
             self.stop()
+            self.ready = False
+            self.lock = None
+            lock.release()
