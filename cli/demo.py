@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email
+import email.parser
 import email.policy
 import json
-import os
 import time
 import uuid
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,10 +22,20 @@ from nats.aio.client import Client as NatsClient
 from cli.launcher import System
 from cli.tokens import create_token
 from shared.bus import event_headers
-from shared.events import MatchingRequested, PairFormed, ParticipantRegistered, SessionScheduled
+from shared.clock import SystemClock
+from shared.events import (
+    Event,
+    MatchingRequested,
+    NotificationSent,
+    PairFormed,
+    ParticipantRegistered,
+    SessionScheduled,
+)
 from shared.settings import Settings
 
 WAIT_SECONDS = 120
+QUIET_PROGRESS_SECONDS = 10  # while nothing changes, say every so often what is awaited
+PROGRAM_HEADER = "X-Mentorship-Program"  # used when notifications puts it on its mail
 
 
 def load_cohort() -> dict[str, Any]:
@@ -40,27 +51,32 @@ async def publish(js: Any, event: ParticipantRegistered | MatchingRequested) -> 
     await js.publish(event.subject, event.model_dump_json().encode(), headers=headers, timeout=5)
 
 
+WATCHED: dict[str, type[Event]] = {
+    "pairs": PairFormed,
+    "sessions": SessionScheduled,
+    "sent": NotificationSent,
+}
+
+
 async def _watch(url: str, program_id: str, seen: dict[str, list[Any]]) -> NatsClient:
+    """Collects this program's pairs, sessions and sent emails as they are published."""
     nc = await nats.connect(url)
+    for key, model in WATCHED.items():
 
-    async def on_message(msg: Any) -> None:
-        data = json.loads(msg.data)
-        if data.get("program_id") != program_id:
-            return
-        if msg.subject == PairFormed.subject:
-            seen["pairs"].append(PairFormed.model_validate(data))
-        elif msg.subject == SessionScheduled.subject:
-            seen["sessions"].append(SessionScheduled.model_validate(data))
+        async def on_message(msg: Any, key: str = key, model: type[Event] = model) -> None:
+            data = json.loads(msg.data)
+            if data.get("program_id") == program_id:
+                seen[key].append(model.model_validate(data))
 
-    await nc.subscribe("mentorship.pair.formed", cb=on_message)
-    await nc.subscribe("mentorship.session.scheduled", cb=on_message)
+        await nc.subscribe(model.subject, cb=on_message)
     return nc
 
 
 async def _drive(system: System, program_id: str, token: str) -> dict[str, Any]:
     cohort = load_cohort()
     people = {p["participant_id"]: p for p in cohort["participants"]}
-    seen: dict[str, list[Any]] = {"pairs": [], "sessions": []}
+    clock = SystemClock()
+    seen: dict[str, list[Any]] = {key: [] for key in WATCHED}
     watcher = await _watch(system.nats_url, program_id, seen)
     nc = await nats.connect(system.nats_url)
     js = nc.jetstream()
@@ -71,56 +87,67 @@ async def _drive(system: System, program_id: str, token: str) -> dict[str, Any]:
     for person in people.values():
         await publish(
             js,
-            ParticipantRegistered(
-                program_id=program_id, occurred_at=dt.datetime.now(dt.UTC), **person
-            ),
+            ParticipantRegistered(program_id=program_id, occurred_at=clock.now(), **person),
         )
     print("Requesting a matching round ...")
     await publish(
         js,
         MatchingRequested(
             program_id=program_id,
-            occurred_at=dt.datetime.now(dt.UTC),
+            occurred_at=clock.now(),
             round_id=f"round-{uuid.uuid4().hex[:8]}",
             requested_by="demo",
         ),
     )
     await nc.drain()
-    overview = await _wait_for_outcome(system, program_id, token)
+    overview = await _wait_for_outcome(system, program_id, token, seen)
     await watcher.drain()
-    return {
-        "people": people,
-        "pairs": seen["pairs"],
-        "sessions": seen["sessions"],
-        "overview": overview,
-    }
+    return {"people": people, **seen, "overview": overview}
 
 
-async def _wait_for_outcome(system: System, program_id: str, token: str) -> dict[str, Any]:
+def _awaited(overview: dict[str, Any], emails_seen: int) -> str:
+    """What the demo still waits for, in words; '' once everything has happened."""
+    if overview["events_seen"].get("mentorship.matching.completed", 0) < 1:
+        return "the matching round"
+    if overview["sessions_scheduled"] < overview["pairs_formed"]:
+        return f"kickoffs of {overview['pairs_formed'] - overview['sessions_scheduled']} pairs"
+    emails = max(2 * overview["sessions_scheduled"] - overview["emails_sent"], 0)
+    if emails:
+        return f"{emails} invitation emails"
+    if emails_seen < overview["emails_sent"]:
+        return "the last notification.sent events"
+    return ""
+
+
+async def _wait_for_outcome(
+    system: System, program_id: str, token: str, seen: dict[str, list[Any]]
+) -> dict[str, Any]:
+    """Follows the program's overview, printing each change, until everything has happened."""
     url = f"{system.http_url('insights')}/programs/{program_id}/overview"
     headers = {"Authorization": f"Bearer {token}"}
-    deadline = time.monotonic() + WAIT_SECONDS
-    last = ""
+    started = time.monotonic()
+    last, last_said = "", started
     async with httpx.AsyncClient(timeout=5) as client:
         while True:
             overview: dict[str, Any] = (await client.get(url, headers=headers)).json()
+            awaited = _awaited(overview, len(seen["sent"]))
             line = (
                 f"  participants {overview['mentors'] + overview['mentees']}, "
                 f"pairs {overview['pairs_formed']}, sessions {overview['sessions_scheduled']}, "
                 f"emails sent {overview['emails_sent']}"
             )
-            if line != last:
-                print(line)
-                last = line
-            done = (
-                overview["events_seen"].get("mentorship.matching.completed", 0) >= 1
-                and overview["sessions_scheduled"] >= overview["pairs_formed"]
-                and overview["emails_sent"] >= 2 * overview["sessions_scheduled"]
-            )
-            if done:
+            elapsed = time.monotonic() - started
+            if line != last or time.monotonic() - last_said >= QUIET_PROGRESS_SECONDS:
+                waiting = f" ({elapsed:.0f}s, waiting for {awaited})" if awaited else ""
+                print(line + waiting, flush=True)
+                last, last_said = line, time.monotonic()
+            if not awaited:
                 return overview
-            if time.monotonic() > deadline:
-                print(f"  (gave up waiting after {WAIT_SECONDS}s; see {system.data_dir / 'logs'})")
+            if elapsed > WAIT_SECONDS:
+                print(
+                    f"  (gave up waiting for {awaited} after {WAIT_SECONDS}s; "
+                    f"see {system.data_dir / 'logs'})"
+                )
                 return overview
             await asyncio.sleep(0.5)
 
@@ -130,7 +157,23 @@ def _local(at: dt.datetime, zone: str) -> str:
     return f"{local:%a %d %b %H:%M} {local.tzname()} ({zone})"
 
 
+def program_mails(folder: Path, program_id: str, message_ids: set[str]) -> list[Path]:
+    """The caught emails of one program: its header if mail carries one, else its Message-IDs."""
+    found = []
+    headers_only = email.parser.BytesHeaderParser(policy=email.policy.default)
+    for path in sorted(folder.glob("*.eml")):
+        with path.open("rb") as file:
+            headers = headers_only.parse(file)
+        program = headers.get(PROGRAM_HEADER)
+        if program == program_id or (
+            program is None and str(headers["Message-ID"] or "").strip() in message_ids
+        ):
+            found.append(path)
+    return found
+
+
 def _report(system: System, result: dict[str, Any]) -> None:
+    """Prints the pairs, the kickoffs in local time, this program's emails and the overview."""
     people = result["people"]
     print(f"\nPairs formed ({len(result['pairs'])}):")
     for pair in sorted(result["pairs"], key=lambda p: p.mentor_id):
@@ -145,8 +188,13 @@ def _report(system: System, result: dict[str, Any]) -> None:
         for pid in session.attendee_ids:
             person = people[pid]
             print(f"      {person['display_name']:<18} {_local(session.start, person['timezone'])}")
-    mails = sorted(system.mail_dir.glob("*.eml")) if system.catcher else []
-    print(f"\nEmails caught: {len(mails)} in {system.mail_dir}")
+    sent = {notification.message_id for notification in result["sent"]}
+    if system.catcher is None:
+        print(f"\nEmails sent: {len(sent)} through {system.settings.smtp_host}")
+    program_id = result["overview"]["program_id"]
+    mails = program_mails(system.mail_dir, program_id, sent) if system.catcher else []
+    if system.catcher:
+        print(f"\nEmails caught for {program_id}: {len(mails)} in {system.mail_dir}")
     for path in mails[:3]:
         msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         parts = [part.get_content_type() for part in msg.walk() if not part.is_multipart()]
@@ -157,11 +205,11 @@ def _report(system: System, result: dict[str, Any]) -> None:
     print(json.dumps(result["overview"], indent=2))
 
 
-def run_demo(*, keep_running: bool) -> int:
+def run_demo(settings: Settings, *, keep_running: bool) -> int:
     """Starts the system, runs the cohort through it, reports, and stops (unless asked not to)."""
-    settings = Settings()
-    program_id = f"demo-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
-    system = System(settings, external_nats="MENTORSHIP_NATS_URL" in os.environ)
+    program_id = f"demo-{SystemClock().now():%Y%m%d-%H%M%S}"
+    external = "nats_url" in settings.model_fields_set
+    system = System(settings, external_nats=external, command="demo")
     with system.running():
         token = asyncio.run(create_token(settings, program_id=program_id, label="demo"))
         result = asyncio.run(_drive(system, program_id, token))
