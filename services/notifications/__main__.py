@@ -1,6 +1,7 @@
+"""`python -m services.notifications`: runs notifications with the environment's settings."""
+
 from services.notifications.app import definition
 from shared.service import run_service
 from shared.settings import Settings
 
-settings = Settings()
-run_service(definition(settings), settings)
+run_service(definition(), Settings())

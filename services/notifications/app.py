@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from services.notifications import store
-from services.notifications.handlers import subscriptions
+from services.notifications.handlers import SUBSCRIPTIONS
 from services.notifications.sender import run_sender
 from shared.events import NotificationFailed, NotificationSent
 from shared.service import ServiceDefinition
-from shared.settings import Settings
 
 
-def definition(settings: Settings | None = None) -> ServiceDefinition:
+def definition() -> ServiceDefinition:
     """notifications as the service runner sees it."""
     return ServiceDefinition(
         name="notifications",
         description="Keeps contact data, queues deliveries and sends email over SMTP.",
         metadata=store.Base.metadata,
         tables=store.delivery_tables,
-        subscriptions=subscriptions(settings or Settings()),
+        subscriptions=SUBSCRIPTIONS,
         emits=[NotificationSent, NotificationFailed],
         loops=[run_sender],
     )

@@ -29,6 +29,8 @@ PURPOSES = {
 
 @dataclass(frozen=True)
 class Recipient:
+    """Whom one email is for, and the zone its times are shown in."""
+
     name: str
     email: str
     timezone: str
@@ -87,3 +89,8 @@ def compose_invitation(mail: InvitationMail) -> EmailMessage:
         mail.ical.encode(), maintype="application", subtype="ics", filename="invite.ics"
     )
     return msg
+
+
+def compose_invitations(mails: Sequence[InvitationMail]) -> list[bytes]:
+    """The wire bytes of each invitation (CPU-heavy: run it in the service's CPU pool)."""
+    return [compose_invitation(mail).as_bytes() for mail in mails]

@@ -1,38 +1,41 @@
-"""The sender loop: sends due deliveries over one reused SMTP connection, with retry and backoff.
+"""The sender: each delivery's send is a durable timer item, done over one reused SMTP connection.
 
-A delivery is claimed with a conditional update before it is sent, so two replicas never send
-the same one; it is marked sent (and notification.sent emitted) in one transaction afterwards.
-A crash between the SMTP 250 and that commit resends the mail once with the same Message-ID.
+The item is claimed with a lease, the mail is sent outside any transaction, and the delivery is
+marked sent (and notification.sent emitted) in the transaction that marks the item done; two
+replicas never send the same delivery. A crash between the SMTP 250 and that commit resends the
+mail once the lease ends, with the same Message-ID (the bytes are stored with the delivery).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 from opentelemetry import trace
-from sqlalchemy import update
 
-from services.notifications import store
+from services.notifications import deliveries, store
+from shared.db import Sessions
 from shared.events import Channel, NotificationFailed, NotificationSent
-from shared.service import Running
+from shared.outbox import UnitOfWork
 from shared.settings import Settings
 from shared.telemetry import context_from_traceparent, tracer
+from shared.timers import Due, PermanentFailure, TimerHandler, timer_loop
+
+if TYPE_CHECKING:
+    from shared.service import Running
 
 log = logging.getLogger("mentorship.notifications.sender")
 
+# these should become settings
 MAX_ATTEMPTS = 8
-CLAIM_SECONDS = 120
+RETRY_BASE_SECONDS = 5.0  # 5 s, 10 s, 20 s ... between attempts
+RETRY_CAP_SECONDS = 1800.0
+LEASE = dt.timedelta(minutes=2)  # far above smtp_timeout_seconds: a send never outlives it
 BATCH = 50
-
-
-def retry_delay(attempts: int) -> dt.timedelta:
-    """Backoff after the n-th failed attempt: 5 s, 10 s, 20 s ... capped at 30 minutes."""
-    return dt.timedelta(seconds=min(5 * 2 ** (attempts - 1), 1800))
 
 
 class SmtpConnection:
@@ -94,18 +97,39 @@ def _permanent(exc: Exception) -> bool:
     return False
 
 
-async def _claim(running: Running, delivery_id: str, now: dt.datetime) -> bool:
-    async with running.sessions() as session, session.begin():
-        result = await session.execute(
-            update(store.Delivery)
-            .where(
-                store.Delivery.delivery_id == delivery_id,
-                store.Delivery.status == "pending",
-                store.Delivery.next_attempt_at <= now,
+@dataclass(frozen=True)
+class SendMail:
+    """The send timer's side effect: one delivery's stored bytes over the SMTP connection."""
+
+    sessions: Sessions
+    smtp: SmtpConnection
+    mail_from: str
+
+    async def __call__(self, item: Due) -> None:
+        """Sends the delivery's email; a 5xx about the message fails it for good."""
+        # read, then let the connection go: SQLite's one connection is not held over SMTP
+        async with self.sessions() as session:
+            delivery = await store.delivery_or_raise(
+                session, program_id=item.program_id, delivery_id=item.key
             )
-            .values(next_attempt_at=now + dt.timedelta(seconds=CLAIM_SECONDS))
-        )
-        return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+        with tracer().start_as_current_span(
+            "smtp send",
+            context=context_from_traceparent(delivery.traceparent),
+            kind=trace.SpanKind.CLIENT,
+        ) as span:
+            span.set_attribute("mentorship.delivery_id", delivery.delivery_id)
+            span.set_attribute("email.message_id", delivery.message_id)
+            try:
+                await self.smtp.send(
+                    sender=self.mail_from,
+                    recipient=delivery.recipient_email,
+                    message=delivery.message,
+                )
+            except Exception as exc:
+                span.record_exception(exc)
+                if _permanent(exc):
+                    raise PermanentFailure(f"{type(exc).__name__}: {exc}") from exc
+                raise
 
 
 def _about(row: store.Delivery) -> dict[str, Any]:
@@ -120,77 +144,50 @@ def _about(row: store.Delivery) -> dict[str, Any]:
     }
 
 
-async def _finish(running: Running, delivery_id: str, error: Exception | None) -> None:
-    now = running.clock.now()
-    async with running.unit_of_work() as uow:
-        row = await uow.session.get(store.Delivery, delivery_id)
-        assert row is not None
-        row.attempts += 1
-        if error is None:
-            row.status, row.sent_at, row.last_error = "sent", now, None
-            uow.emit(NotificationSent(**_about(row), occurred_at=now, message_id=row.message_id))
-            return
-        row.last_error = f"{type(error).__name__}: {error}"[:2000]
-        if _permanent(error) or row.attempts >= MAX_ATTEMPTS:
-            row.status = "failed"
-            uow.emit(
-                NotificationFailed(
-                    **_about(row), occurred_at=now, attempts=row.attempts, reason=row.last_error
-                )
-            )
-            log.error("delivery %s failed for good: %s", delivery_id, row.last_error)
-        else:
-            row.next_attempt_at = now + retry_delay(row.attempts)
-            log.warning(
-                "delivery %s attempt %d failed (%s); retrying at %s",
-                delivery_id,
-                row.attempts,
-                row.last_error,
-                row.next_attempt_at,
-            )
+async def mark_sent(item: Due, uow: UnitOfWork) -> None:
+    """The delivery is sent: recorded with notification.sent, as its timer item is marked done."""
+    row = await store.delivery_or_raise(
+        uow.session, program_id=item.program_id, delivery_id=item.key
+    )
+    now = uow.clock.now()
+    row.status, row.sent_at, row.attempts, row.last_error = "sent", now, item.attempt, None
+    uow.emit(NotificationSent(**_about(row), occurred_at=now, message_id=row.message_id))
 
 
-async def send_due(running: Running, smtp: SmtpConnection, sender: str) -> int:
-    """Sends every due delivery once; returns how many were attempted."""
-    now = running.clock.now()
-    async with running.sessions() as session:
-        due = await store.due_deliveries(session, now=now, limit=BATCH)
-    attempted = 0
-    for delivery in due:
-        if not await _claim(running, delivery.delivery_id, now):
-            continue  # another replica has it
-        attempted += 1
-        with tracer().start_as_current_span(
-            "smtp send",
-            context=context_from_traceparent(delivery.traceparent),
-            kind=trace.SpanKind.CLIENT,
-        ) as span:
-            span.set_attribute("mentorship.delivery_id", delivery.delivery_id)
-            span.set_attribute("email.message_id", delivery.message_id)
-            error: Exception | None = None
-            try:
-                await smtp.send(
-                    sender=sender, recipient=delivery.recipient_email, message=delivery.message
-                )
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                error = exc
-                span.record_exception(exc)
-            await _finish(running, delivery.delivery_id, error)
-        running.relay.wake()
-    return attempted
+async def mark_failed(item: Due, reason: str, uow: UnitOfWork) -> None:
+    """The delivery failed for good: recorded with notification.failed and the reason."""
+    row = await store.delivery_or_raise(
+        uow.session, program_id=item.program_id, delivery_id=item.key
+    )
+    row.status, row.attempts, row.last_error = "failed", item.attempt, reason
+    uow.emit(
+        NotificationFailed(
+            **_about(row), occurred_at=uow.clock.now(), attempts=item.attempt, reason=reason
+        )
+    )
+
+
+def send_handler(*, sessions: Sessions, smtp: SmtpConnection, mail_from: str) -> TimerHandler:
+    """What the timer loop does with a due send: SMTP, then sent or, in the end, failed."""
+    return TimerHandler(
+        act=SendMail(sessions=sessions, smtp=smtp, mail_from=mail_from),
+        done=mark_sent,
+        gave_up=mark_failed,
+        max_attempts=MAX_ATTEMPTS,
+        retry_base_seconds=RETRY_BASE_SECONDS,
+        retry_cap_seconds=RETRY_CAP_SECONDS,
+    )
 
 
 async def run_sender(running: Running) -> None:
-    """Sends due deliveries until cancelled."""
+    """Sends due deliveries until the service stops."""
     smtp = SmtpConnection(running.settings)
+    handler = send_handler(
+        sessions=running.sessions, smtp=smtp, mail_from=running.settings.mail_from
+    )
     try:
-        while True:
-            try:
-                attempted = await send_due(running, smtp, running.settings.mail_from)
-            except Exception:
-                log.exception("sender loop: will try again")
-                attempted = 0
-            if attempted == 0:
-                await asyncio.sleep(0.3)
+        await timer_loop(store.timers, {deliveries.SEND: handler}, lease=LEASE, batch=BATCH)(
+            running
+        )
     finally:
         await smtp.close()

@@ -1,14 +1,18 @@
-"""notifications' tables and queries."""
+"""notifications' tables and queries: contacts, deliveries (the email outbox) and their timers."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import DateTime, Integer, LargeBinary, String, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.notifications.deliveries import Attendee, PlannedDelivery
 from shared.outbox import add_delivery_tables
+from shared.records import get_or_raise
+from shared.timers import add_timer_table
 
 
 class Base(DeclarativeBase):
@@ -16,6 +20,7 @@ class Base(DeclarativeBase):
 
 
 delivery_tables = add_delivery_tables(Base.metadata)
+timers = add_timer_table(Base.metadata)
 
 
 class Contact(Base):
@@ -29,15 +34,22 @@ class Contact(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))
 
+    def attendee(self) -> Attendee:
+        """The contact as the domain sees it."""
+        return Attendee(self.participant_id, self.display_name, self.email, self.timezone)
+
 
 class Delivery(Base):
-    """One email to one recipient; the idempotency key makes it one per logical notification."""
+    """One email to one recipient; the idempotency key makes it one per logical notification.
+
+    Its sends (and their retries) are timer items of kind deliveries.SEND keyed by delivery_id.
+    """
 
     __tablename__ = "deliveries"
 
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
-    program_id: Mapped[str] = mapped_column(String(200), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(500), unique=True)
     recipient_id: Mapped[str] = mapped_column(String(200))
     recipient_email: Mapped[str] = mapped_column(String(320))
     kind: Mapped[str] = mapped_column(String(60))
@@ -46,7 +58,6 @@ class Delivery(Base):
     message: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(20), index=True)  # pending, sent, failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     traceparent: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -55,24 +66,80 @@ class Delivery(Base):
 async def get_contact(
     session: AsyncSession, *, program_id: str, participant_id: str
 ) -> Contact | None:
-    """One participant's contact data."""
+    """One participant's contact data, if known."""
     return await session.get(Contact, (program_id, participant_id))
 
 
-async def delivery_exists(session: AsyncSession, *, idempotency_key: str) -> bool:
-    """Whether this logical notification was already queued for this recipient."""
-    found = await session.scalar(
-        select(Delivery.delivery_id).where(Delivery.idempotency_key == idempotency_key)
+async def contact_or_raise(
+    session: AsyncSession, *, program_id: str, participant_id: str
+) -> Contact:
+    """One participant's contact data, or UnknownReference / ProgramMismatch saying why not."""
+    return await get_or_raise(
+        session,
+        Contact,
+        program_id,
+        participant_id,
+        what=f"participant {participant_id!r}",
+        hint="publish participant.registered first",
     )
-    return found is not None
 
 
-async def due_deliveries(session: AsyncSession, *, now: dt.datetime, limit: int) -> list[Delivery]:
-    """Pending deliveries whose next attempt is due, oldest first."""
-    rows = await session.scalars(
-        select(Delivery)
-        .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
-        .order_by(Delivery.next_attempt_at, Delivery.delivery_id)
-        .limit(limit)
+async def contacts_or_raise(
+    session: AsyncSession, *, program_id: str, participant_ids: Sequence[str]
+) -> list[Contact]:
+    """The contact data of each participant, in order; raises for the first one missing."""
+    return [
+        await contact_or_raise(session, program_id=program_id, participant_id=pid)
+        for pid in participant_ids
+    ]
+
+
+async def queued_keys(session: AsyncSession, *, keys: Collection[str]) -> set[str]:
+    """Which of these idempotency keys already have a delivery (one query)."""
+    if not keys:
+        return set()
+    found = await session.scalars(
+        select(Delivery.idempotency_key).where(Delivery.idempotency_key.in_(list(keys)))
     )
-    return list(rows)
+    return set(found)
+
+
+def add_delivery(
+    session: AsyncSession,
+    *,
+    program_id: str,
+    planned: PlannedDelivery,
+    message: bytes,
+    traceparent: str | None,
+) -> Delivery:
+    """Stores a planned delivery, pending, with its MIME bytes."""
+    delivery = Delivery(
+        program_id=program_id,
+        delivery_id=planned.delivery_id,
+        idempotency_key=planned.idempotency_key,
+        recipient_id=planned.recipient_id,
+        recipient_email=planned.recipient_email,
+        kind=planned.kind,
+        source_event_id=planned.source_event_id,
+        message_id=planned.message_id,
+        message=message,
+        status="pending",
+        attempts=0,
+        traceparent=traceparent,
+    )
+    session.add(delivery)
+    return delivery
+
+
+async def delivery_or_raise(
+    session: AsyncSession, *, program_id: str, delivery_id: str
+) -> Delivery:
+    """One delivery, or UnknownReference / ProgramMismatch saying why not."""
+    return await get_or_raise(
+        session,
+        Delivery,
+        program_id,
+        delivery_id,
+        what=f"delivery {delivery_id!r}",
+        hint="a send timer names a delivery that was never stored; cancel the timer",
+    )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
+from pathlib import Path
 
 import aiosmtplib
 import pytest
 
-from services.notifications.sender import _permanent, retry_delay
+from services.notifications.sender import MAX_ATTEMPTS, SmtpConnection, _permanent, send_handler
+from shared.backoff import backoff
+from shared.db import make_engine, make_sessions
+from shared.settings import Settings
 
 
 def refused(*codes: int) -> aiosmtplib.SMTPRecipientsRefused:
@@ -19,23 +22,28 @@ def refused(*codes: int) -> aiosmtplib.SMTPRecipientsRefused:
     )
 
 
-# --- retry_delay ----------------------------------------------------------------------------
+# --- retries --------------------------------------------------------------------------------
 
 
-def test_retry_delay_starts_at_five_seconds_and_doubles():
-    assert [retry_delay(n).total_seconds() for n in range(1, 6)] == [5, 10, 20, 40, 80]
+def send_retry_delays(attempts: range, tmp_path: Path) -> list[float]:
+    handler = send_handler(
+        sessions=make_sessions(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'n.sqlite3'}")),
+        smtp=SmtpConnection(Settings()),
+        mail_from="team@mentoring.example",
+    )
+    assert handler.max_attempts == MAX_ATTEMPTS
+    return [
+        backoff(n, base=handler.retry_base_seconds, cap=handler.retry_cap_seconds) for n in attempts
+    ]
 
 
-def test_retry_delay_is_capped_at_thirty_minutes():
-    assert retry_delay(9) == dt.timedelta(seconds=1280)
-    assert retry_delay(10) == dt.timedelta(minutes=30)
-    assert retry_delay(60) == dt.timedelta(minutes=30)
+def test_a_failed_send_is_retried_after_five_seconds_then_twice_as_long_each_time(tmp_path):
+    assert send_retry_delays(range(1, 6), tmp_path) == [5, 10, 20, 40, 80]
 
 
-def test_retry_delay_never_decreases():
-    delays = [retry_delay(n) for n in range(1, 40)]
-    assert delays == sorted(delays)
-    assert all(isinstance(d, dt.timedelta) for d in delays)
+def test_retries_of_a_send_are_at_most_thirty_minutes_apart(tmp_path):
+    assert send_retry_delays(range(9, 12), tmp_path) == [1280, 1800, 1800]
+    assert max(send_retry_delays(range(1, 60), tmp_path)) == 1800
 
 
 # --- _permanent -----------------------------------------------------------------------------
