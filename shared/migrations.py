@@ -16,7 +16,7 @@ import zlib
 from argparse import Namespace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command, context
 from alembic.autogenerate import comparators, compare_metadata, renderers
@@ -25,7 +25,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.operations import BatchOperations, ops
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, MetaData, Table, inspect, text
+from sqlalchemy import Connection, DateTime, LargeBinary, MetaData, Table, inspect, text
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -214,6 +214,7 @@ def _context_options(service: str, dialect: str) -> dict[str, Any]:
         "render_as_batch": True,
         "compare_type": True,
         "include_name": _include_name,
+        "render_item": _render_type,
     }
 
 
@@ -229,6 +230,20 @@ def _version_options_for(service: str, dialect: str) -> dict[str, Any]:
 def _include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
     # the version table is Alembic's own, not a table of the models
     return not (type_ == "table" and name == VERSION_TABLE)
+
+
+def _render_type(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Reflected SQLite types as the models spell them, so a revision runs on PostgreSQL too."""
+    if type_ != "type" or autogen_context.dialect is None:
+        return False
+    if autogen_context.dialect.name != "sqlite":
+        return False
+    # SQLite reports every timestamp as a naive DATETIME; ours are all aware (instants in UTC)
+    if isinstance(obj, DateTime):
+        return "sa.DateTime(timezone=True)"
+    if isinstance(obj, LargeBinary):  # reflected as BLOB, which PostgreSQL calls bytea
+        return "sa.LargeBinary()"
+    return False
 
 
 def _schema_exists(connection: Connection, service: str) -> bool:
