@@ -1,0 +1,73 @@
+"""What a matching round forms and announces, as pure decisions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+
+from services.pairing import rounds
+from services.pairing.matching import MatchResult, Profile, Proposal
+from shared.events import MatchingCompleted, PairFormed
+from shared.worktime import Availability, Hours
+
+NOW = dt.datetime(2027, 3, 1, 8, tzinfo=dt.UTC)
+WEEKDAYS = [Hours(d, dt.time(9), dt.time(17)) for d in range(5)]
+
+
+def person(pid: str, *, capacity: int = 0) -> Profile:
+    return Profile(pid, Availability("Europe/Berlin", WEEKDAYS), ("en",), capacity=capacity)
+
+
+def test_pair_id_is_stable_and_differs_between_programs_and_rounds():
+    assert rounds.pair_id("prog-a", "r1", "e-1") == rounds.pair_id("prog-a", "r1", "e-1")
+    assert rounds.pair_id("prog-a", "r1", "e-1") != rounds.pair_id("prog-b", "r1", "e-1")
+    assert rounds.pair_id("prog-a", "r1", "e-1") != rounds.pair_id("prog-a", "r2", "e-1")
+
+
+def test_match_leaves_out_paired_mentees_and_counts_the_load_of_their_mentors():
+    standing = rounds.Standing(
+        mentors=(person("m-1", capacity=2), person("m-2", capacity=1)),
+        mentees=(person("e-old"), person("e-1"), person("e-2")),
+        pairings=(("m-1", "e-old"),),
+        week_of=NOW.date(),
+    )
+    result = rounds.match(standing)
+    # m-1 has one place left after e-old, m-2 one: each takes one of the new mentees
+    assert [(p.mentor_id, p.mentee_id) for p in result.pairs] == [("m-1", "e-1"), ("m-2", "e-2")]
+    assert result.unmatched_mentee_ids == []
+
+
+def test_a_standing_and_its_result_cross_into_a_worker_process_unchanged():
+    standing = rounds.Standing(
+        mentors=(person("m-1", capacity=1),),
+        mentees=(person("e-1"),),
+        pairings=(),
+        week_of=NOW.date(),
+    )
+    assert pickle.loads(pickle.dumps(standing)) == standing
+    result = rounds.match(standing)
+    assert pickle.loads(pickle.dumps(result)) == result
+
+
+def test_outcome_announces_each_pair_then_the_round_with_a_bounded_sample_of_unmatched():
+    unmatched = [f"e-{i:03}" for i in range(250)]
+    result = MatchResult(
+        pairs=[Proposal("m-1", "e-paired", "en", ("shared language: en",))],
+        unmatched_mentee_ids=unmatched,
+    )
+    outcome = rounds.outcome(program_id="prog", round_id="r1", result=result, now=NOW)
+    formed, completed = outcome.events
+    assert isinstance(formed, PairFormed) and isinstance(completed, MatchingCompleted)
+    assert formed.pair_id == rounds.pair_id("prog", "r1", "e-paired")
+    assert formed.reasons == ["shared language: en"]
+    assert (completed.pairs_formed, completed.unmatched_mentees) == (1, 250)
+    assert completed.unmatched_mentee_ids == unmatched[: rounds.UNMATCHED_SAMPLE]
+    assert [(p.pair_id, p.status) for p in outcome.pairs] == [(formed.pair_id, rounds.ACTIVE)]
+    assert all(e.occurred_at == NOW and e.program_id == "prog" for e in outcome.events)
+
+
+def test_a_round_that_pairs_nobody_still_announces_its_outcome():
+    outcome = rounds.outcome(program_id="prog", round_id="r1", result=MatchResult(), now=NOW)
+    [completed] = outcome.events
+    assert isinstance(completed, MatchingCompleted)
+    assert (completed.pairs_formed, completed.unmatched_mentees, outcome.pairs) == (0, 0, ())
