@@ -56,9 +56,8 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=cmd_migrate)
 
 
-def cmd_migrate(args: argparse.Namespace, settings: Settings | None = None) -> int:
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     """Upgrades, checks or writes a revision, as the arguments say."""
-    settings = settings if settings is not None else Settings()
     services = [args.service] if args.service else list(SERVICES)
     try:
         if args.new:
