@@ -275,11 +275,12 @@ def cmd_dlq_discard(args: argparse.Namespace, settings: Settings) -> int:
     return _on_jetstream(settings, work)
 
 
-def asyncapi_documents(settings: Settings) -> dict[str, str]:
-    """Each service's AsyncAPI document, as the code generates it."""
+def asyncapi_documents(settings: Settings | None = None) -> dict[str, str]:
+    """Each service's AsyncAPI document, as the code generates it (settings change none of it)."""
     from shared.clock import SystemClock
     from shared.service import Service
 
+    settings = settings or Settings()  # callers outside the CLI (tests) have no settings
     documents = {}
     for name in SERVICES:
         module = __import__(f"services.{name}.app", fromlist=["definition"])
