@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One command: set up, then run the demo on embedded defaults (nats-server from the wheel,
-# SQLite, local SMTP catcher). Extra arguments go to `mentorship demo` (e.g. --keep-running).
+# One command: set up (the project without its test tools), then run the demo on embedded
+# defaults (nats-server from the wheel, SQLite, local SMTP catcher). Extra arguments go to
+# `mentorship demo` (e.g. --keep-running).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --runtime
 exec .venv/bin/mentorship demo "$@"
