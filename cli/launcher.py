@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +30,13 @@ Say = Callable[[str], None]
 
 class LaunchError(RuntimeError):
     """Something the system needs could not be started; the message says what to do."""
+
+
+def without_credentials(urls: str | None) -> str | None:
+    """NATS URL(s) without user:password@ or token@: the state file is readable by others."""
+    if urls is None:
+        return None
+    return ",".join(re.sub(r"//[^/@]*@", "//", url.strip()) for url in urls.split(","))
 
 
 def nats_server_binary() -> str:
@@ -274,7 +282,7 @@ class System:
                 started_at=self.started_at,
                 data_dir=str(self.data_dir),
                 ready=self.ready,
-                nats_url=self.env.get("MENTORSHIP_NATS_URL"),
+                nats_url=without_credentials(self.env.get("MENTORSHIP_NATS_URL")),
                 smtp=smtp,
                 http_urls={name: self.http_url(name) for name in self.ports},
                 processes=processes,
