@@ -121,6 +121,7 @@ async def _service_consume(url: str, folder: Path, n: int, database_url: str | N
         tables=tables,
         subscriptions=[Subscription(OpportunityOffered, _record)],
         emits=[],
+        migrations=False,
     )
     settings = Settings(data_dir=folder / "svc", nats_url=url, database_url=database_url)
     service = Service(definition, settings, SystemClock())

@@ -43,7 +43,7 @@ from shared.deadletters import (
 )
 from shared.errors import EventRejected, ProgramMismatch, UnknownReference
 from shared.events import Event
-from shared.outbox import DeliveryTables, UnitOfWork, write_outbox
+from shared.outbox import DeliveryTables, UnitOfWork, Upsert, write_outbox, write_upserts
 from shared.settings import Settings
 from shared.telemetry import context_from, tracer
 
@@ -154,34 +154,56 @@ class SubscriptionConsumer(Generic[E]):
         # the hold ends on its own should the retry be delivered to another replica
         self._held: dict[str, tuple[int, float]] = {}
         self._deferrals: dict[int, int] = {}  # stream sequence -> deliveries spent waiting
+        self._fetch_failures = 0
 
     async def run(self) -> None:
         """Fetches and applies batches until cancelled."""
-        s = self.rt.settings
         psub = await self.rt.js.pull_subscribe_bind(self.durable, stream=STREAM)
-        failures = 0
-        while True:
-            try:
-                msgs = await psub.fetch(batch=s.batch_size, timeout=s.fetch_timeout_seconds)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except Exception as exc:  # NATS away or reconnecting: the messages stay on the server
-                failures += 1
-                delay = backoff(failures, base=0.2, cap=5.0)
-                log.warning("%s: fetch failed (%s); retrying in %.1fs", self.durable, exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            failures = 0
-            self.rt.barrier.active(self.durable)
-            try:
-                await self.process(msgs)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # unacked messages come back after ack_wait
-                log.exception(
-                    "%s: a batch failed outside any handler; it will be redelivered", self.durable
-                )
-                await asyncio.sleep(1.0)
+        try:
+            await self._consume(psub)
+        finally:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
+
+    async def _consume(self, psub: JetStreamContext.PullSubscription) -> None:
+        # the next batch is fetched while this one is applied: batches still apply one after
+        # another, in stream order, but the network round trip overlaps the work
+        upcoming = asyncio.create_task(self._fetch(psub))
+        try:
+            while True:
+                msgs = await upcoming
+                upcoming = asyncio.create_task(self._fetch(psub))
+                if not msgs:
+                    continue
+                self.rt.barrier.active(self.durable)
+                try:
+                    await self.process(msgs)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # unacked messages come back after ack_wait
+                    log.exception(
+                        "%s: a batch failed outside any handler; it will be redelivered",
+                        self.durable,
+                    )
+                    await asyncio.sleep(1.0)
+        finally:
+            upcoming.cancel()
+
+    async def _fetch(self, psub: JetStreamContext.PullSubscription) -> list[Msg]:
+        """One batch; empty when there is nothing to do or NATS is away (after a pause)."""
+        s = self.rt.settings
+        try:
+            msgs: list[Msg] = await psub.fetch(batch=s.batch_size, timeout=s.fetch_timeout_seconds)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+        except Exception as exc:  # NATS away or reconnecting: the messages stay on the server
+            self._fetch_failures += 1
+            delay = backoff(self._fetch_failures, base=0.2, cap=5.0)
+            log.warning("%s: fetch failed (%s); retrying in %.1fs", self.durable, exc, delay)
+            await asyncio.sleep(delay)
+            return []
+        self._fetch_failures = 0
+        return msgs
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Applies one fetched batch and settles each message: ack, retry later, or park."""
@@ -267,6 +289,7 @@ class SubscriptionConsumer(Generic[E]):
                 failed_keys: set[str] = set()
                 inbox_rows: list[dict[str, object]] = []
                 outbox_rows: list[dict[str, object]] = []
+                writes: list[Upsert] = []
                 for item in items:
                     event_id = str(item.event.event_id)
                     if event_id in seen:
@@ -284,6 +307,7 @@ class SubscriptionConsumer(Generic[E]):
                         try:
                             async with session.begin_nested():
                                 uow = await self._run_handler(session, item)
+                                await write_upserts(session, uow.writes)
                                 await session.execute(insert(inbox).values(**row))
                         except IntegrityError as exc:
                             if await _seen(session, rt.tables, self.durable, [item]):
@@ -304,7 +328,9 @@ class SubscriptionConsumer(Generic[E]):
                         inbox_rows.append(row)
                     seen.add(event_id)
                     outbox_rows += uow.outbox_rows()
+                    writes += [] if savepoints else uow.writes
                     outcome.applied.append(item)
+                await write_upserts(session, writes)
                 if inbox_rows:
                     await session.execute(insert(inbox), inbox_rows)
                 await write_outbox(session, rt.tables, outbox_rows)

@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import asyncapi, health
+from shared import asyncapi, health, migrations
 from shared.barrier import Barrier
 from shared.bus import (
     connect,
@@ -88,6 +88,8 @@ class ServiceDefinition:
     routers: Sequence[Callable[[], APIRouter]] = ()
     loops: Sequence[Loop] = ()
     on_start: Sequence[Loop] = ()
+    # False only for test and benchmark services without an Alembic history (create_all)
+    migrations: bool = True
 
 
 class Service:
@@ -125,10 +127,19 @@ class Service:
             await ensure_consumer(js, config)
 
     async def _prepare_database(self, engine: AsyncEngine) -> None:
+        """Upgrades the database to the newest migration, or checks that it is there."""
         d = self.definition
-        if not self.settings.migrate_on_start:
-            return
-        await create_schema(engine, d.metadata, schema=d.name)
+        if not d.migrations:
+            await create_schema(engine, d.metadata, schema=d.name)
+        elif self.settings.migrate_on_start:
+            await migrations.upgrade(engine, service=d.name)
+        elif await migrations.current_revision(engine, service=d.name) != (
+            head := migrations.head_revision(d.name)
+        ):
+            raise migrations.MigrationError(
+                f"{d.name}'s database is not at migration {head}: run `mentorship migrate "
+                f"--service {d.name}` (or set MENTORSHIP_MIGRATE_ON_START=true)"
+            )
 
     @contextlib.asynccontextmanager
     async def started(self) -> AsyncIterator[Running]:
@@ -184,10 +195,11 @@ class Service:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            try:
-                await nc.drain()
-            except Exception:  # e.g. still reconnecting: nothing left to drain
-                await nc.close()
+            # flush the last acks, then close: nats-py 2.16's drain waits its full timeout on
+            # pull subscriptions whose fetches left status messages behind
+            with contextlib.suppress(Exception):
+                await nc.flush(timeout=2)
+            await nc.close()
             cpu.close()
             await engine.dispose()
             self.running = None

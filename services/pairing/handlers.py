@@ -19,8 +19,8 @@ from shared.outbox import UnitOfWork
 
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
     """Keeps the matching profile (a re-registration replaces it)."""
-    await store.register_participant(
-        uow.session,
+    store.register_participant(
+        uow,
         program_id=event.program_id,
         participant_id=event.participant_id,
         profile=profiles.registered(event),

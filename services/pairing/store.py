@@ -13,7 +13,7 @@ from services.pairing.matching import Profile
 from services.pairing.profiles import ProfileChange
 from services.pairing.rounds import ACTIVE, ENDED, RoundOutcome
 from shared.errors import UnknownReference
-from shared.outbox import add_delivery_tables
+from shared.outbox import UnitOfWork, add_delivery_tables
 from shared.records import get_or_raise
 from shared.worktime import Availability
 
@@ -65,15 +65,14 @@ class MatchingRound(Base):
     pairs_formed: Mapped[int] = mapped_column(Integer)
 
 
-async def register_participant(
-    session: AsyncSession, *, program_id: str, participant_id: str, profile: ProfileChange
+def register_participant(
+    uow: UnitOfWork, *, program_id: str, participant_id: str, profile: ProfileChange
 ) -> None:
-    """Keeps a registration's profile: one primary-key lookup, then an insert or an update."""
-    row = await session.get(Participant, (program_id, participant_id))
-    if row is None:
-        session.add(Participant(program_id=program_id, participant_id=participant_id, **profile))
-    else:
-        change_profile(row, profile)
+    """Keeps a registration's profile: an insert-or-update written with the batch's others."""
+    uow.upsert(
+        Participant,
+        {"program_id": program_id, "participant_id": participant_id, **profile},
+    )
 
 
 async def participant_or_raise(

@@ -21,17 +21,18 @@ def _attendee(person: store.Person) -> kickoffs.Attendee:
 
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
     """Keeps the person's zone, working hours and address (a re-registration replaces them)."""
-    # on the hot path of a cohort import: one primary-key lookup, then the insert or update
-    person = await store.get_person(
-        uow.session, program_id=event.program_id, participant_id=event.participant_id
+    # on the hot path of a cohort import: one insert-or-update for the whole batch
+    uow.upsert(
+        store.Person,
+        {
+            "program_id": event.program_id,
+            "participant_id": event.participant_id,
+            "email": str(event.email),
+            "display_name": event.display_name,
+            "timezone": event.timezone,
+            "working_hours": [h.model_dump(mode="json") for h in event.working_hours],
+        },
     )
-    if person is None:
-        person = store.Person(program_id=event.program_id, participant_id=event.participant_id)
-        uow.session.add(person)
-    person.email = str(event.email)
-    person.display_name = event.display_name
-    person.timezone = event.timezone
-    person.working_hours = [h.model_dump(mode="json") for h in event.working_hours]
 
 
 async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import EmailStr, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.events.envelope import (
     Channel,
     DisplayName,
+    EmailAddress,
     Event,
     Id,
     Role,
@@ -21,7 +22,7 @@ class ParticipantRegistered(Event):
     subject = "mentorship.participant.registered"
 
     participant_id: Id
-    email: EmailStr
+    email: EmailAddress
     display_name: DisplayName
     role: Role
     timezone: TimeZoneName
@@ -56,7 +57,7 @@ class ParticipantUpdated(Event):
     subject = "mentorship.participant.updated"
 
     participant_id: Id
-    email: EmailStr | None = None
+    email: EmailAddress | None = None
     display_name: DisplayName | None = None
     languages: list[str] | None = None
     skills_offered: list[str] | None = None

@@ -82,4 +82,5 @@ def probe_definition(faults: Faults) -> ServiceDefinition:
             Subscription(ParticipantLeft, on_left),
         ],
         emits=[OpportunityOffered],
+        migrations=False,
     )

@@ -8,6 +8,8 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shared import events
@@ -414,3 +416,31 @@ def test_session_scheduled_json_keeps_its_instants_in_utc():
     assert again.start == dt.datetime(2027, 3, 29, 13, tzinfo=dt.UTC)
     assert again.start.utcoffset() == dt.timedelta(0)
     assert again.ical == ICAL
+
+
+# --- email addresses: the fast path agrees with email-validator ------------------------------
+
+_LOCAL = st.text("abcXYZ019.!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=70)
+_LABEL = st.text("abcXYZ019-", min_size=1, max_size=70)
+_ADDRESSES = st.builds(
+    lambda local, labels, tld: f"{local}@{'.'.join([*labels, tld])}",
+    _LOCAL,
+    st.lists(_LABEL, min_size=1, max_size=3),
+    st.sampled_from(["org", "COM", "io", "test", "local", "x", "museum", "9z", "onion"]),
+)
+
+
+@settings(max_examples=500)
+@given(_ADDRESSES)
+def test_fast_email_check_accepts_and_normalises_exactly_as_email_validator(address):
+    from pydantic.networks import validate_email
+
+    from shared.events.envelope import _email
+
+    try:
+        expected = validate_email(address)[1]
+    except ValueError:
+        with pytest.raises(ValueError):
+            _email(address)
+        return
+    assert _email(address) == expected
