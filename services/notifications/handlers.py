@@ -15,15 +15,17 @@ from shared.timers import schedule
 
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
     """Keeps how to reach the person (a re-registration replaces it)."""
-    contact = await store.get_contact(
-        uow.session, program_id=event.program_id, participant_id=event.participant_id
+    # on the hot path of a cohort import: one insert-or-update for the whole batch
+    uow.upsert(
+        store.Contact,
+        {
+            "program_id": event.program_id,
+            "participant_id": event.participant_id,
+            "email": str(event.email),
+            "display_name": event.display_name,
+            "timezone": event.timezone,
+        },
     )
-    if contact is None:
-        contact = store.Contact(program_id=event.program_id, participant_id=event.participant_id)
-        uow.session.add(contact)
-    contact.email = str(event.email)
-    contact.display_name = event.display_name
-    contact.timezone = event.timezone
 
 
 async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork) -> None:
