@@ -23,13 +23,13 @@ from shared.outbox import UnitOfWork
 
 async def on_any_event(event: Event, uow: UnitOfWork) -> None:
     """Counts the event under its program and subject."""
-    await store.count_event(uow.session, program_id=event.program_id, subject=event.subject)
+    store.count_event(uow, program_id=event.program_id, subject=event.subject)
 
 
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
     """Counts the participant under its role and zone."""
-    await store.put_participant(
-        uow.session,
+    store.register_participant(
+        uow,
         program_id=event.program_id,
         participant_id=event.participant_id,
         role=event.role.value,

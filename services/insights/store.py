@@ -5,15 +5,22 @@ from __future__ import annotations
 import datetime as dt
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, DateTime, Integer, String, UniqueConstraint, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.insights.projections import DeliveryStatus
 from shared.errors import ProgramMismatch
 from shared.events import Role
-from shared.outbox import add_delivery_tables
+from shared.outbox import UnitOfWork, add_delivery_tables
 from shared.records import get_or_raise
 
 
@@ -101,32 +108,32 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
-async def count_event(session: AsyncSession, *, program_id: str, subject: str) -> None:
-    """Adds one to the program's count of this event type: one upsert, atomic across replicas."""
-    upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    await session.execute(
-        upsert(EventCount)
-        .values(program_id=program_id, subject=subject, count=1)
-        .on_conflict_do_update(
-            index_elements=[EventCount.program_id, EventCount.subject],
-            set_={"count": EventCount.count + 1},
-        )
+# Every event reaches insights: its count, and a registration's participant, are pure writes
+# queued on the unit of work, so a batch writes them in one statement per table (counts of one
+# program and subject summed first) instead of a lookup and a write per event.
+
+
+def count_event(uow: UnitOfWork, *, program_id: str, subject: str) -> None:
+    """Adds one to the program's count of this event type, when the batch commits."""
+    uow.upsert(
+        EventCount, {"program_id": program_id, "subject": subject, "count": 1}, add=("count",)
     )
 
 
-async def put_participant(
-    session: AsyncSession, *, program_id: str, participant_id: str, role: str, timezone: str
+def register_participant(
+    uow: UnitOfWork, *, program_id: str, participant_id: str, role: str, timezone: str
 ) -> None:
-    """Stores the participant's role and zone (a re-registration replaces them)."""
-    row = await session.get(ParticipantView, (program_id, participant_id))
-    if row is None:
-        session.add(
-            ParticipantView(
-                program_id=program_id, participant_id=participant_id, role=role, timezone=timezone
-            )
-        )
-    else:
-        row.role, row.timezone = role, timezone
+    """Stores the participant's role and zone (a re-registration replaces them), when the batch
+    commits."""
+    uow.upsert(
+        ParticipantView,
+        {
+            "program_id": program_id,
+            "participant_id": participant_id,
+            "role": role,
+            "timezone": timezone,
+        },
+    )
 
 
 async def participant_or_raise(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 
 from services.insights import store
 from services.insights.handlers import (
@@ -22,6 +23,7 @@ from services.insights.handlers import (
     on_session_scheduled,
     on_timezone_changed,
 )
+from shared.cpu import CpuPool
 from shared.errors import ProgramMismatch, UnknownReference
 from shared.events import (
     CATALOGUE,
@@ -35,11 +37,12 @@ from shared.events import (
     ParticipantTimezoneChanged,
     SessionScheduled,
 )
-from shared.outbox import UnitOfWork
+from shared.outbox import UnitOfWork, write_upserts
 from tests.support.factories import registration
 from tests.support.handlers import HandlerDb, handler_db
 
 A, B = "program-a", "program-b"
+REGISTERED = ParticipantRegistered.subject
 SENT_SUBJECT = NotificationSent.subject
 FAILED_SUBJECT = NotificationFailed.subject
 
@@ -356,29 +359,70 @@ async def test_a_delivery_reported_sent_stays_sent_when_a_failure_report_arrives
     assert (numbers["emails_sent"], numbers["emails_failed"]) == (1, 0)
 
 
-async def test_events_of_one_batch_touching_one_row_apply_each_in_its_savepoint(db):
-    """As the batched consumer runs them: one transaction, a savepoint per event."""
-    events: list[tuple[Report, Event]] = [
+async def apply_batch(db: HandlerDb, batch: list[tuple[Report, Event]]) -> list[Exception | None]:
+    """Applies a batch as the consumer does once one of its events failed: one transaction, a
+    savepoint per event holding its handler and its queued writes; what each event raised."""
+    outcomes: list[Exception | None] = []
+    async with db.sessions() as session, session.begin():
+        for handler, event in batch:
+            uow = UnitOfWork(
+                session=session,
+                tables=db.tables,
+                clock=db.clock,
+                settings=db.settings,
+                source=db.source,
+                cpu=CpuPool(threads=True),
+            )
+            try:
+                async with session.begin_nested():
+                    await handler(event, uow)
+                    await write_upserts(session, uow.writes)
+            except Exception as exc:  # the consumer retries or parks this event alone
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+    return outcomes
+
+
+async def test_events_of_one_batch_touching_one_row_apply_in_order_and_fail_alone(db):
+    batch: list[tuple[Report, Event]] = [
         (on_participant_registered, registered(db, A, "p", role="mentee")),
         (on_participant_registered, registered(db, A, "p", role="mentor")),
         (on_participant_registered, registered(db, A, "q")),
         (on_notification_failed, failed(db, A)),
+        (on_notification_sent, sent(db, B)),  # A's delivery under program B
         (on_notification_sent, sent(db, A)),
     ]
-    async with db.unit_of_work() as uow:
-        for handler, event in events:
-            async with uow.session.begin_nested():
-                await handler(event, uow)
-        # one event of another program in the batch is refused alone; the rest commits
-        with pytest.raises(ProgramMismatch):
-            async with uow.session.begin_nested():
-                await on_notification_sent(sent(db, B), uow)
+    outcomes = await apply_batch(db, batch)
+    assert [type(outcome) for outcome in outcomes] == [type(None)] * 4 + [
+        ProgramMismatch,
+        type(None),
+    ]
     numbers = await counts(db, A)
     assert (numbers["mentors"], numbers["mentees"]) == (1, 1)
     assert (numbers["emails_sent"], numbers["emails_failed"]) == (1, 0)
-    assert await seen(db, A) == {
-        ParticipantRegistered.subject: 3,
-        SENT_SUBJECT: 1,
-        FAILED_SUBJECT: 1,
-    }
+    assert await seen(db, A) == {REGISTERED: 3, SENT_SUBJECT: 1, FAILED_SUBJECT: 1}
     assert await seen(db, B) == {}
+
+
+async def test_a_batch_of_registrations_writes_one_statement_per_table(db):
+    batch: list[tuple[Report, Event]] = [
+        (on_participant_registered, registered(db, A, f"p{i}")) for i in range(25)
+    ]
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = db.sessions.kw["bind"].sync_engine
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        async with db.unit_of_work() as uow:
+            for handler, event in batch:
+                await handler(event, uow)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+    writes = [s.split("(")[0].strip() for s in statements if not s.startswith("SELECT")]
+    assert writes == ["INSERT INTO participants", "INSERT INTO event_counts"]
+    assert await seen(db, A) == {REGISTERED: 25}
+    assert (await counts(db, A))["mentees"] == 25
