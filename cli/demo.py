@@ -189,12 +189,15 @@ def _report(system: System, result: dict[str, Any]) -> None:
             person = people[pid]
             print(f"      {person['display_name']:<18} {_local(session.start, person['timezone'])}")
     sent = {notification.message_id for notification in result["sent"]}
+    mails: list[Path] = []
     if system.catcher is None:
         print(f"\nEmails sent: {len(sent)} through {system.settings.smtp_host}")
-    program_id = result["overview"]["program_id"]
-    mails = program_mails(system.mail_dir, program_id, sent) if system.catcher else []
-    if system.catcher:
-        print(f"\nEmails caught for {program_id}: {len(mails)} in {system.mail_dir}")
+    else:
+        program_id = result["overview"]["program_id"]
+        mails = program_mails(system.mail_dir, program_id, sent)
+        total = len(list(system.mail_dir.glob("*.eml")))
+        earlier = f" ({total} there in all, with earlier runs')" if total > len(mails) else ""
+        print(f"\nEmails caught for {program_id}: {len(mails)} in {system.mail_dir}{earlier}")
     for path in mails[:3]:
         msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         parts = [part.get_content_type() for part in msg.walk() if not part.is_multipart()]
