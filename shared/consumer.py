@@ -175,7 +175,6 @@ class SubscriptionConsumer(Generic[E]):
                 upcoming = asyncio.create_task(self._fetch(psub))
                 if not msgs:
                     continue
-                self.rt.barrier.active(self.durable)
                 try:
                     await self.process(msgs)
                 except asyncio.CancelledError:
@@ -370,7 +369,6 @@ class SubscriptionConsumer(Generic[E]):
         rt.processed += len(outcome.applied)
         rt.duplicates += len(outcome.duplicates)
         if outcome.applied:
-            rt.barrier.active(self.durable)
             rt.on_commit()
         for item in outcome.held:
             await self._defer(item)
@@ -403,6 +401,8 @@ class SubscriptionConsumer(Generic[E]):
                 await item.msg.nak(delay=delay)
 
     def _release(self, item: _Item) -> None:
+        """The item is settled for good (acked or parked): progress, for the barrier."""
+        self.rt.barrier.active(self.durable)
         self._deferrals.pop(item.sequence, None)
         if self._holds(item):
             del self._held[item.key]
@@ -428,6 +428,7 @@ class SubscriptionConsumer(Generic[E]):
                 await msg.nak(delay=rt.settings.retry_max_seconds)
             return
         await msg.ack()
+        rt.barrier.active(self.durable)
         rt.dead_letters[self.subject] = rt.dead_letters.get(self.subject, 0) + 1
         _dead_letter_counter.add(1, {"service": rt.service, "subject": self.subject})
         log.error("%s: dead-lettered #%d: %s", self.durable, letter.stream_sequence, reason)

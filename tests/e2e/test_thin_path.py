@@ -20,8 +20,9 @@ import nats
 import pytest
 
 from cli.launcher import System, free_port
-from shared.bus import list_dead_letters
-from shared.settings import Settings
+from shared.bus import STREAM
+from shared.deadletters import list_dead_letters
+from shared.settings import SERVICES, Settings
 from tests.support.factories import envelope, headers_for
 from tests.support.waiting import bodies_on, subject_counts
 
@@ -99,8 +100,8 @@ def _wait_for_mail(system: System, *, expected: int | None, timeout: float = 120
             expected = 2 * facts["completed"][0]["pairs_formed"]
             mails = sorted(system.mail_dir.glob("*.eml"))
             sent = facts["counts"].get("mentorship.notification.sent", 0)
-            if len(mails) >= expected and sent >= expected:
-                time.sleep(2.0)  # anything extra (a duplicate) would show up now
+            if len(mails) >= expected and sent >= expected and _quiescent(system):
+                # nothing is in flight any more: a duplicate would already be here
                 return [
                     email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
                     for p in sorted(system.mail_dir.glob("*.eml"))
@@ -111,6 +112,24 @@ def _wait_for_mail(system: System, *, expected: int | None, timeout: float = 120
             )
             raise AssertionError(f"timed out waiting for {expected} emails; facts={facts}\n{logs}")
         time.sleep(0.5)
+
+
+def _quiescent(system: System) -> bool:
+    """Every durable consumer drained and every service's outbox empty."""
+
+    async def consumers_drained() -> bool:
+        nc = await nats.connect(system.nats_url)
+        try:
+            infos = await nc.jetstream().consumers_info(STREAM)
+        finally:
+            await nc.drain()
+        return all(not c.num_pending and not c.num_ack_pending for c in infos)
+
+    for service in SERVICES:
+        ready = httpx.get(f"{system.http_url(service)}/readyz", timeout=5).json()
+        if ready.get("outbox_pending") != 0:
+            return False
+    return asyncio.run(consumers_drained())
 
 
 def _token(system: System, program: str) -> str:
