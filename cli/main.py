@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from cli import migrate
+from cli import migrate, outbox
 from cli.launcher import LaunchError, System
 from cli.runtime import STATE_FILE, NatsTarget, nats_target
 from cli.tokens import TokenStoreMissing, create_token
@@ -355,6 +355,7 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--dir", default=str(ASYNCAPI_DIR))
     api.set_defaults(func=cmd_asyncapi)
     migrate.add_parser(sub)
+    outbox.add_parser(sub)
     return p
 
 
