@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
-import re
 import shutil
 import signal
 import socket
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from cli.mailcatcher import MailCatcher
-from cli.runtime import DataDirInUse, DataDirLock, RuntimeState
+from cli.runtime import DataDirInUse, DataDirLock, RuntimeState, without_credentials
 from shared.bus import StreamMissing, connect_once, ensure_stream, require_stream
 from shared.settings import SERVICES, Settings
 
@@ -30,13 +29,6 @@ Say = Callable[[str], None]
 
 class LaunchError(RuntimeError):
     """Something the system needs could not be started; the message says what to do."""
-
-
-def without_credentials(urls: str | None) -> str | None:
-    """NATS URL(s) without user:password@ or token@: the state file is readable by others."""
-    if urls is None:
-        return None
-    return ",".join(re.sub(r"//[^/@]*@", "//", url.strip()) for url in urls.split(","))
 
 
 def nats_server_binary() -> str:

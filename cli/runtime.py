@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -48,6 +49,13 @@ class RuntimeState(BaseModel):
         state = "" if self.ready else ", still starting"
         details = ", ".join([f"pid {self.pid}", f"started {self.started_at}{state}", *urls])
         return f"`mentorship {self.command}` ({details})"
+
+
+def without_credentials(urls: str | None) -> str | None:
+    """NATS URL(s) without user:password@ or token@: the state file is readable by others."""
+    if urls is None:
+        return None
+    return ",".join(re.sub(r"//[^/@]*@", "//", url.strip()) for url in urls.split(","))
 
 
 class DataDirInUse(Exception):

@@ -17,6 +17,7 @@ from cli.runtime import (
     nats_target,
     running_elsewhere,
     running_in,
+    without_credentials,
 )
 from shared.settings import Settings
 
@@ -142,3 +143,14 @@ def test_commands_run_elsewhere_learn_where_a_system_runs(tmp_path):
     finally:
         lock.release()
     assert running_elsewhere(tmp_path / "somewhere-else") == []
+
+
+def test_state_file_nats_urls_carry_no_credentials():
+    assert without_credentials("nats://user:secret@nats.example.org:4222") == (
+        "nats://nats.example.org:4222"
+    )
+    assert (
+        without_credentials("nats://s3cr3t@a:4222, nats://b:4222") == "nats://a:4222,nats://b:4222"
+    )
+    assert without_credentials("nats://127.0.0.1:4322") == "nats://127.0.0.1:4322"
+    assert without_credentials(None) is None
