@@ -7,9 +7,10 @@ and the same kind of database (this machine is shared and noisy; absolute times 
 
 1. one service: each service's own participant.registered consumer (decode, validate, inbox,
    handler, commit, ack) against a raw nats-py pull consumer fetching batches of the same
-   messages and writing one row per event with one batched INSERT per fetch into the same kind
-   of database. Clock: from before the service (or the raw consumer) starts until all N events
-   are acked. Target: service >= 60% of the raw rate.
+   messages and writing the same rows into the same tables (the service's own, in a database of
+   the same kind) with one batched INSERT per table per fetch, then acking. Clock: from before
+   the service (or the raw consumer) starts until all N events are acked. Target: service >=
+   60% of the raw rate.
 2. the system: N registrations published to the four services running as processes (as `up`
    runs them), until every durable consumer is drained and insights' overview shows N
    participants; against four raw consumer processes doing the same in parallel. Clock: from
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import subprocess
@@ -38,13 +40,14 @@ import nats
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from sqlalchemy import Column, LargeBinary, MetaData, String, Table, insert
+from sqlalchemy import insert
 
 from cli.launcher import NatsServer, free_port
+from shared import migrations
 from shared.bus import STREAM, durable_name, ensure_stream
 from shared.clock import SystemClock
 from shared.db import make_engine
-from shared.service import Service
+from shared.service import Service, tune_garbage_collector
 from shared.settings import SERVICES, Settings
 
 REGISTERED = "mentorship.participant.registered"
@@ -52,16 +55,74 @@ PROGRAM = "bench"
 TOKEN = "bench-token-" + "x" * 40
 NINE_TO_FIVE = [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)]
 
-raw_metadata = MetaData()
-raw_rows = Table(
-    "raw_participants",
-    raw_metadata,
-    Column("program_id", String(200), primary_key=True),
-    Column("participant_id", String(200), primary_key=True),
-    Column("role", String(10)),
-    Column("timezone", String(64)),
-    Column("body", LargeBinary),
-)
+
+def _hours(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [dict(h, start=f"{h['start']}:00", end=f"{h['end']}:00") for h in body["working_hours"]]
+
+
+def _pairing_rows(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        "participants": {
+            "program_id": body["program_id"],
+            "participant_id": body["participant_id"],
+            "role": body["role"],
+            "timezone": body["timezone"],
+            "working_hours": _hours(body),
+            "languages": body["languages"],
+            "skills_offered": body["skills_offered"],
+            "skills_sought": body["skills_sought"],
+            "capacity": body.get("capacity") or 0,
+            "department": None,
+            "manager_id": None,
+            "active": True,
+            "registered_at": dt.datetime.fromisoformat(body["occurred_at"]),
+        }
+    }
+
+
+def _scheduling_rows(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        "people": {
+            "program_id": body["program_id"],
+            "participant_id": body["participant_id"],
+            "email": body["email"],
+            "display_name": body["display_name"],
+            "timezone": body["timezone"],
+            "working_hours": _hours(body),
+        }
+    }
+
+
+def _notifications_rows(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        "contacts": {
+            "program_id": body["program_id"],
+            "participant_id": body["participant_id"],
+            "email": body["email"],
+            "display_name": body["display_name"],
+            "timezone": body["timezone"],
+        }
+    }
+
+
+def _insights_rows(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        "participants": {
+            "program_id": body["program_id"],
+            "participant_id": body["participant_id"],
+            "role": body["role"],
+            "timezone": body["timezone"],
+        }
+    }
+
+
+# what each service's registration handler writes, from the raw JSON, without any machinery
+RAW_ROWS: dict[str, Callable[[dict[str, Any]], dict[str, dict[str, Any]]]] = {
+    "pairing": _pairing_rows,
+    "scheduling": _scheduling_rows,
+    "notifications": _notifications_rows,
+    "insights": _insights_rows,
+}
 
 
 def registrations(n: int, tag: str) -> list[dict[str, Any]]:
@@ -126,7 +187,7 @@ async def drained(js: JetStreamContext, durables: list[str], n: int) -> tuple[in
     empty = 0
     for durable in durables:
         info = await js.consumer_info(STREAM, durable)
-        if not info.num_pending and not info.num_ack_pending and info.delivered.stream_seq:
+        if not info.num_pending and not info.num_ack_pending:
             empty += 1
     return empty, len(durables)
 
@@ -135,14 +196,17 @@ async def drained(js: JetStreamContext, durables: list[str], n: int) -> tuple[in
 
 
 async def raw_consume(
-    url: str, durable: str, database_url: str, n: int, ready: Path | None
+    url: str, service: str, database_url: str, n: int, ready: Path | None
 ) -> None:
-    """A bare pull consumer: fetch a batch, one batched INSERT, commit, ack each."""
-    engine = make_engine(database_url, schema=f"raw_{durable}")
+    """A bare pull consumer: fetch a batch, the service's rows in one INSERT per table, ack."""
+    durable = f"raw_{service}"
+    metadata = migrations.service_metadata(service)
+    rows_of = RAW_ROWS[service]
+    engine = make_engine(database_url, schema=durable)
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "raw_{durable}"')
-        await conn.run_sync(raw_metadata.create_all)
+            await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{durable}"')
+        await conn.run_sync(metadata.create_all)
     nc = await nats.connect(url)
     js = nc.jetstream()
     config = ConsumerConfig(
@@ -154,28 +218,22 @@ async def raw_consume(
     )
     await js.add_consumer(STREAM, config)
     psub = await js.pull_subscribe_bind(durable, stream=STREAM)
+    tune_garbage_collector()  # as the services do: the baseline gets the same runtime
     if ready:
         await asyncio.to_thread(ready.write_text, "ready")
-    done = 0
+    done, batch_size = 0, Settings().batch_size  # the services' batch size
     while done < n:
         try:
-            msgs = await psub.fetch(batch=256, timeout=1.0)
+            msgs = await psub.fetch(batch=batch_size, timeout=1.0)
         except (TimeoutError, nats.errors.TimeoutError):
             continue
-        rows = []
+        rows: dict[str, list[dict[str, Any]]] = {}
         for msg in msgs:
-            body = json.loads(msg.data)
-            rows.append(
-                {
-                    "program_id": body["program_id"],
-                    "participant_id": body["participant_id"],
-                    "role": body["role"],
-                    "timezone": body["timezone"],
-                    "body": msg.data,
-                }
-            )
+            for table, row in rows_of(json.loads(msg.data)).items():
+                rows.setdefault(table, []).append(row)
         async with engine.begin() as conn:
-            await conn.execute(insert(raw_rows), rows)
+            for table, batch in rows.items():
+                await conn.execute(insert(metadata.tables[table]), batch)
         for msg in msgs:
             await msg.ack()
         done += len(msgs)
@@ -203,7 +261,7 @@ async def one_service(
     await publish_all(js, registrations(n, f"{name}-one"))
     raw_db = database_url or f"sqlite+aiosqlite:///{folder / f'raw-{name}.sqlite3'}"
     started = time.perf_counter()
-    await raw_consume(url, f"raw_{name}", raw_db, n, None)
+    await raw_consume(url, name, raw_db, n, None)
     raw = time.perf_counter() - started
 
     settings = Settings(data_dir=folder / f"one-{name}", nats_url=url, database_url=database_url)
@@ -257,7 +315,8 @@ async def system_services(url: str, folder: Path, database_url: str | None, n: i
     js = nc.jetstream()
     try:
         for name in SERVICES:
-            await wait_for(lambda name=name: _count(_ready(ports[name])), f"{name} starting", 120)
+            port = ports[name]
+            await wait_for(lambda port=port: _count(_ready(port)), f"{name} starting", 120)  # type: ignore[misc]
         durables = [c.name for c in await js.consumers_info(STREAM) if "__" in c.name]
         bodies = registrations(n, "system")
         started = time.perf_counter()
@@ -294,7 +353,7 @@ async def system_raw(url: str, folder: Path, database_url: str | None, n: int) -
         marker = folder / f"raw-{name}.ready"
         db = database_url or f"sqlite+aiosqlite:///{folder / f'system-raw-{name}.sqlite3'}"
         command = [sys.executable, "-m", "bench.throughput", "raw", "--nats", url]
-        command += ["--durable", f"raw_{name}", "--database-url", db, "--events", str(n)]
+        command += ["--service", name, "--database-url", db, "--events", str(n)]
         command += ["--ready", str(marker)]
         procs.append(_start(command, dict(os.environ), folder / f"raw-{name}.log"))
         ready.append(marker)
@@ -380,7 +439,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command")
     raw = sub.add_parser("raw", help="(internal) one raw consumer process for the system figure")
     raw.add_argument("--nats", required=True)
-    raw.add_argument("--durable", required=True)
+    raw.add_argument("--service", choices=SERVICES, required=True)
     raw.add_argument("--database-url", required=True)
     raw.add_argument("--events", type=int, required=True)
     raw.add_argument("--ready", type=Path)
@@ -396,7 +455,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "raw":
         asyncio.run(
-            raw_consume(args.nats, args.durable, args.database_url, args.events, args.ready)
+            raw_consume(args.nats, args.service, args.database_url, args.events, args.ready)
         )
         return
     asyncio.run(run(args.events, args.database_url, args.services, not args.no_system))

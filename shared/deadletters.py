@@ -34,8 +34,9 @@ DLQ_CONSUMER = "Mentorship-Dlq-Consumer"
 DLQ_SEQUENCE = "Mentorship-Dlq-Original-Sequence"
 DLQ_DELIVERIES = "Mentorship-Dlq-Deliveries"
 DLQ_AT = "Mentorship-Dlq-At"
-# A replayed message names the subject it was first published on.
+# A replayed message names the subject and stream sequence it was first published with.
 REPLAY_OF = "Mentorship-Replay-Of"
+REPLAY_OF_SEQUENCE = "Mentorship-Replay-Of-Sequence"
 
 ENVELOPE_REQUIRED = ("event_id", "occurred_at")
 
@@ -127,6 +128,8 @@ async def publish_dead_letter(js: JetStreamContext, letter: DeadLetter, *, at: d
     if MSG_ID in original:
         headers[DLQ_MSG_ID] = original[MSG_ID]
     subject = original.get(REPLAY_OF, letter.original_subject)
+    # a replay that fails again is listed with the message it came from
+    first_sequence = original.get(REPLAY_OF_SEQUENCE, str(letter.stream_sequence))
     headers |= {
         # one dead letter per consumer and original stream message, however often this runs
         MSG_ID: f"dlq:{letter.consumer}:{letter.stream_sequence}",
@@ -134,7 +137,7 @@ async def publish_dead_letter(js: JetStreamContext, letter: DeadLetter, *, at: d
         DLQ_SUBJECT: subject,
         DLQ_SERVICE: letter.service,
         DLQ_CONSUMER: letter.consumer,
-        DLQ_SEQUENCE: str(letter.stream_sequence),
+        DLQ_SEQUENCE: first_sequence,
         DLQ_DELIVERIES: str(letter.deliveries),
         DLQ_AT: at.isoformat(),
     }
@@ -202,6 +205,7 @@ async def replay_dead_letter(js: JetStreamContext, parked: ParkedMessage) -> Non
     # the consumer still drops a second effect through its inbox (keyed by event_id)
     headers[MSG_ID] = f"{original_id}:replay:{parked.sequence}"
     headers[REPLAY_OF] = parked.original_subject
+    headers[REPLAY_OF_SEQUENCE] = str(parked.original_sequence)
     target = replay_subject(parked.consumer) if parked.consumer != "?" else parked.original_subject
     await publish_acked(js, target, parked.payload, headers)
     await js.delete_msg(STREAM, parked.sequence)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -189,6 +190,7 @@ class Service:
             for subscription in d.subscriptions:
                 consumer = SubscriptionConsumer(subscription, consumers)
                 tasks.append(asyncio.create_task(consumer.run(), name=consumer.durable))
+            tune_garbage_collector()
             log.info("%s started: %d subscriptions", d.name, len(d.subscriptions))
             yield running
         finally:
@@ -203,6 +205,19 @@ class Service:
             cpu.close()
             await engine.dispose()
             self.running = None
+
+
+def tune_garbage_collector() -> None:
+    """Keeps Python's cyclic collector from rescanning what lives as long as the process.
+
+    A batch of events allocates hundreds of thousands of small objects; with the default
+    thresholds the collector ran so often over the long-lived heap (modules, metadata, the
+    engine) that it took more time than validating the events. Frozen objects are never
+    scanned again, and young collections run every 50,000 allocations instead of 700.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 PRUNE_EVERY_SECONDS = 3600.0

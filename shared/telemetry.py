@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import functools
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -19,14 +21,23 @@ from opentelemetry.sdk.trace.export import (
 from shared.settings import Settings
 
 _open_files: list[IO[str]] = []
+_exporting = False  # set by setup_tracing when spans go somewhere
 
 
 def _one_line(span: ReadableSpan) -> str:
     return str(span.to_json(indent=None)) + "\n"
 
 
-def setup_tracing(service: str, settings: Settings) -> TracerProvider:
-    """Installs a tracer provider; exporters only where configured (console off by default)."""
+def setup_tracing(service: str, settings: Settings) -> TracerProvider | None:
+    """Installs a tracer provider when an exporter is configured (console off by default).
+
+    Without one, no spans are recorded at all (a span per event costs more than it is worth
+    unexported); trace context still travels from consumed events to the events they cause.
+    """
+    global _exporting
+    if not (settings.trace_console or settings.trace_file or settings.otlp_endpoint):
+        return None
+    _exporting = True
     provider = TracerProvider(resource=Resource.create({"service.name": f"mentorship-{service}"}))
     if settings.trace_console:
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
@@ -57,9 +68,35 @@ def _setup_metrics(resource: Resource, traces_endpoint: str) -> None:
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
-    """The project's tracer."""
+    """The project's tracer (a proxy until a provider is installed, then that provider's)."""
     return trace.get_tracer("mentorship")
+
+
+@contextlib.contextmanager
+def consumer_span(
+    name: str, headers: Mapping[str, str] | None, attributes: Mapping[str, str]
+) -> Iterator[None]:
+    """The span of processing one consumed event, child of the publisher's trace.
+
+    When spans are not exported, only the publisher's trace context is made current, so the
+    events this one causes still carry it.
+    """
+    parent = context_from(headers) if headers and "traceparent" in headers else None
+    if _exporting:
+        with tracer().start_as_current_span(
+            name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=dict(attributes)
+        ):
+            yield
+    elif parent is not None:
+        token = otel_context.attach(parent)
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+    else:
+        yield
 
 
 def current_traceparent() -> str | None:

@@ -31,7 +31,7 @@ class ProfileChange(TypedDict, total=False):
 
 
 def _hours(hours: list[WorkingHours]) -> list[dict[str, Any]]:
-    return [h.model_dump(mode="json") for h in hours]
+    return [h.to_json() for h in hours]
 
 
 def registered(event: ParticipantRegistered) -> ProfileChange:

@@ -30,7 +30,7 @@ async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWor
             "email": str(event.email),
             "display_name": event.display_name,
             "timezone": event.timezone,
-            "working_hours": [h.model_dump(mode="json") for h in event.working_hours],
+            "working_hours": [h.to_json() for h in event.working_hours],
         },
     )
 
@@ -42,7 +42,7 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
     )
     person.timezone = event.new_timezone
     if event.working_hours is not None:
-        person.working_hours = [h.model_dump(mode="json") for h in event.working_hours]
+        person.working_hours = [h.to_json() for h in event.working_hours]
 
 
 async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:

@@ -48,7 +48,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PLAIN_ADDRESS = re.compile(
     rf"(?P<local>{_ATEXT}(?:\.{_ATEXT})*)@(?P<domain>(?:{_LABEL}\.)+[A-Za-z]{{2,63}})"
 )
-_SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
+_SPECIAL_USE = frozenset(("arpa", "invalid", "local", "localhost", "onion", "test"))
 
 
 def _email(value: str) -> str:
@@ -82,13 +82,13 @@ EmailAddress = Annotated[str, _EmailSchema()]
 
 
 def _plain_address_is_valid(local: str, domain: str) -> bool:
-    lowered = domain.lower()
     return (
         len(local) <= 64
         and len(local) + 1 + len(domain) <= 254
         and len(domain) <= 253
         and "--" not in domain  # punycode and its look-alikes: email-validator decides
-        and not any(lowered == s or lowered.endswith("." + s) for s in _SPECIAL_USE)
+        # the special-use names are single labels, and the pattern needs a dot before the last
+        and domain[domain.rindex(".") + 1 :].lower() not in _SPECIAL_USE
     )
 
 
@@ -129,6 +129,24 @@ class WorkingHours(BaseModel):
         if self.start >= self.end:
             raise ValueError(f"working hours start {self.start} must be before end {self.end}")
         return self
+
+    def to_json(self) -> dict[str, Any]:
+        """As model_dump(mode="json") gives it, at a fraction of the cost (a hot path)."""
+        return {
+            "weekday": self.weekday,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+        }
+
+
+def no_items(*, description: str | None = None, max_length: int | None = None) -> Any:
+    """An empty-list default that pydantic need not deep-copy for every event (schema: [])."""
+    return Field(
+        default_factory=list,
+        description=description,
+        max_length=max_length,
+        json_schema_extra={"default": []},
+    )
 
 
 def _envelope_required(schema: dict[str, Any]) -> None:

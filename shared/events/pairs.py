@@ -9,6 +9,7 @@ from pydantic import Field
 from shared.events.envelope import (
     Event,
     Id,
+    no_items,
 )
 
 
@@ -25,8 +26,7 @@ class MatchingCompleted(Event):
     round_id: Id
     pairs_formed: int = Field(ge=0)
     unmatched_mentees: int = Field(default=0, ge=0, description="how many mentees stay unmatched")
-    unmatched_mentee_ids: list[Id] = Field(
-        default=[],
+    unmatched_mentee_ids: list[Id] = no_items(
         max_length=100,
         description="a sample of at most 100 unmatched mentees; the count is unmatched_mentees",
     )
@@ -40,7 +40,7 @@ class PairProposed(Event):
     mentor_id: Id
     mentee_id: Id
     score: float
-    reasons: list[str] = []
+    reasons: list[str] = no_items()
 
 
 class PairAccepted(Event):
@@ -66,7 +66,7 @@ class PairFormed(Event):
     mentor_id: Id
     mentee_id: Id
     language: str
-    reasons: list[str] = []
+    reasons: list[str] = no_items()
 
 
 class PairPaused(Event):

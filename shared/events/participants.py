@@ -15,6 +15,7 @@ from shared.events.envelope import (
     Role,
     TimeZoneName,
     WorkingHours,
+    no_items,
 )
 
 
@@ -28,10 +29,12 @@ class ParticipantRegistered(Event):
     timezone: TimeZoneName
     working_hours: list[WorkingHours] = Field(min_length=1)
     languages: list[str] = Field(min_length=1)
-    skills_offered: list[str] = []
-    skills_sought: list[str] = []
-    goals: list[str] = []
-    preferred_channels: list[Channel] = [Channel.EMAIL]
+    skills_offered: list[str] = no_items()
+    skills_sought: list[str] = no_items()
+    goals: list[str] = no_items()
+    preferred_channels: list[Channel] = Field(
+        default_factory=lambda: [Channel.EMAIL], json_schema_extra={"default": ["email"]}
+    )
     capacity: int | None = Field(default=None, ge=1, le=50, description="mentors only")
     department: str | None = None
     manager_id: str | None = None

@@ -10,6 +10,7 @@ from shared.events.envelope import (
     SessionKind,
     TimeZoneName,
     UtcDatetime,
+    no_items,
 )
 
 
@@ -62,7 +63,7 @@ class SessionHeld(Event):
     pair_id: Id
     held_at: UtcDatetime
     duration_minutes: int = Field(ge=1, le=600)
-    present_ids: list[str] = []
+    present_ids: list[str] = no_items()
 
 
 class SessionMissed(Event):
@@ -70,7 +71,7 @@ class SessionMissed(Event):
 
     session_id: Id
     pair_id: Id
-    no_show_ids: list[str] = []
+    no_show_ids: list[str] = no_items()
 
 
 class CheckinDue(Event):

@@ -444,3 +444,16 @@ def test_fast_email_check_accepts_and_normalises_exactly_as_email_validator(addr
             _email(address)
         return
     assert _email(address) == expected
+
+
+@given(
+    st.integers(0, 6),
+    st.times(),
+    st.times(),
+)
+def test_working_hours_to_json_is_model_dump_json(weekday, a, b):
+    if a == b:
+        return
+    start, end = sorted([a, b])
+    hours = WorkingHours(weekday=weekday, start=start, end=end)
+    assert hours.to_json() == hours.model_dump(mode="json")
