@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import nats
@@ -56,9 +55,24 @@ async def test_redelivered_event_applies_its_effect_once(tmp_path, nats_server, 
         await publish(js, REGISTERED, body, msg_id=body["event_id"] + "-again")
         await eventually(lambda: _counted(rt, 1, duplicates=1), what="one effect, one duplicate")
         await eventually(lambda: _published(js, OFFERED, 1), what="one event emitted")
-        await asyncio.sleep(0.5)
+        await eventually(lambda: _settled(js, REGISTERED), what="both copies acked")
+        assert (await backlog(sessions=rt.sessions, tables=tables))[0] == 0  # nothing more to come
         assert await _effects(rt) == 1
         assert (await subject_counts(js)).get(OFFERED) == 1
+
+
+async def _relay_failed(rt) -> bool:
+    outbox = tables.outbox
+    async with rt.sessions() as session:
+        failed = await session.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.last_error.is_not(None))
+        )
+    return bool(failed)
+
+
+async def _settled(js, subject: str) -> bool:
+    info = await js.consumer_info(STREAM, durable_name("probe", subject))
+    return not info.num_ack_pending and not info.num_pending
 
 
 async def _counted(rt, processed: int, duplicates: int) -> bool:
@@ -107,9 +121,10 @@ async def test_malformed_events_are_dead_lettered_with_reason_and_consuming_cont
         assert "IANA" in by_reason["schema"].reason
         assert json.loads(by_reason["schema"].payload)["participant_id"] == "cat"
         assert rt.consumers.dead_letters == {REGISTERED: 2}
-        # acked on the original stream: nothing is redelivered
-        await asyncio.sleep(1.0)
-        assert await _parked(js, 2)
+        # acked on the original stream: nothing is pending or waiting for a redelivery
+        info = await js.consumer_info(STREAM, durable_name("probe", REGISTERED))
+        assert (info.num_ack_pending, info.num_pending, info.num_redelivered) == (0, 0, 0)
+        assert info.ack_floor.stream_seq == 3
 
 
 async def _parked(js, n: int) -> bool:
@@ -216,7 +231,7 @@ async def test_outbox_keeps_events_while_nats_is_away_and_publishes_each_once(
                 event=event,
             )
         rt.relay.wake()
-        await asyncio.sleep(2.0)
+        await eventually(lambda: _relay_failed(rt), what="the relay to try while NATS is away")
         assert (await backlog(sessions=rt.sessions, tables=tables))[0] == 20
         local_nats_server.server.start()
         await eventually(
