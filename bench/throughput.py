@@ -390,7 +390,21 @@ async def fresh_postgres(admin_url: str) -> str:
     finally:
         await conn.close()
     base = plain.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    _created.append((plain, name))
     return f"{base}/{name}"
+
+
+_created: list[tuple[str, str]] = []
+
+
+async def drop_created() -> None:
+    """Drops the databases this run created."""
+    for admin, name in _created:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
 
 
 async def run(events: int, database_url: str | None, services: list[str], system: bool) -> None:
@@ -430,6 +444,7 @@ async def run(events: int, database_url: str | None, services: list[str], system
             )
     finally:
         server.stop()
+        await drop_created()
 
 
 def main() -> None:

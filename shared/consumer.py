@@ -145,6 +145,8 @@ class _FastPathFailed(Exception):
     """A handler failed while the batch was applied as a whole: apply it event by event."""
 
 
+ENVELOPE = frozenset(("event_id", "occurred_at"))  # required on the wire (ADR 0005)
+
 # deliveries without any outcome (the process died on the message each time) before parking
 CRASH_DELIVERIES = 3
 
@@ -165,6 +167,7 @@ class SubscriptionConsumer(Generic[E]):
         self._held: dict[str, tuple[int, float]] = {}
         self._deferrals: dict[int, int] = {}  # stream sequence -> deliveries spent waiting
         self._fetch_failures = 0
+        self._span_name = f"{self.subject} process"
 
     async def run(self) -> None:
         """Fetches and applies batches until cancelled."""
@@ -241,7 +244,7 @@ class SubscriptionConsumer(Generic[E]):
         deliveries = max(1, delivered - self._deferrals.get(sequence, 0))
         try:
             event = self.subscription.event.model_validate_json(msg.data)
-            if not {"event_id", "occurred_at"} <= event.model_fields_set:
+            if not event.model_fields_set >= ENVELOPE:
                 raise MissingEnvelope("event_id and occurred_at are required")
         except Exception as exc:
             await self._park(msg, describe_invalid(exc, msg.data), deliveries)
@@ -367,9 +370,9 @@ class SubscriptionConsumer(Generic[E]):
         )
         attributes = {
             "messaging.consumer.group.name": self.durable,
-            "mentorship.event_id": str(item.event.event_id),
+            "mentorship.event_id": item.event.event_id,
         }
-        with consumer_span(f"{self.subject} process", item.msg.headers, attributes):
+        with consumer_span(self._span_name, item.msg.headers, attributes):
             await self.subscription.handler(cast(E, item.event), uow)
         return uow
 

@@ -147,6 +147,8 @@ class UnitOfWork:
 
     def outbox_rows(self) -> list[dict[str, object]]:
         """The outbox rows of what was emitted, in order."""
+        if not self.emitted:
+            return []
         now = self.clock.now()
         return [
             {

@@ -76,7 +76,7 @@ def tracer() -> trace.Tracer:
 
 @contextlib.contextmanager
 def consumer_span(
-    name: str, headers: Mapping[str, str] | None, attributes: Mapping[str, str]
+    name: str, headers: Mapping[str, str] | None, attributes: Mapping[str, object]
 ) -> Iterator[None]:
     """The span of processing one consumed event, child of the publisher's trace.
 
@@ -86,7 +86,10 @@ def consumer_span(
     parent = context_from(headers) if headers and "traceparent" in headers else None
     if _exporting:
         with tracer().start_as_current_span(
-            name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=dict(attributes)
+            name,
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={key: str(value) for key, value in attributes.items()},
         ):
             yield
     elif parent is not None:
