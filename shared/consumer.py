@@ -139,6 +139,7 @@ class _Outcome:
     duplicates: list[_Item] = field(default_factory=list)
     held: list[_Item] = field(default_factory=list)  # a key's earlier event failed in the batch
     failed: list[tuple[_Item, BaseException]] = field(default_factory=list)
+    emitted: int = 0  # outbox rows committed with the batch
 
 
 class _FastPathFailed(Exception):
@@ -312,6 +313,7 @@ class SubscriptionConsumer(Generic[E]):
                     outcome.applied.append(item)
                 await write_upserts(session, writes)
                 await write_outbox(session, rt.tables, outbox_rows)
+                outcome.emitted = len(outbox_rows)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a handler, a constraint, the commit: event by event
@@ -349,6 +351,7 @@ class SubscriptionConsumer(Generic[E]):
                     outbox_rows += uow.outbox_rows()
                     outcome.applied.append(item)
             await write_outbox(session, rt.tables, outbox_rows)
+            outcome.emitted = len(outbox_rows)
         return outcome
 
     def _inbox_rows(self, items: list[_Item]) -> list[dict[str, object]]:
@@ -385,7 +388,7 @@ class SubscriptionConsumer(Generic[E]):
             self._release(item)
         rt.processed += len(outcome.applied)
         rt.duplicates += len(outcome.duplicates)
-        if outcome.applied:
+        if outcome.emitted:  # the relay has rows to publish; a batch without any needs no wake-up
             rt.on_commit()
         for item in outcome.held:
             await self._defer(item)

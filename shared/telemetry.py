@@ -74,32 +74,37 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer("mentorship")
 
 
-@contextlib.contextmanager
+_NOTHING = contextlib.nullcontext()
+
+
 def consumer_span(
     name: str, headers: Mapping[str, str] | None, attributes: Mapping[str, object]
-) -> Iterator[None]:
+) -> contextlib.AbstractContextManager[object]:
     """The span of processing one consumed event, child of the publisher's trace.
 
     When spans are not exported, only the publisher's trace context is made current, so the
-    events this one causes still carry it.
+    events this one causes still carry it (and without one, nothing is done at all).
     """
     parent = context_from(headers) if headers and "traceparent" in headers else None
     if _exporting:
-        with tracer().start_as_current_span(
+        return tracer().start_as_current_span(
             name,
             context=parent,
             kind=trace.SpanKind.CONSUMER,
             attributes={key: str(value) for key, value in attributes.items()},
-        ):
-            yield
-    elif parent is not None:
-        token = otel_context.attach(parent)
-        try:
-            yield
-        finally:
-            otel_context.detach(token)
-    else:
+        )
+    if parent is not None:
+        return _attached(parent)
+    return _NOTHING
+
+
+@contextlib.contextmanager
+def _attached(context: otel_context.Context) -> Iterator[None]:
+    token = otel_context.attach(context)
+    try:
         yield
+    finally:
+        otel_context.detach(token)
 
 
 def current_traceparent() -> str | None:

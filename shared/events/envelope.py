@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    StringConstraints,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -92,6 +93,8 @@ def _plain_address_is_valid(local: str, domain: str) -> bool:
     )
 
 
+# a language as participants state it, compared in lower case (normalised in pydantic's core)
+Language = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True)]
 DisplayName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from shared.events.envelope import (
     Channel,
@@ -12,6 +12,7 @@ from shared.events.envelope import (
     EmailAddress,
     Event,
     Id,
+    Language,
     Role,
     TimeZoneName,
     WorkingHours,
@@ -28,7 +29,7 @@ class ParticipantRegistered(Event):
     role: Role
     timezone: TimeZoneName
     working_hours: list[WorkingHours] = Field(min_length=1)
-    languages: list[str] = Field(min_length=1)
+    languages: list[Language] = Field(min_length=1)
     skills_offered: list[str] = no_items()
     skills_sought: list[str] = no_items()
     goals: list[str] = no_items()
@@ -41,11 +42,6 @@ class ParticipantRegistered(Event):
     demographics: dict[str, str] | None = Field(
         default=None, description="only with the participant's consent; used for equity views"
     )
-
-    @field_validator("languages")
-    @classmethod
-    def _lowercase_languages(cls, value: list[str]) -> list[str]:
-        return [language.strip().lower() for language in value]
 
     @model_validator(mode="after")
     def _capacity_for_mentors(self) -> ParticipantRegistered:
