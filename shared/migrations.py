@@ -85,8 +85,13 @@ def run_environment(metadata: MetaData) -> None:
         context.run_migrations()
 
 
-async def upgrade(engine: AsyncEngine, *, service: str) -> None:
-    """Brings the service's database to head; a database made by create_all is stamped first."""
+async def upgrade(engine: AsyncEngine, *, service: str, create_empty: bool = False) -> None:
+    """Brings the service's database to head; a database made by create_all is stamped first.
+
+    With create_empty, a database without any of the service's tables gets today's tables at
+    once and is stamped at head (Alembic's recipe for new databases; CI proves that models and
+    migrations agree), instead of replaying every revision: a new service starts faster.
+    """
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # replicas starting at once queue here; the later ones then find the schema at head
@@ -95,7 +100,7 @@ async def upgrade(engine: AsyncEngine, *, service: str) -> None:
                 {"namespace": _LOCK_NAMESPACE, "key": _lock_key(service)},
             )
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{_known(service)}"'))
-        await conn.run_sync(_upgrade, service)
+        await conn.run_sync(_upgrade, service, create_empty)
 
 
 def head_revision(service: str) -> str | None:
@@ -136,9 +141,17 @@ async def _new_revision(*, service: str, message: str, url: str) -> Path:
         await engine.dispose()
 
 
-def _upgrade(connection: Connection, service: str) -> None:
+def _upgrade(connection: Connection, service: str, create_empty: bool) -> None:
     config = alembic_config(service, connection)
     versions = MigrationContext.configure(connection, opts=_version_options(service, connection))
+    if (
+        create_empty
+        and not versions.get_current_heads()
+        and not _holds_tables_of(connection, service)
+    ):
+        service_metadata(service).create_all(connection)
+        command.stamp(config, "head")
+        return
     if not versions.get_current_heads() and _holds_tables_of(connection, service):
         # made by create_all before migrations existed: record the revision it already has
         command.stamp(config, _revision_of_unversioned(connection, service))

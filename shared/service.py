@@ -118,14 +118,16 @@ class Service:
 
     async def _ensure_consumers(self, js: JetStreamContext) -> None:
         """Creates the durable consumers, or updates those whose config changed in code."""
-        for subscription in self.definition.subscriptions:
-            subject = subscription.event.subject
-            config = consumer_config(
-                durable=durable_name(self.definition.name, subject),
-                subject=subject,
+        configs = [
+            consumer_config(
+                durable=durable_name(self.definition.name, s.event.subject),
+                subject=s.event.subject,
                 ack_wait=self.settings.ack_wait_seconds,
             )
-            await ensure_consumer(js, config)
+            for s in self.definition.subscriptions
+        ]
+        # one request each, all at once (insights has one consumer per catalogue event)
+        await asyncio.gather(*(ensure_consumer(js, config) for config in configs))
 
     async def _prepare_database(self, engine: AsyncEngine) -> None:
         """Upgrades the database to the newest migration, or checks that it is there."""
@@ -133,7 +135,7 @@ class Service:
         if not d.migrations:
             await create_schema(engine, d.metadata, schema=d.name)
         elif self.settings.migrate_on_start:
-            await migrations.upgrade(engine, service=d.name)
+            await migrations.upgrade(engine, service=d.name, create_empty=True)
         elif await migrations.current_revision(engine, service=d.name) != (
             head := migrations.head_revision(d.name)
         ):

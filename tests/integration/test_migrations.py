@@ -92,6 +92,21 @@ async def test_an_empty_database_upgrades_to_head_and_matches_the_models(engine_
         assert set(migrations.service_metadata(service).tables) <= tables
 
 
+async def test_a_new_database_created_from_the_models_is_at_head_and_matches_them(tmp_path):
+    for service in SERVICES:
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / f'{service}.sqlite3'}")
+        try:
+            await migrations.upgrade(engine, service=service, create_empty=True)
+            assert await migrations.current_revision(engine, service=service) == (
+                migrations.head_revision(service)
+            )
+            assert await migrations.pending_diff(engine, service=service) == []
+            await migrations.upgrade(engine, service=service, create_empty=True)  # no-op now
+            assert await migrations.pending_diff(engine, service=service) == []
+        finally:
+            await engine.dispose()
+
+
 async def test_upgrading_a_database_at_head_again_changes_nothing(engine_for):
     for service in SERVICES:
         engine = engine_for(service)
