@@ -10,12 +10,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import MetaData
+from sqlalchemy import event as sa_event
 
 from shared.clock import FixedClock
 from shared.cpu import CpuPool
@@ -57,6 +58,21 @@ class HandlerDb:
         async with self.unit_of_work() as uow:
             await handler(event, uow)
         return uow
+
+    @contextlib.contextmanager
+    def statements(self) -> Iterator[list[str]]:
+        """The SQL statements sent meanwhile, each as its first three words."""
+        sent: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            sent.append(" ".join(statement.split()[:3]))
+
+        engine = self.sessions.kw["bind"].sync_engine
+        sa_event.listen(engine, "before_cursor_execute", record)
+        try:
+            yield sent
+        finally:
+            sa_event.remove(engine, "before_cursor_execute", record)
 
     def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
         """A committed transaction, as the consumer gives a handler."""

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from services.notifications import deliveries, store
@@ -115,21 +114,11 @@ async def test_a_registration_keeps_the_contact_and_a_re_registration_replaces_i
 
 
 async def test_a_registration_costs_one_write_and_no_lookup(db):
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(" ".join(statement.split()[:3]))
-
-    engine = db.sessions.kw["bind"].sync_engine
-    sa_event.listen(engine, "before_cursor_execute", record)
-    try:
+    with db.statements() as first:
         await db.apply(on_participant_registered, registered("prog", "e"))
-        first = list(statements)
-        statements.clear()
+    with db.statements() as again:
         await db.apply(on_participant_registered, registered("prog", "e", timezone="Asia/Tokyo"))
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", record)
-    assert first == statements == ["INSERT INTO contacts"]  # an upsert, no lookup first
+    assert first == again == ["INSERT INTO contacts"]  # an upsert, no lookup first
 
 
 async def test_two_registrations_of_one_person_in_one_batch_leave_the_later_one(db):

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from icalendar import Calendar
-from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from services.scheduling import store
@@ -193,21 +192,11 @@ async def test_a_re_registration_replaces_zone_hours_and_address(db):
 
 
 async def test_a_registration_costs_one_write_and_no_lookup(db):
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(" ".join(statement.split()[:3]))
-
-    engine = db.sessions.kw["bind"].sync_engine
-    sa_event.listen(engine, "before_cursor_execute", record)
-    try:
+    with db.statements() as first:
         await db.apply(on_participant_registered, registered("prog", "e"))
-        first = list(statements)
-        statements.clear()
+    with db.statements() as again:
         await db.apply(on_participant_registered, registered("prog", "e", timezone="Asia/Tokyo"))
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", record)
-    assert first == statements == ["INSERT INTO people"]  # an upsert, no lookup first
+    assert first == again == ["INSERT INTO people"]  # an upsert, no lookup first
 
 
 async def test_a_timezone_change_is_used_by_the_next_kickoff(db):
