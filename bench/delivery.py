@@ -30,9 +30,10 @@ from shared.consumer import Subscription
 from shared.cpu import CpuPool
 from shared.db import create_schema, make_engine, make_sessions
 from shared.events import OpportunityOffered
-from shared.outbox import OutboxRelay, UnitOfWork, add_delivery_tables, unit_of_work
+from shared.outbox import OutboxRelay, add_delivery_tables
 from shared.service import Service, ServiceDefinition
 from shared.settings import Settings
+from shared.unit_of_work import UnitOfWork, unit_of_work
 
 
 class Base(DeclarativeBase):

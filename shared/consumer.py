@@ -46,9 +46,10 @@ from shared.deadletters import (
 )
 from shared.errors import EventRejected, ProgramMismatch, UnknownReference
 from shared.events import Event
-from shared.outbox import DeliveryTables, UnitOfWork, Upsert, write_outbox, write_upserts
+from shared.outbox import DeliveryTables
 from shared.settings import Settings
 from shared.telemetry import consumer_span
+from shared.unit_of_work import UnitOfWork, Upsert, write_outbox, write_upserts
 
 log = logging.getLogger("mentorship.consumer")
 

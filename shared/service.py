@@ -39,9 +39,10 @@ from shared.cpu import CpuPool
 from shared.db import Sessions, create_schema, make_engine, make_sessions
 from shared.events import Event
 from shared.logs import configure_logging
-from shared.outbox import DeliveryTables, OutboxRelay, UnitOfWork, prune, unit_of_work
+from shared.outbox import DeliveryTables, OutboxRelay, prune
 from shared.settings import Settings
 from shared.telemetry import setup_tracing
+from shared.unit_of_work import UnitOfWork, unit_of_work
 
 log = logging.getLogger("mentorship.service")
 

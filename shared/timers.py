@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.backoff import backoff
 from shared.clock import Clock
 from shared.db import Sessions
-from shared.outbox import UnitOfWork
+from shared.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
     from shared.service import Running

@@ -18,7 +18,7 @@ from shared.events import (
     ParticipantTimezoneChanged,
     SessionScheduled,
 )
-from shared.outbox import UnitOfWork
+from shared.unit_of_work import UnitOfWork
 
 
 async def on_any_event(event: Event, uow: UnitOfWork) -> None:

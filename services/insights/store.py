@@ -20,8 +20,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from services.insights.projections import DeliveryStatus
 from shared.errors import ProgramMismatch
 from shared.events import Role
-from shared.outbox import UnitOfWork, add_delivery_tables
+from shared.outbox import add_delivery_tables
 from shared.records import get_or_raise
+from shared.unit_of_work import UnitOfWork
 
 
 class Base(DeclarativeBase):

@@ -8,9 +8,9 @@ from services.notifications import deliveries, store
 from services.notifications.messages import compose_invitations
 from shared.consumer import Subscription
 from shared.events import ParticipantRegistered, ParticipantTimezoneChanged, SessionScheduled
-from shared.outbox import UnitOfWork
 from shared.telemetry import current_traceparent
 from shared.timers import schedule
+from shared.unit_of_work import UnitOfWork
 
 
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:

@@ -20,10 +20,10 @@ from opentelemetry import trace
 from services.notifications import deliveries, store
 from shared.db import Sessions
 from shared.events import Channel, NotificationFailed, NotificationSent
-from shared.outbox import UnitOfWork
 from shared.settings import Settings
 from shared.telemetry import context_from_traceparent, tracer
 from shared.timers import Due, PermanentFailure, TimerHandler, timer_loop
+from shared.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
     from shared.service import Running

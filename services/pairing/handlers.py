@@ -14,7 +14,7 @@ from shared.events import (
     ParticipantUpdated,
     Role,
 )
-from shared.outbox import UnitOfWork
+from shared.unit_of_work import UnitOfWork
 
 
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:

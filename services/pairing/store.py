@@ -13,8 +13,9 @@ from services.pairing.matching import Profile
 from services.pairing.profiles import ProfileChange
 from services.pairing.rounds import ACTIVE, ENDED, RoundOutcome
 from shared.errors import UnknownReference
-from shared.outbox import UnitOfWork, add_delivery_tables
+from shared.outbox import add_delivery_tables
 from shared.records import get_or_raise
+from shared.unit_of_work import UnitOfWork
 from shared.worktime import Availability
 
 

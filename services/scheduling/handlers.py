@@ -8,7 +8,7 @@ from typing import Any
 from services.scheduling import invitations, kickoffs, store
 from shared.consumer import Subscription
 from shared.events import PairFormed, ParticipantRegistered, ParticipantTimezoneChanged
-from shared.outbox import UnitOfWork
+from shared.unit_of_work import UnitOfWork
 from shared.worktime import Availability
 
 log = logging.getLogger("mentorship.scheduling")

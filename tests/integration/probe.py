@@ -14,8 +14,9 @@ from shared.events import (
     ParticipantRegistered,
     ParticipantUpdated,
 )
-from shared.outbox import UnitOfWork, add_delivery_tables
+from shared.outbox import add_delivery_tables
 from shared.service import ServiceDefinition
+from shared.unit_of_work import UnitOfWork
 
 
 class Base(DeclarativeBase):

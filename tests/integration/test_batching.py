@@ -19,8 +19,9 @@ from shared.deadletters import list_dead_letters, replay_dead_letter
 from shared.errors import EventRejected
 from shared.events import OpportunityOffered, ParticipantRegistered, ParticipantUpdated
 from shared.health import health_router
-from shared.outbox import UnitOfWork, add_delivery_tables, backlog, parked_rows, unpark
+from shared.outbox import add_delivery_tables, backlog, parked_rows, unpark
 from shared.service import Service, ServiceDefinition
+from shared.unit_of_work import UnitOfWork
 from tests.support.factories import envelope, publish, registration
 from tests.support.waiting import emit_standalone, eventually, settings_for, subject_counts
 

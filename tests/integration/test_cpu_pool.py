@@ -15,8 +15,9 @@ from shared.clock import SystemClock
 from shared.consumer import Subscription
 from shared.events import ParticipantRegistered
 from shared.health import health_router
-from shared.outbox import UnitOfWork, add_delivery_tables
+from shared.outbox import add_delivery_tables
 from shared.service import Service, ServiceDefinition
+from shared.unit_of_work import UnitOfWork
 from tests.support.factories import publish, registration
 from tests.support.waiting import eventually, settings_for
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.clock import FixedClock
 from shared.cpu import CpuPool
 from shared.db import Sessions, make_engine, make_sessions
-from shared.outbox import UnitOfWork, add_delivery_tables, unit_of_work
+from shared.outbox import add_delivery_tables
 from shared.settings import Settings
 from shared.timers import (
     LEASE,
@@ -28,6 +28,7 @@ from shared.timers import (
     cancel,
     schedule,
 )
+from shared.unit_of_work import UnitOfWork, unit_of_work
 from tests.support.waiting import eventually
 
 START = dt.datetime(2027, 3, 1, 8, tzinfo=dt.UTC)

@@ -22,8 +22,9 @@ from shared.clock import FixedClock
 from shared.cpu import CpuPool
 from shared.db import Sessions, make_engine, make_sessions
 from shared.events import Event
-from shared.outbox import DeliveryTables, UnitOfWork, unit_of_work
+from shared.outbox import DeliveryTables
 from shared.settings import Settings
+from shared.unit_of_work import UnitOfWork, unit_of_work
 
 E = TypeVar("E", bound=Event)
 

@@ -14,9 +14,10 @@ from shared.clock import Clock, SystemClock
 from shared.cpu import CpuPool
 from shared.db import Sessions
 from shared.events import Event
-from shared.outbox import DeliveryTables, unit_of_work
+from shared.outbox import DeliveryTables
 from shared.service import Running, Service, ServiceDefinition
 from shared.settings import Settings
+from shared.unit_of_work import unit_of_work
 
 
 async def eventually(

@@ -37,7 +37,7 @@ from shared.events import (
     ParticipantTimezoneChanged,
     SessionScheduled,
 )
-from shared.outbox import UnitOfWork, write_upserts
+from shared.unit_of_work import UnitOfWork, write_upserts
 from tests.support.factories import registration
 from tests.support.handlers import HandlerDb, handler_db
 

@@ -34,7 +34,7 @@ from shared.events import (
     Role,
     WorkingHours,
 )
-from shared.outbox import UnitOfWork, unit_of_work
+from shared.unit_of_work import UnitOfWork, unit_of_work
 from tests.support.handlers import START, HandlerDb, handler_db
 
 

@@ -1,0 +1,168 @@
+"""The unit of work a handler gets: its transaction, settings, clock, CPU pool, and what it
+emits (the transactional outbox) and writes in batches (upserts)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase
+
+from shared.bus import event_headers
+from shared.clock import Clock
+from shared.cpu import CpuPool
+from shared.db import Sessions
+from shared.events import Event
+from shared.outbox import DeliveryTables
+from shared.settings import Settings
+from shared.telemetry import current_traceparent
+
+
+class UnitOfWork:
+    """One event's work: its session, the settings and clock, and the events it emits.
+
+    Emitted events are kept here and written to the outbox by whoever owns the transaction
+    (the consumer, once per batch; `unit_of_work` for work no event started), so they are
+    published only if the transaction commits, and dropped with a savepoint that rolls back.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: AsyncSession,
+        tables: DeliveryTables,
+        clock: Clock,
+        settings: Settings,
+        source: str,
+        cpu: CpuPool,
+    ) -> None:
+        self.session = session
+        self.cpu = cpu  # await uow.cpu.run(fn, *args): CPU-heavy work off the event loop
+        self.clock = clock
+        self.settings = settings
+        self.tables = tables
+        self.source = source
+        self.emitted: list[Event] = []
+        self._traceparents: list[str | None] = []
+        self.writes: list[Upsert] = []
+
+    def emit(self, event: Event) -> None:
+        """Queues the event for the outbox; it is published only if the transaction commits."""
+        self.emitted.append(event)
+        self._traceparents.append(current_traceparent())
+
+    def upsert(
+        self,
+        target: Table | type[DeclarativeBase],
+        values: Mapping[str, Any],
+        *,
+        add: tuple[str, ...] = (),
+    ) -> None:
+        """Inserts the row, or updates it where its primary key exists, when the batch commits.
+
+        For pure writes on hot paths (a registration): the rows of a batch go to the database in
+        one statement per table, in event order, instead of a lookup and a write per event. The
+        write is not visible to reads in the same batch. Columns in `add` are added to the
+        stored value (counters) instead of replacing it.
+        """
+        table = target if isinstance(target, Table) else cast(Table, target.__table__)
+        self.writes.append(Upsert(table, dict(values), add))
+
+    def outbox_rows(self) -> list[dict[str, object]]:
+        """The outbox rows of what was emitted, in order."""
+        if not self.emitted:
+            return []
+        now = self.clock.now()
+        return [
+            {
+                "event_id": str(event.event_id),
+                "subject": event.subject,
+                "payload": event.model_dump_json().encode(),
+                "headers": json.dumps(
+                    event_headers(event, source=self.source, traceparent=traceparent)
+                ),
+                "created_at": now,
+                "attempts": 0,
+            }
+            for event, traceparent in zip(self.emitted, self._traceparents, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """One deferred insert-or-update of a row."""
+
+    table: Table
+    values: dict[str, Any]
+    add: tuple[str, ...] = ()
+
+
+async def write_upserts(session: AsyncSession, writes: list[Upsert]) -> None:
+    """Executes deferred upserts: one executemany per table and column set, in order."""
+    groups: dict[tuple[Table, tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
+    for write in writes:
+        groups.setdefault((write.table, tuple(write.values), write.add), []).append(write.values)
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    build = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    for (table, columns, add), rows in groups.items():
+        keys = [c.name for c in table.primary_key.columns]
+        rows = _one_row_per_key(rows, keys, add)  # one statement may not touch a row twice
+        statement = build(table)
+        changes: dict[str, Any] = {
+            name: (table.c[name] + statement.excluded[name])
+            if name in add
+            else statement.excluded[name]
+            for name in columns
+            if name not in keys
+        }
+        await session.execute(
+            statement.on_conflict_do_update(index_elements=keys, set_=changes), rows
+        )
+
+
+def _one_row_per_key(
+    rows: list[dict[str, Any]], keys: list[str], add: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[k] for k in keys)
+        earlier = merged.get(key)
+        if earlier is not None:
+            row = row | {name: earlier[name] + row[name] for name in add}
+        merged[key] = row
+    return list(merged.values())
+
+
+async def write_outbox(
+    session: AsyncSession, tables: DeliveryTables, rows: list[dict[str, object]]
+) -> None:
+    """Inserts outbox rows in one statement (one round trip per batch, not per event)."""
+    if rows:
+        await session.execute(insert(tables.outbox), rows)
+
+
+@contextlib.asynccontextmanager
+async def unit_of_work(
+    *,
+    sessions: Sessions,
+    tables: DeliveryTables,
+    clock: Clock,
+    settings: Settings,
+    source: str,
+    cpu: CpuPool,
+) -> AsyncIterator[UnitOfWork]:
+    """A transaction of its own for work no event started (timers, HTTP), with its events."""
+    async with sessions() as session, session.begin():
+        uow = UnitOfWork(
+            session=session, tables=tables, clock=clock, settings=settings, source=source, cpu=cpu
+        )
+        yield uow
+        await write_upserts(session, uow.writes)
+        await write_outbox(session, tables, uow.outbox_rows())
