@@ -159,12 +159,12 @@ async def test_events_of_one_key_apply_in_stream_order_when_the_first_is_retried
 async def test_barrier_waits_while_the_earlier_consumer_progresses_beyond_the_stall_time(
     tmp_path, nats_server, js, database_url
 ):
-    behaviour = Behaviour(delay_seconds=0.02)  # 150 registrations: about 3 s of steady work
+    behaviour = Behaviour(delay_seconds=0.04)  # 150 registrations: 6 s of steady work
     for i in range(150):
         await publish(js, REGISTERED, person(f"p{i}", f"p-{i}"))
     await publish(js, UPDATED, envelope("p1", participant_id="p149", skills_offered=["go"]))
     settings = settings_for(
-        tmp_path, nats_server.url, database_url, barrier_stall_seconds=1.0, batch_size=16
+        tmp_path, nats_server.url, database_url, barrier_stall_seconds=2.0, batch_size=8
     )
     async with started("patient", behaviour, settings) as rt:
         await eventually(lambda: _count(rt, UPDATED, 1), timeout=60, what="the update applied")
