@@ -18,15 +18,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, cast
+from typing import Generic, TypeVar, cast
 
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry import metrics
 from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +33,7 @@ from shared.barrier import Barrier
 from shared.bus import STREAM, durable_name
 from shared.clock import Clock
 from shared.cpu import CpuPool
-from shared.db import Sessions
+from shared.db import Sessions, upsert_insert
 from shared.deadletters import (
     DeadLetter,
     MissingEnvelope,
@@ -44,7 +42,6 @@ from shared.deadletters import (
     judge,
     publish_dead_letter,
 )
-from shared.errors import EventRejected, ProgramMismatch, UnknownReference
 from shared.events import Event
 from shared.outbox import DeliveryTables
 from shared.settings import Settings
@@ -53,15 +50,7 @@ from shared.unit_of_work import UnitOfWork, Upsert, write_outbox, write_upserts
 
 log = logging.getLogger("mentorship.consumer")
 
-__all__ = [
-    "ConsumerRuntime",
-    "EventRejected",
-    "ProgramMismatch",
-    "Subscription",
-    "SubscriptionConsumer",
-    "UnknownReference",
-    "ordering_key",
-]
+__all__ = ["ConsumerRuntime", "Subscription", "SubscriptionConsumer", "ordering_key"]
 
 E = TypeVar("E", bound=Event)
 
@@ -499,8 +488,7 @@ async def _claim_inbox(
     On PostgreSQL a row another replica inserted in a transaction still open waits for it,
     then counts as seen: two replicas never both apply one event.
     """
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    build = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    build = upsert_insert(session)
     statement = build(tables.inbox).on_conflict_do_nothing().returning(tables.inbox.c.event_id)
     return set(await session.scalars(statement, rows))
 
@@ -515,6 +503,3 @@ async def _seen(
         select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id.in_(ids))
     )
     return {row[0] for row in rows}
-
-
-Handler = Callable[[Any, UnitOfWork], Awaitable[None]]

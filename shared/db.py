@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import MetaData, Table, event, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -55,6 +58,12 @@ async def create_schema(engine: AsyncEngine, metadata: MetaData, *, schema: str 
         if schema and engine.dialect.name == "postgresql":
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         await conn.run_sync(metadata.create_all)
+
+
+def upsert_insert(session: AsyncSession) -> Callable[[Table], Any]:
+    """The INSERT construct with ON CONFLICT clauses for the session's database."""
+    dialect = session.get_bind().dialect.name
+    return postgresql_insert if dialect == "postgresql" else sqlite_insert
 
 
 def make_sessions(engine: AsyncEngine) -> Sessions:

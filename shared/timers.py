@@ -35,13 +35,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.backoff import backoff
 from shared.clock import Clock
-from shared.db import Sessions
+from shared.db import Sessions, upsert_insert
 from shared.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
@@ -155,7 +153,7 @@ async def schedule(
         "last_error": None,
         "finished_at": None,
     }
-    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+    insert = upsert_insert(session)
     statement = insert(timers).values(program_id=program_id, kind=kind, key=key, **values)
     await session.execute(
         statement.on_conflict_do_update(index_elements=["program_id", "kind", "key"], set_=values)

@@ -10,15 +10,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, insert
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
 from shared.bus import event_headers
 from shared.clock import Clock
 from shared.cpu import CpuPool
-from shared.db import Sessions
+from shared.db import Sessions, upsert_insert
 from shared.events import Event
 from shared.outbox import DeliveryTables
 from shared.settings import Settings
@@ -109,8 +107,7 @@ async def write_upserts(session: AsyncSession, writes: list[Upsert]) -> None:
     groups: dict[tuple[Table, tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
     for write in writes:
         groups.setdefault((write.table, tuple(write.values), write.add), []).append(write.values)
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    build = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    build = upsert_insert(session)
     for (table, columns, add), rows in groups.items():
         keys = [c.name for c in table.primary_key.columns]
         rows = _one_row_per_key(rows, keys, add)  # one statement may not touch a row twice

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Integer, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.consumer import EventRejected, Subscription, UnknownReference
+from shared.consumer import Subscription
+from shared.errors import EventRejected, UnknownReference
 from shared.events import (
     OpportunityOffered,
     ParticipantLeft,

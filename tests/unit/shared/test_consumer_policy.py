@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from shared.backoff import backoff
-from shared.consumer import describe_invalid
+from shared.deadletters import describe_invalid
 from shared.events import ParticipantRegistered
 from tests.unit.shared.samples import registration
 
