@@ -51,6 +51,18 @@ class Settings(BaseSettings):
         "'program-a=token1,program-b=token2' (stored hashed at start)",
     )
 
+    link_secret: SecretStr | None = Field(
+        default=None,
+        description="signs the links in emails (accept/decline, 'we met', check-in form, ICS "
+        "feed); at least 32 characters; `up` keeps a generated one in the data directory",
+    )
+    pairing_public_url: str | None = Field(
+        default=None, description="where participants reach pairing's HTTP (links in emails)"
+    )
+    scheduling_public_url: str | None = None
+    notifications_public_url: str | None = None
+    insights_public_url: str | None = None
+
     trace_console: bool = False
     trace_file: Path | None = Field(
         default=None, description="append spans as JSON lines; '{service}' in the name is replaced"
@@ -95,6 +107,13 @@ class Settings(BaseSettings):
             return self.database_url
         path = (self.data_dir / f"{service}.sqlite3").resolve()
         return f"sqlite+aiosqlite:///{path}"
+
+    def public_url_for(self, service: str) -> str:
+        """The base URL participants reach a service's HTTP on (no trailing slash)."""
+        own: str | None = getattr(self, f"{service}_public_url", None)
+        if own:
+            return own.rstrip("/")
+        return f"http://{self.http_host}:{self.http_port_for(service)}"
 
     def http_port_for(self, service: str) -> int:
         """The HTTP port of one service."""

@@ -56,7 +56,9 @@ from shared.events.sessions import (
     SessionHeld,
     SessionMissed,
     SessionRescheduled,
+    SessionResponded,
     SessionScheduled,
+    SessionUnschedulable,
 )
 
 CATALOGUE: tuple[type[Event], ...] = (
@@ -81,6 +83,8 @@ CATALOGUE: tuple[type[Event], ...] = (
     SessionScheduled,
     SessionRescheduled,
     SessionCancelled,
+    SessionResponded,
+    SessionUnschedulable,
     SessionHeld,
     SessionMissed,
     CheckinDue,
@@ -136,7 +140,9 @@ __all__ = [
     "SessionKind",
     "SessionMissed",
     "SessionRescheduled",
+    "SessionResponded",
     "SessionScheduled",
+    "SessionUnschedulable",
     "TimeZoneName",
     "UtcDatetime",
     "WorkingHours",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from shared.events.envelope import (
@@ -54,6 +56,34 @@ class SessionCancelled(Event):
     sequence: int = Field(ge=1)
     ical: str = Field(description="RFC 5545 VCALENDAR, METHOD:CANCEL")
     reason: str | None = None
+
+
+class SessionResponded(Event):
+    """An attendee's calendar reply (iMIP REPLY), as read from the organizer's mailbox."""
+
+    subject = "mentorship.session.responded"
+
+    session_id: Id
+    pair_id: Id
+    participant_id: Id
+    uid: str
+    sequence: int = Field(ge=0, description="SEQUENCE of the invitation the reply answers")
+    recurrence_id: UtcDatetime | None = Field(
+        default=None, description="the occurrence answered, when the reply is for one of a series"
+    )
+    response: Literal["accepted", "declined", "tentative"]
+    comment: str = Field(default="", max_length=2000)
+
+
+class SessionUnschedulable(Event):
+    """No slot both people can make: the reason, instead of a log line."""
+
+    subject = "mentorship.session.unschedulable"
+
+    pair_id: Id
+    kind: SessionKind
+    reason: str = Field(description="why no slot was found, in words a coordinator can act on")
+    session_id: str | None = Field(default=None, description="the occurrence that could not move")
 
 
 class SessionHeld(Event):

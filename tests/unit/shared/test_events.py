@@ -126,6 +126,21 @@ SAMPLES: dict[type[Event], dict[str, Any]] = {
         "sequence": 2,
         "ical": ICAL,
     },
+    events.SessionResponded: {
+        "session_id": "s1",
+        "pair_id": "p1",
+        "participant_id": "m",
+        "uid": "s1@x",
+        "sequence": 2,
+        "recurrence_id": AT,
+        "response": "declined",
+        "comment": "on leave that week",
+    },
+    events.SessionUnschedulable: {
+        "pair_id": "p1",
+        "kind": "kickoff",
+        "reason": "no shared working time in the next four weeks",
+    },
     events.SessionHeld: {
         "session_id": "s1",
         "pair_id": "p1",
