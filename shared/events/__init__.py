@@ -8,6 +8,7 @@ CATALOGUE lists every event in one order (the AsyncAPI documents follow it).
 
 from __future__ import annotations
 
+from shared.events import insights, notifications, pairs, participants, sessions
 from shared.events.envelope import (
     SCHEMA_VERSION,
     SUBJECT_PREFIX,
@@ -22,6 +23,7 @@ from shared.events.envelope import (
     WorkingHours,
     dead_letter_subject,
 )
+from shared.events.insights import PairAtRisk
 from shared.events.notifications import NotificationFailed, NotificationSent
 from shared.events.pairs import (
     CharterAgreed,
@@ -31,7 +33,6 @@ from shared.events.pairs import (
     MilestoneReached,
     OpportunityOffered,
     PairAccepted,
-    PairAtRisk,
     PairDeclined,
     PairEnded,
     PairFormed,
@@ -61,40 +62,14 @@ from shared.events.sessions import (
     SessionUnschedulable,
 )
 
+# Each entity module lists its own events (EVENTS); new events need no edit here, and are
+# imported from their module (`from shared.events.sessions import SessionResponded`).
 CATALOGUE: tuple[type[Event], ...] = (
-    ParticipantRegistered,
-    ParticipantUpdated,
-    ParticipantTimezoneChanged,
-    ParticipantUnavailable,
-    ParticipantLeft,
-    MatchingRequested,
-    MatchingCompleted,
-    PairProposed,
-    PairAccepted,
-    PairDeclined,
-    PairFormed,
-    PairPaused,
-    PairResumed,
-    PairEnded,
-    CharterAgreed,
-    GoalSet,
-    MilestoneReached,
-    OpportunityOffered,
-    SessionScheduled,
-    SessionRescheduled,
-    SessionCancelled,
-    SessionResponded,
-    SessionUnschedulable,
-    SessionHeld,
-    SessionMissed,
-    CheckinDue,
-    CheckinSubmitted,
-    CheckinOverdue,
-    FeedbackGiven,
-    AssessmentSubmitted,
-    NotificationSent,
-    NotificationFailed,
-    PairAtRisk,
+    *participants.EVENTS,
+    *pairs.EVENTS,
+    *sessions.EVENTS,
+    *notifications.EVENTS,
+    *insights.EVENTS,
 )
 
 BY_SUBJECT: dict[str, type[Event]] = {event.subject: event for event in CATALOGUE}

@@ -34,3 +34,6 @@ class NotificationFailed(Event):
     source_event_id: uuid.UUID
     attempts: int = Field(ge=1)
     reason: str
+
+
+EVENTS: tuple[type[Event], ...] = (NotificationSent, NotificationFailed)

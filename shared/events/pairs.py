@@ -127,9 +127,18 @@ class OpportunityOffered(Event):
     title: str
 
 
-class PairAtRisk(Event):
-    subject = "mentorship.pair.at_risk"
-
-    pair_id: Id
-    reasons: list[str] = Field(min_length=1)
-    score: float
+EVENTS: tuple[type[Event], ...] = (
+    MatchingRequested,
+    MatchingCompleted,
+    PairProposed,
+    PairAccepted,
+    PairDeclined,
+    PairFormed,
+    PairPaused,
+    PairResumed,
+    PairEnded,
+    CharterAgreed,
+    GoalSet,
+    MilestoneReached,
+    OpportunityOffered,
+)

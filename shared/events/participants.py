@@ -94,3 +94,12 @@ class ParticipantLeft(Event):
 
     participant_id: Id
     reason: str | None = None
+
+
+EVENTS: tuple[type[Event], ...] = (
+    ParticipantRegistered,
+    ParticipantUpdated,
+    ParticipantTimezoneChanged,
+    ParticipantUnavailable,
+    ParticipantLeft,
+)

@@ -151,3 +151,19 @@ class AssessmentSubmitted(Event):
     instrument: str
     scores: dict[str, float]
     pair_id: str | None = None
+
+
+EVENTS: tuple[type[Event], ...] = (
+    SessionScheduled,
+    SessionRescheduled,
+    SessionCancelled,
+    SessionResponded,
+    SessionUnschedulable,
+    SessionHeld,
+    SessionMissed,
+    CheckinDue,
+    CheckinSubmitted,
+    CheckinOverdue,
+    FeedbackGiven,
+    AssessmentSubmitted,
+)

@@ -24,6 +24,10 @@ from shared.events import (
     WorkingHours,
     dead_letter_subject,
 )
+from tests.unit.shared import event_samples_insights as insights_samples
+from tests.unit.shared import event_samples_notifications as notifications_samples
+from tests.unit.shared import event_samples_pairing as pairing_samples
+from tests.unit.shared import event_samples_scheduling as scheduling_samples
 from tests.unit.shared.samples import NINE_TO_FIVE, registration
 
 AT = "2027-03-29T13:00:00Z"
@@ -188,6 +192,8 @@ SAMPLES: dict[type[Event], dict[str, Any]] = {
     },
     events.PairAtRisk: {"pair_id": "p1", "reasons": ["two missed sessions"], "score": 0.8},
 }
+for _more in (pairing_samples, scheduling_samples, notifications_samples, insights_samples):
+    SAMPLES.update(_more.SAMPLES)
 
 
 def build(model: type[Event], **changes: Any) -> Event:
