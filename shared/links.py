@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -75,3 +76,35 @@ def link_signer(settings: Settings) -> LinkSigner:
     except FileExistsError:
         pass
     return LinkSigner(path.read_text().strip())
+
+
+@dataclass(frozen=True)
+class LinkKind:
+    """One kind of link: who answers it (service and path) and what its token is for."""
+
+    purpose: str
+    service: str
+    path: str
+
+
+# The contract between the service that mails a link and the one that answers it. The answering
+# service serves GET `path?t=<token>` as a page whose button POSTs the answer (mail scanners
+# prefetch GET links; a GET must never change anything).
+PAIR_RESPONSE = LinkKind("pair.respond", "pairing", "/links/pair-response")
+"""data: program_id, proposal_id, participant_id; the page offers accept and decline."""
+SESSION_HELD = LinkKind("session.held", "scheduling", "/links/session-held")
+"""data: program_id, session_id, participant_id; "we met", with attendance and takeaways."""
+CHECKIN_REPORT = LinkKind("checkin.report", "scheduling", "/links/checkin-report")
+"""data: program_id, checkin_id, participant_id; the check-in report form."""
+
+
+def link_url(
+    settings: Settings,
+    signer: LinkSigner,
+    kind: LinkKind,
+    data: dict[str, Any],
+    expires_at: dt.datetime,
+) -> str:
+    """The absolute URL a participant clicks for `kind` about `data`."""
+    token = signer.sign(kind.purpose, data, expires_at)
+    return f"{settings.public_url_for(kind.service)}{kind.path}?t={token}"

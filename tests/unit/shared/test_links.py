@@ -39,3 +39,19 @@ def test_without_a_configured_secret_the_data_directory_keeps_one(tmp_path) -> N
     token = link_signer(settings).sign("x", {}, NOW + dt.timedelta(hours=1))
     assert link_signer(Settings(data_dir=tmp_path)).verify(token, "x", NOW) == {}
     assert (tmp_path / "link-secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_link_url_points_at_the_answering_service_and_carries_a_token(tmp_path) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from shared.links import PAIR_RESPONSE, link_url
+
+    settings = Settings(data_dir=tmp_path, pairing_public_url="https://pairing.example.org/")
+    signer = LinkSigner(SECRET)
+    url = link_url(settings, signer, PAIR_RESPONSE, {"proposal_id": "x"}, NOW + dt.timedelta(1))
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == (
+        "https://pairing.example.org/links/pair-response"
+    )
+    token = parse_qs(parts.query)["t"][0]
+    assert signer.verify(token, PAIR_RESPONSE.purpose, NOW) == {"proposal_id": "x"}
