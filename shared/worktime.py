@@ -14,7 +14,10 @@ from zoneinfo import ZoneInfo
 
 
 class LocalHours(Protocol):
-    """A stretch of working time on a weekday, in local time (0 = Monday)."""
+    """A stretch of working time starting on a weekday, in local time (0 = Monday).
+
+    An end at or before the start is on the next day: 22:00-06:00 on Monday runs into Tuesday.
+    """
 
     @property
     def weekday(self) -> int: ...
@@ -85,10 +88,16 @@ def working_intervals(who: Availability, first_day: dt.date, days: int) -> list[
         for block in who.hours:
             if block.weekday == day.weekday():
                 start = _local_instant(day, block.start, zone)
-                end = _local_instant(day, block.end, zone)
+                end_day = day + dt.timedelta(days=1) if overnight(block) else day
+                end = _local_instant(end_day, block.end, zone)
                 if end > start:
                     found.append(Interval(start, end))
     return merge(found)
+
+
+def overnight(block: LocalHours) -> bool:
+    """Whether the block ends on the next local day (its end is at or before its start)."""
+    return block.end <= block.start
 
 
 def merge(intervals: Iterable[Interval]) -> list[Interval]:
@@ -124,16 +133,17 @@ def shared_working_time(
 ) -> list[Interval]:
     """When both people work, over the UTC days from_day .. from_day+days-1.
 
-    Local dates one day either side are included, so that a local day that starts on the
-    previous UTC date (or ends on the next) is not missed; the result is clipped to the range.
+    Local dates two days before and one after are included, so that a local day that starts on
+    the previous UTC date (or ends on the next), or a night shift that began the local day
+    before, is not missed; the result is clipped to the range.
     """
     window = Interval(
         dt.datetime.combine(from_day, dt.time(), tzinfo=dt.UTC),
         dt.datetime.combine(from_day + dt.timedelta(days=days), dt.time(), tzinfo=dt.UTC),
     )
-    before = from_day - dt.timedelta(days=1)
-    a = working_intervals(first, before, days + 2)
-    b = working_intervals(second, before, days + 2)
+    before = from_day - dt.timedelta(days=2)
+    a = working_intervals(first, before, days + 3)
+    b = working_intervals(second, before, days + 3)
     return intersect(intersect(a, b), [window])
 
 
@@ -163,3 +173,27 @@ def _round_up(at: dt.datetime, step_minutes: int) -> dt.datetime:
     if remainder:
         base += dt.timedelta(minutes=step_minutes - remainder)
     return base
+
+
+def subtract(free: Sequence[Interval], taken: Iterable[Interval]) -> list[Interval]:
+    """The parts of `free` (sorted, merged) that no interval of `taken` covers."""
+    blocks = merge(taken)
+    result: list[Interval] = []
+    for interval in free:
+        start = interval.start
+        for block in blocks:
+            if block.end <= start or block.start >= interval.end:
+                continue
+            if block.start > start:
+                result.append(Interval(start, block.start))
+            start = max(start, block.end)
+            if start >= interval.end:
+                break
+        if start < interval.end:
+            result.append(Interval(start, interval.end))
+    return result
+
+
+def covers(intervals: Sequence[Interval], span: Interval) -> bool:
+    """Whether one interval of the (merged) list holds the whole span."""
+    return any(i.start <= span.start and span.end <= i.end for i in intervals)

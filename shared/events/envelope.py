@@ -125,12 +125,17 @@ class WorkingHours(BaseModel):
 
     weekday: int = Field(ge=0, le=6, description="0 = Monday ... 6 = Sunday")
     start: dt.time
-    end: dt.time
+    end: dt.time = Field(
+        description="an end at or before the start is on the next day (night shift 22:00-06:00)"
+    )
 
     @model_validator(mode="after")
     def _start_before_end(self) -> WorkingHours:
-        if self.start >= self.end:
-            raise ValueError(f"working hours start {self.start} must be before end {self.end}")
+        if self.start == self.end:
+            raise ValueError(
+                f"working hours start and end are both {self.start}: give when the day ends "
+                "(an end before the start means the next day, e.g. 22:00-06:00)"
+            )
         return self
 
     def to_json(self) -> dict[str, Any]:

@@ -358,10 +358,14 @@ def test_invalid_email_is_rejected():
         ParticipantRegistered.model_validate(registration(email="not-an-email"))
 
 
-@pytest.mark.parametrize(("start", "end"), [("17:00", "09:00"), ("09:00", "09:00")])
-def test_working_hours_start_must_be_before_end(start, end):
-    with pytest.raises(ValidationError, match="must be before end"):
-        WorkingHours.model_validate({"weekday": 0, "start": start, "end": end})
+def test_working_hours_may_not_start_and_end_at_the_same_minute():
+    with pytest.raises(ValidationError, match="an end before the start means the next day"):
+        WorkingHours.model_validate({"weekday": 0, "start": "09:00", "end": "09:00"})
+
+
+def test_working_hours_ending_before_they_start_are_a_night_shift():
+    block = WorkingHours.model_validate({"weekday": 0, "start": "22:00", "end": "06:00"})
+    assert (block.start.hour, block.end.hour) == (22, 6)
 
 
 @pytest.mark.parametrize("weekday", [-1, 7])
