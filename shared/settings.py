@@ -93,6 +93,10 @@ class Settings(BaseSettings):
         default=90, gt=0, description="inbox rows; must outlive redeliveries and DLQ replays"
     )
     kickoff_lead_days: int = Field(default=2, ge=0)
+    session_notice_hours: float = Field(default=24, ge=0, description="scheduling: least notice")
+    session_buffer_minutes: int = Field(default=15, ge=0, description="between a person's sessions")
+    session_cadence_days: int = Field(default=14, ge=1, le=92, description="until a charter says")
+    missed_after_hours: float = Field(default=24, gt=0, description="unconfirmed -> session.missed")
     cpu_workers: int = Field(
         default=1, ge=1, description="worker processes for CPU-heavy work (matching, MIME)"
     )
