@@ -64,6 +64,7 @@ def health_router(service: Service) -> APIRouter:
                 f"{parked} outbox row(s) can never be published: `mentorship outbox list "
                 f"--service {service.definition.name}`"
             )
+        problems += [problem for check in running.checks if (problem := check())]
         consumers = running.consumers
         return {
             "status": "ready" if db_ok and nats_ok and not problems else "degraded",

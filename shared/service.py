@@ -12,7 +12,7 @@ import datetime as dt
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -61,6 +61,8 @@ class Running:
     relay: OutboxRelay
     consumers: ConsumerRuntime
     cpu: CpuPool
+    # readiness problems reported by loops (e.g. notifications' SMTP breaker): None when fine
+    checks: list[Callable[[], str | None]] = field(default_factory=list)
 
     def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
         """A transaction for work no event started (timers, HTTP), committing with its events."""

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_security: Literal["none", "starttls", "tls"] = "none"
     smtp_timeout_seconds: float = 10.0
+    smtp_pool_size: int = Field(default=4, ge=1, le=32, description="SMTP connections reused")
     mail_from: str = "mentorship@localhost"
     mail_from_name: str = "Mentorship Program"
 

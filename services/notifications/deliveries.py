@@ -6,12 +6,15 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.headerregistry import Address
 
-from services.notifications.messages import InvitationMail, Recipient
-from shared.events import SessionScheduled
+from services.notifications import mime
+from services.notifications.messages import InvitationMail, Partner, Recipient
+from services.notifications.mime import Mailbox
+from shared.events import SessionCancelled, SessionRescheduled, SessionScheduled
 
 SEND = "notifications.send"  # the timer kind of a delivery's send, keyed by delivery id
+
+SessionChange = SessionScheduled | SessionRescheduled | SessionCancelled
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Attendee:
     name: str
     email: str
     timezone: str
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,20 @@ class PlannedDelivery:
     mail: InvitationMail
 
 
+@dataclass(frozen=True)
+class SessionContext:
+    """What the session emails say beyond the event: program, coordinator, reasons, links."""
+
+    sender: Mailbox
+    program_name: str
+    now: dt.datetime
+    reply_to: Mailbox | None = None
+    reasons: Sequence[str] = ()
+    location: str | None = None
+    replies_read: bool = False
+    held_links: dict[str, str] | None = None  # participant id -> "we met" link
+
+
 def idempotency_key(*, program_id: str, source_event_id: str, recipient_id: str) -> str:
     """One logical notification for one recipient, within one program."""
     return f"{program_id}/{source_event_id}/{recipient_id}"
@@ -48,26 +66,39 @@ def delivery_id(key: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
 
 
-def message_id(delivery: str, sender: Address) -> str:
+def message_id(delivery: str, sender: Mailbox) -> str:
     """The Message-ID of a delivery: the same on every resend."""
-    return f"<{delivery}@{sender.domain or 'localhost'}>"
+    domain = sender.address.rpartition("@")[2] if "@" in sender.address else ""
+    return f"<{delivery}@{domain or 'localhost'}>"
 
 
-def sender_address(mail_from: str, display_name: str) -> Address:
-    """The From address of every email."""
-    local, _, domain = mail_from.partition("@")
-    return Address(display_name=display_name, username=local, domain=domain)
+def sender_address(mail_from: str, display_name: str) -> Mailbox:
+    """The From address of every email (a configuration error raises BadAddress at start)."""
+    if "@" not in mail_from:
+        return Mailbox(mime.one_line(display_name), mail_from)
+    return mime.mailbox(display_name, mail_from)
 
 
-def invitations(
-    event: SessionScheduled,
+def _change(event: SessionChange) -> tuple[str, str, str]:
+    """(kind suffix, iTIP METHOD, how the text speaks of it)."""
+    if isinstance(event, SessionCancelled):
+        return "cancelled", "CANCEL", "CANCEL"
+    if isinstance(event, SessionRescheduled):
+        return "rescheduled", "REQUEST", "UPDATE"
+    return event.kind.value, "REQUEST", "REQUEST"
+
+
+def session_mails(
+    event: SessionChange,
     attendees: Sequence[Attendee],
     *,
-    sender: Address,
-    program_name: str,
-    now: dt.datetime,
+    context: SessionContext,
+    start: dt.datetime,
+    end: dt.datetime,
+    session_kind: str,
 ) -> list[PlannedDelivery]:
-    """One iMIP invitation per attendee, in the attendee's own zone, naming the others."""
+    """One iMIP email per attendee, in the attendee's own zone, naming the others."""
+    suffix, method, change = _change(event)
     planned = []
     for attendee in attendees:
         key = idempotency_key(
@@ -76,19 +107,32 @@ def invitations(
             recipient_id=attendee.participant_id,
         )
         delivery = delivery_id(key)
-        mail_id = message_id(delivery, sender)
+        mail_id = message_id(delivery, context.sender)
+        others = [a for a in attendees if a is not attendee]
+        links = {}
+        if context.held_links and attendee.participant_id in context.held_links:
+            links["held"] = context.held_links[attendee.participant_id]
         mail = InvitationMail(
-            sender=sender,
-            recipient=Recipient(attendee.name, attendee.email, attendee.timezone),
-            other_names=[a.name for a in attendees if a is not attendee],
-            kind=event.kind.value,
-            start=event.start,
-            end=event.end,
+            sender=context.sender,
+            recipient=Recipient(attendee.name, attendee.email, attendee.timezone, attendee.role),
+            other_names=[a.name for a in others],
+            kind=session_kind,
+            start=start,
+            end=end,
             ical=event.ical,
-            method="REQUEST",
+            method=method,
             message_id=mail_id,
-            sent_at=now,
-            program_name=program_name,
+            sent_at=context.now,
+            program_name=context.program_name,
+            change=change,
+            partners=[Partner(a.name, a.timezone, a.role) for a in others],
+            reasons=list(context.reasons) if change == "REQUEST" else [],
+            location=context.location,
+            reply_to=context.reply_to,
+            reason=getattr(event, "reason", None),
+            previous_start=getattr(event, "previous_start", None),
+            links=links,
+            replies_read=context.replies_read,
         )
         planned.append(
             PlannedDelivery(
@@ -96,10 +140,30 @@ def invitations(
                 idempotency_key=key,
                 recipient_id=attendee.participant_id,
                 recipient_email=attendee.email,
-                kind=f"session.{event.kind.value}",
+                kind=f"session.{suffix}",
                 source_event_id=str(event.event_id),
                 message_id=mail_id,
                 mail=mail,
             )
         )
     return planned
+
+
+def invitations(
+    event: SessionScheduled,
+    attendees: Sequence[Attendee],
+    *,
+    sender: Mailbox,
+    program_name: str,
+    now: dt.datetime,
+) -> list[PlannedDelivery]:
+    """One iMIP invitation per attendee for a newly scheduled session."""
+    context = SessionContext(sender=sender, program_name=program_name, now=now)
+    return session_mails(
+        event,
+        attendees,
+        context=context,
+        start=event.start,
+        end=event.end,
+        session_kind=event.kind.value,
+    )

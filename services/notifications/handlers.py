@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from services.notifications import deliveries, store
+from services.notifications.deliveries import PlannedDelivery, SessionChange, SessionContext
 from services.notifications.messages import compose_invitations
 from shared.consumer import Subscription
-from shared.events import ParticipantRegistered, ParticipantTimezoneChanged, SessionScheduled
+from shared.events import (
+    NotificationFailed,
+    PairFormed,
+    ParticipantRegistered,
+    ParticipantTimezoneChanged,
+    SessionScheduled,
+)
+from shared.events.envelope import Channel
+from shared.events.sessions import SessionCancelled, SessionRescheduled
+from shared.links import SESSION_HELD, link_signer, link_url
 from shared.telemetry import current_traceparent
 from shared.timers import schedule
 from shared.unit_of_work import UnitOfWork
+
+HELD_LINK_DAYS = 14  # a "we met" link holds this long after the session's end
 
 
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
@@ -24,6 +37,7 @@ async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWor
             "email": str(event.email),
             "display_name": event.display_name,
             "timezone": event.timezone,
+            "role": event.role.value,
         },
     )
 
@@ -36,48 +50,152 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
     contact.timezone = event.new_timezone
 
 
+async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
+    """Keeps why the pair was matched, for its session mails."""
+    uow.upsert(
+        store.Pair,
+        {
+            "program_id": event.program_id,
+            "pair_id": event.pair_id,
+            "mentor_id": event.mentor_id,
+            "mentee_id": event.mentee_id,
+            "reasons": list(event.reasons),
+        },
+    )
+
+
 async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None:
     """Queues one iMIP invitation per attendee, each in the attendee's own time zone."""
-    contacts = await store.contacts_or_raise(
-        uow.session, program_id=event.program_id, participant_ids=event.attendee_ids
+    await _queue_session_mails(event, uow, start=event.start, end=event.end, kind=event.kind.value)
+
+
+async def on_session_rescheduled(event: SessionRescheduled, uow: UnitOfWork) -> None:
+    """Queues the updated invitation (same UID, higher SEQUENCE) to each attendee."""
+    kind = getattr(event, "kind", None)
+    await _queue_session_mails(
+        event, uow, start=event.start, end=event.end, kind=kind.value if kind else "session"
     )
-    settings, now = uow.settings, uow.clock.now()
-    planned = deliveries.invitations(
+
+
+async def on_session_cancelled(event: SessionCancelled, uow: UnitOfWork) -> None:
+    """Queues the cancellation (METHOD:CANCEL) to each attendee."""
+    kind = getattr(event, "kind", None)
+    starts = list(getattr(event, "starts", []) or [])
+    start = min(starts) if starts else uow.clock.now()
+    await _queue_session_mails(
         event,
-        [contact.attendee() for contact in contacts],
+        uow,
+        start=start,
+        end=start + dt.timedelta(hours=1),
+        kind=kind.value if kind else "session",
+    )
+
+
+async def _session_context(event: SessionChange, uow: UnitOfWork) -> SessionContext:
+    settings, now = uow.settings, uow.clock.now()
+    pair = await store.get_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
+    held_links = None
+    session_id = getattr(event, "session_id", None)
+    end = getattr(event, "end", None)
+    if session_id and end is not None and not isinstance(event, SessionCancelled):
+        signer = link_signer(settings)
+        expires = end + dt.timedelta(days=HELD_LINK_DAYS)
+        held_links = {
+            pid: link_url(
+                settings,
+                signer,
+                SESSION_HELD,
+                {"program_id": event.program_id, "session_id": session_id, "participant_id": pid},
+                expires,
+            )
+            for pid in event.attendee_ids
+        }
+    return SessionContext(
         sender=deliveries.sender_address(settings.mail_from, settings.mail_from_name),
         program_name=settings.mail_from_name,
         now=now,
+        reasons=pair.reasons if pair else (),
+        location=getattr(event, "video_url", None),
+        held_links=held_links,
+    )
+
+
+async def _queue_session_mails(
+    event: SessionChange, uow: UnitOfWork, *, start: dt.datetime, end: dt.datetime, kind: str
+) -> None:
+    contacts = await store.contacts_or_raise(
+        uow.session, program_id=event.program_id, participant_ids=event.attendee_ids
+    )
+    planned = deliveries.session_mails(
+        event,
+        [contact.attendee() for contact in contacts],
+        context=await _session_context(event, uow),
+        start=start,
+        end=end,
+        session_kind=kind,
     )
     queued = await store.queued_keys(uow.session, keys=[p.idempotency_key for p in planned])
     planned = [p for p in planned if p.idempotency_key not in queued]
     if not planned:
-        return  # every attendee has this invitation already
+        return  # every attendee has this email already
     messages = await uow.cpu.run(compose_invitations, [p.mail for p in planned])
     for plan, message in zip(planned, messages, strict=True):
-        store.add_delivery(
-            uow.session,
-            program_id=event.program_id,
-            planned=plan,
-            message=message,
-            traceparent=current_traceparent(),
-        )
-        await schedule(
-            uow.session,
-            store.timers,
-            program_id=event.program_id,
-            kind=deliveries.SEND,
-            key=plan.delivery_id,
-            due_at=now,
-        )
+        await _queue(event.program_id, plan, message, uow)
 
+
+async def _queue(
+    program_id: str, plan: PlannedDelivery, message: bytes | str, uow: UnitOfWork
+) -> None:
+    """Stores the delivery with its send due now, or, when it cannot be built, fails it."""
+    now = uow.clock.now()
+    if isinstance(message, str):  # the address cannot be written: the others still go
+        row = store.add_delivery(
+            uow.session,
+            program_id=program_id,
+            planned=plan,
+            message=b"",
+            traceparent=current_traceparent(),
+            status="failed",
+            error=message,
+        )
+        uow.emit(
+            NotificationFailed(
+                program_id=program_id,
+                delivery_id=row.delivery_id,
+                recipient_id=row.recipient_id,
+                kind=row.kind,
+                channel=Channel.EMAIL,
+                source_event_id=row.source_event_id,
+                occurred_at=now,
+                attempts=1,
+                reason=message,
+            )
+        )
+        return
+    store.add_delivery(
+        uow.session,
+        program_id=program_id,
+        planned=plan,
+        message=message,
+        traceparent=current_traceparent(),
+    )
+    await schedule(
+        uow.session,
+        store.timers,
+        program_id=program_id,
+        kind=deliveries.SEND,
+        key=plan.delivery_id,
+        due_at=now,
+    )
+
+
+_PEOPLE = (ParticipantRegistered, ParticipantTimezoneChanged)
 
 SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(ParticipantRegistered, on_participant_registered),
     Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)),
-    Subscription(
-        SessionScheduled,
-        on_session_scheduled,
-        after=(ParticipantRegistered, ParticipantTimezoneChanged),
-    ),
+    Subscription(PairFormed, on_pair_formed),
+    Subscription(SessionScheduled, on_session_scheduled, after=(*_PEOPLE, PairFormed)),
+    Subscription(SessionRescheduled, on_session_rescheduled, after=(*_PEOPLE, SessionScheduled)),
+    Subscription(SessionCancelled, on_session_cancelled, after=(*_PEOPLE, SessionScheduled)),
 ]

@@ -1,16 +1,17 @@
-"""Composing emails: iMIP invitations (RFC 6047) with text, HTML and calendar parts."""
+"""Composing emails: iMIP invitations, updates and cancellations (RFC 6047) with text, HTML and
+calendar parts, rendered from the templates (pure; run it in the CPU pool)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from services.notifications import mime
+from services.notifications.mime import Mailbox
 
 _templates = Environment(
     loader=PackageLoader("services.notifications", "templates"),
@@ -26,6 +27,13 @@ PURPOSES = {
     ),
 }
 
+# METHOD -> how the subject and headline speak of the change
+CHANGES = {
+    "REQUEST": ("Invitation", "is planned"),
+    "UPDATE": ("Updated", "has moved"),
+    "CANCEL": ("Cancelled", "is cancelled"),
+}
+
 
 @dataclass(frozen=True)
 class Recipient:
@@ -34,23 +42,42 @@ class Recipient:
     name: str
     email: str
     timezone: str
+    role: str | None = None  # mentor or mentee, when known
+
+
+@dataclass(frozen=True)
+class Partner:
+    """Someone else in the session, as the recipient sees them."""
+
+    name: str
+    timezone: str
+    role: str | None = None
 
 
 @dataclass(frozen=True)
 class InvitationMail:
-    """Everything one invitation email says, for one recipient."""
+    """Everything one session email (invitation, update, cancellation) says, for one recipient."""
 
-    sender: Address
+    sender: Mailbox
     recipient: Recipient
     other_names: Sequence[str]
     kind: str
     start: dt.datetime
     end: dt.datetime
     ical: str
-    method: str
+    method: str  # the iTIP METHOD: REQUEST (also for updates) or CANCEL
     message_id: str
     sent_at: dt.datetime
     program_name: str
+    change: str = "REQUEST"  # REQUEST, UPDATE or CANCEL: how the text speaks of it
+    partners: Sequence[Partner] = ()
+    reasons: Sequence[str] = ()
+    location: str | None = None
+    reply_to: Mailbox | None = None
+    reason: str | None = None  # why it moved or was cancelled
+    previous_start: dt.datetime | None = None
+    links: dict[str, str] = field(default_factory=dict)
+    replies_read: bool = False  # the organizer's mailbox is read: answers reach the program
 
 
 def when_local(start: dt.datetime, end: dt.datetime, timezone: str) -> str:
@@ -61,36 +88,113 @@ def when_local(start: dt.datetime, end: dt.datetime, timezone: str) -> str:
     return f"{day}, {s:%H:%M}\u2013{e:%H:%M} {s.tzname()}"
 
 
-def compose_invitation(mail: InvitationMail) -> EmailMessage:
-    """multipart/mixed[alternative[text/plain, text/html, text/calendar], invite.ics]."""
+def short_when(start: dt.datetime, timezone: str) -> str:
+    """e.g. 'Tue 8 Dec 10:00 CET', for subjects."""
+    s = start.astimezone(ZoneInfo(timezone))
+    return f"{s:%a} {s.day} {s:%b} {s:%H:%M} {s.tzname()}"
+
+
+def role_line(recipient: Recipient, partners: Sequence[Partner]) -> str:
+    """Who is whose mentor, from the recipient's side."""
+    if not partners:
+        return ""
+    other = partners[0]
+    name = mime.one_line(other.name)
+    if other.role == "mentor":
+        return f"{name} will be your mentor."
+    if other.role == "mentee" or recipient.role == "mentor":
+        return f"You will be {name}'s mentor."
+    return ""
+
+
+def partner_times(mail: InvitationMail) -> list[str]:
+    """Each partner's local time at the start, e.g. 'for Eli it is 23:00 JST (Asia/Tokyo)'."""
+    lines = []
+    for partner in mail.partners:
+        local = mail.start.astimezone(ZoneInfo(partner.timezone))
+        lines.append(
+            f"For {mime.one_line(partner.name)} it is {local:%H:%M} {local.tzname()} on "
+            f"{local:%A} ({partner.timezone})."
+        )
+    return lines
+
+
+def _context(mail: InvitationMail) -> dict[str, object]:
+    verb = CHANGES.get(mail.change, CHANGES["REQUEST"])[1]
     kind_title = mail.kind.replace("_", " ")
-    others = " and ".join(mail.other_names)
-    context = {
-        "recipient_name": mail.recipient.name,
-        "headline": f"Your mentorship {kind_title} with {others} is planned.",
+    others = " and ".join(mime.one_line(name) for name in mail.other_names)
+    previous = (
+        when_local(
+            mail.previous_start,
+            mail.previous_start + (mail.end - mail.start),
+            mail.recipient.timezone,
+        )
+        if mail.previous_start is not None
+        else None
+    )
+    return {
+        "recipient_name": mime.one_line(mail.recipient.name),
+        "headline": f"Your mentorship {kind_title} with {others} {verb}.",
+        "change": mail.change,
         "when_local": when_local(mail.start, mail.end, mail.recipient.timezone),
+        "previous_when": previous,
         "other_names": others,
         "recipient_timezone": mail.recipient.timezone,
-        "purpose": PURPOSES.get(mail.kind, ""),
-        "program_name": mail.program_name,
+        "purpose": PURPOSES.get(mail.kind, "") if mail.change != "CANCEL" else "",
+        "program_name": mime.one_line(mail.program_name),
+        "role_line": role_line(mail.recipient, mail.partners),
+        "partner_times": partner_times(mail),
+        "reasons": [mime.one_line(r) for r in mail.reasons],
+        "location": mime.one_line(mail.location) if mail.location else "",
+        "reason": mime.paragraphs(mail.reason) if mail.reason else "",
+        "coordinator": mime.one_line(mail.reply_to.name or mail.reply_to.address)
+        if mail.reply_to
+        else "",
+        "links": dict(mail.links),
+        "replies_read": mail.replies_read,
     }
-    msg = EmailMessage()
-    msg["Subject"] = f"Invitation: mentorship {kind_title} with {others}"
-    msg["From"] = mail.sender
-    msg["To"] = Address(display_name=mail.recipient.name, addr_spec=mail.recipient.email)
-    msg["Date"] = format_datetime(mail.sent_at.astimezone(dt.UTC))
-    msg["Message-ID"] = mail.message_id
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg.set_content(_templates.get_template("invitation.txt").render(context))
-    msg.add_alternative(_templates.get_template("invitation.html").render(context), subtype="html")
-    msg.add_alternative(mail.ical, subtype="calendar", params={"method": mail.method})
-    msg.add_attachment(
-        mail.ical.encode(), maintype="application", subtype="ics", filename="invite.ics"
+
+
+def subject(mail: InvitationMail) -> str:
+    """e.g. 'Invitation: mentorship kickoff with Bob Smith, Tue 8 Dec 10:00 EST'."""
+    title = CHANGES.get(mail.change, CHANGES["REQUEST"])[0]
+    others = " and ".join(mime.one_line(name) for name in mail.other_names)
+    when = short_when(mail.start, mail.recipient.timezone)
+    return f"{title}: mentorship {mail.kind.replace('_', ' ')} with {others}, {when}"
+
+
+def compose_invitation(mail: InvitationMail) -> bytes:
+    """multipart/mixed[alternative[text/plain, text/html, text/calendar], invite.ics] bytes.
+
+    Raises mime.BadAddress when the recipient's address cannot be written.
+    """
+    context = _context(mail)
+    recipient = mime.mailbox(mail.recipient.name, mail.recipient.email)
+    headers = [
+        ("From", mime.address_header(mail.sender)),
+        ("To", mime.address_header(recipient)),
+        ("Subject", mime.unstructured(subject(mail))),
+        ("Date", mime.date_header(mail.sent_at)),
+        ("Message-ID", mail.message_id),
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Auto-Response-Suppress", "OOF, AutoReply"),
+    ]
+    if mail.reply_to is not None:
+        headers.append(("Reply-To", mime.address_header(mail.reply_to)))
+    return mime.write_message(
+        headers,
+        text=_templates.get_template("invitation.txt").render(context),
+        html=_templates.get_template("invitation.html").render(context),
+        calendar=mime.Calendar(mail.method, mail.ical),
     )
-    return msg
 
 
-def compose_invitations(mails: Sequence[InvitationMail]) -> list[bytes]:
-    """The wire bytes of each invitation (CPU-heavy: run it in the service's CPU pool)."""
-    return [compose_invitation(mail).as_bytes() for mail in mails]
+def compose_invitations(mails: Sequence[InvitationMail]) -> list[bytes | str]:
+    """The wire bytes of each invitation, or why it cannot be built (for the CPU pool)."""
+    out: list[bytes | str] = []
+    for mail in mails:
+        try:
+            out.append(compose_invitation(mail))
+        except mime.BadAddress as exc:
+            out.append(str(exc))
+    return out

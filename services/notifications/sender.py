@@ -1,138 +1,272 @@
-"""The sender: each delivery's send is a durable timer item, done over one reused SMTP connection.
+"""The sender: due deliveries are claimed in batches (durable timers of kind SEND), sent over a
+small pool of SMTP connections, and recorded in one transaction per batch.
 
-The item is claimed with a lease, the mail is sent outside any transaction, and the delivery is
-marked sent (and notification.sent emitted) in the transaction that marks the item done; two
-replicas never send the same delivery. A crash between the SMTP 250 and that commit resends the
-mail once the lease ends, with the same Message-ID (the bytes are stored with the delivery).
+After a 250 a mail is never sent again: the 250 goes to the local sent journal at once, and the
+database record (delivery sent, timer done, notification.sent) is retried until it sticks, before
+anything else is claimed. A circuit breaker stops sending while the server is away or hanging;
+permanent refusals fail the delivery (notification.failed) and nothing else waits for them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
-from dataclasses import dataclass
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiosmtplib
-from opentelemetry import trace
+from sqlalchemy import Table, and_, bindparam, select, tuple_, update
 
-from services.notifications import deliveries, store
+from services.notifications import deliveries, mime, store
+from services.notifications.breaker import HALF_OPEN, Breaker
+from services.notifications.journal import SentJournal, SentRecord
+from services.notifications.smtp import Attempt, Outcome, SmtpPool
+from shared.backoff import backoff
+from shared.clock import Clock
 from shared.db import Sessions
 from shared.events import Channel, NotificationFailed, NotificationSent
-from shared.settings import Settings
-from shared.telemetry import context_from_traceparent, tracer
-from shared.timers import Due, PermanentFailure, TimerHandler, timer_loop
+from shared.timers import Due, TimerHandler, TimerRunner
 from shared.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from shared.service import Running
 
 log = logging.getLogger("mentorship.notifications.sender")
 
-# these should become settings
 MAX_ATTEMPTS = 8
-RETRY_BASE_SECONDS = 5.0  # 5 s, 10 s, 20 s ... between attempts
+RETRY_BASE_SECONDS = 5.0  # about 5 s, 10 s, 20 s ... between attempts (with jitter)
 RETRY_CAP_SECONDS = 1800.0
-LEASE = dt.timedelta(minutes=2)  # far above smtp_timeout_seconds: a send never outlives it
-BATCH = 50
+# far above a batch's sends: an item is not re-claimed while its 250 waits to be recorded
+LEASE = dt.timedelta(minutes=15)
+BATCH = 200
+POLL_SECONDS = 0.25
 
 
-class SmtpConnection:
-    """One SMTP connection, opened on first use and reopened after the server drops it."""
+def retry_delay(attempt: int, rand: Callable[[], float] = random.random) -> float:
+    """Seconds before the next try: the backoff, of which the second half is random (jitter)."""
+    delay = backoff(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
+    return delay / 2 + rand() * delay / 2
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._client: aiosmtplib.SMTP | None = None
 
-    def _new_client(self) -> aiosmtplib.SMTP:
-        s = self._settings
-        return aiosmtplib.SMTP(
-            hostname=s.smtp_host or "127.0.0.1",
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            use_tls=s.smtp_security == "tls",
-            start_tls=s.smtp_security == "starttls",
-            timeout=s.smtp_timeout_seconds,
+@dataclass
+class Outcomes:
+    """A batch's results, waiting to be recorded."""
+
+    sent: list[SentRecord] = field(default_factory=list)
+    failed: list[tuple[Due, str]] = field(default_factory=list)
+    retry: list[tuple[Due, str]] = field(default_factory=list)
+    released: list[Due] = field(default_factory=list)
+    orphan_files: list[Path] = field(default_factory=list)
+    journalled: int = 0  # of `sent`, those this process's journal holds
+
+    def __bool__(self) -> bool:
+        return bool(self.sent or self.failed or self.retry or self.released or self.orphan_files)
+
+
+async def _not_run(item: Due, uow: UnitOfWork) -> None:  # the sender records batches itself
+    raise AssertionError("send timers are done by the Sender")
+
+
+class Sender:
+    """Claims, sends and records due deliveries; `run_once` one batch, `run` until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        sessions: Sessions,
+        unit_of_work: Callable[[], contextlib.AbstractAsyncContextManager[UnitOfWork]],
+        clock: Clock,
+        pool: SmtpPool,
+        journal: SentJournal,
+        mail_from: str,
+        breaker: Breaker | None = None,
+        batch: int = BATCH,
+        lease: dt.timedelta = LEASE,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        handlers = {deliveries.SEND: TimerHandler(done=_not_run)}
+        common: dict[str, Any] = dict(
+            sessions=sessions, unit_of_work=unit_of_work, clock=clock, lease=lease
         )
+        self._runner = TimerRunner(store.timers, handlers, batch=batch, **common)
+        self._probe = TimerRunner(store.timers, handlers, batch=1, **common)
+        self._sessions = sessions
+        self._unit_of_work = unit_of_work
+        self._clock = clock
+        self._pool = pool
+        self._journal = journal
+        self._sender = mime.mailbox("", mail_from).address if "@" in mail_from else mail_from
+        self._lease = lease
+        self._monotonic = monotonic
+        self.breaker = breaker or Breaker()
+        self.pending = Outcomes()
+        self.recording_problem: str | None = None
+        self.sent = 0
+        self.failed = 0
 
-    async def send(self, *, sender: str, recipient: str, message: bytes) -> None:
-        """Sends one message, reconnecting once if the pooled connection went stale."""
-        for attempt in (1, 2):
-            if self._client is None or not self._client.is_connected:
-                self._client = self._new_client()
-                await self._client.connect()
+    def wake(self) -> None:
+        """Looks for due deliveries now."""
+        self._runner.wake()
+
+    def problem(self) -> str | None:
+        """What /readyz reports: the breaker open, or sends waiting to be recorded."""
+        return self.recording_problem or self.breaker.problem()
+
+    async def adopt_orphans(self) -> None:
+        """Queues the 250s that dead processes journalled but never recorded."""
+        records, files = self._journal.orphans()
+        self.pending.sent += records
+        self.pending.orphan_files += files
+        if records:
+            log.warning("recording %d sends journalled by a process that died", len(records))
+
+    async def run_once(self) -> int:
+        """Records what waits, then claims, sends and records one batch; how many were claimed."""
+        if self.pending:
+            await self._record_pending()
+        if not self.breaker.allows(self._monotonic()):
+            return 0
+        runner = self._probe if self.breaker.state == HALF_OPEN else self._runner
+        items = await runner.claim()
+        if not items:
+            return 0
+        rows = await self._load(items)
+        attempts = await asyncio.gather(*(self._send(item, rows.get(item.key)) for item in items))
+        for item, attempt in zip(items, attempts, strict=True):
+            self._sort(item, attempt)
+        await self._record_pending()
+        return len(items)
+
+    async def run_due(self) -> int:
+        """Sends batch after batch until nothing is due (tests and benchmarks)."""
+        total = 0
+        while (claimed := await self.run_once()) > 0:
+            total += claimed
+        return total
+
+    async def run(self) -> None:
+        """Sends due deliveries until cancelled; one log line per change of the database state."""
+        await self.adopt_orphans()
+        db_down = 0
+        while True:
+            self._runner._wakeup.clear()
             try:
-                await self._client.sendmail(sender, [recipient], message)
-                return
-            except aiosmtplib.SMTPServerDisconnected:
-                self._client = None
-                if attempt == 2:
-                    raise
-
-    async def close(self) -> None:
-        """Says QUIT if connected."""
-        if self._client is not None and self._client.is_connected:
-            with contextlib.suppress(aiosmtplib.SMTPException):
-                await self._client.quit()
-        self._client = None
-
-
-# 5xx about the server, the connection or our own configuration, not about this message
-_NOT_ABOUT_THE_MESSAGE = (
-    aiosmtplib.SMTPAuthenticationError,
-    aiosmtplib.SMTPConnectResponseError,
-    aiosmtplib.SMTPHeloError,
-    aiosmtplib.SMTPSenderRefused,
-)
-
-
-def _permanent(exc: Exception) -> bool:
-    """5xx answers about the recipient or the message will not change on retry."""
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return all(500 <= e.code < 600 for e in exc.recipients)
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return 500 <= exc.code < 600 and not isinstance(exc, _NOT_ABOUT_THE_MESSAGE)
-    return False
-
-
-@dataclass(frozen=True)
-class SendMail:
-    """The send timer's side effect: one delivery's stored bytes over the SMTP connection."""
-
-    sessions: Sessions
-    smtp: SmtpConnection
-    mail_from: str
-
-    async def __call__(self, item: Due) -> None:
-        """Sends the delivery's email; a 5xx about the message fails it for good."""
-        # read, then let the connection go: SQLite's one connection is not held over SMTP
-        async with self.sessions() as session:
-            delivery = await store.delivery_or_raise(
-                session, program_id=item.program_id, delivery_id=item.key
-            )
-        with tracer().start_as_current_span(
-            "smtp send",
-            context=context_from_traceparent(delivery.traceparent),
-            kind=trace.SpanKind.CLIENT,
-        ) as span:
-            span.set_attribute("mentorship.delivery_id", delivery.delivery_id)
-            span.set_attribute("email.message_id", delivery.message_id)
-            try:
-                await self.smtp.send(
-                    sender=self.mail_from,
-                    recipient=delivery.recipient_email,
-                    message=delivery.message,
-                )
+                claimed = await self.run_once()
+                if db_down:
+                    log.info("sender: the database answers again; sending resumes")
+                db_down, self.recording_problem = 0, None
             except Exception as exc:
-                span.record_exception(exc)
-                if _permanent(exc):
-                    raise PermanentFailure(f"{type(exc).__name__}: {exc}") from exc
-                raise
+                claimed, db_down = 0, db_down + 1
+                unrecorded = len(self.pending.sent)
+                self.recording_problem = (
+                    f"the database is unavailable ({type(exc).__name__}); {unrecorded} sent "
+                    "mail(s) wait to be recorded and nothing is sent meanwhile"
+                )
+                if db_down == 1:
+                    log.warning("sender: %s; retrying until it works", self.recording_problem)
+            if claimed:
+                continue
+            delay = POLL_SECONDS
+            if db_down:
+                delay = backoff(db_down, base=POLL_SECONDS, cap=5.0)
+            elif not self.breaker.allows(self._monotonic()):
+                delay = self.breaker.wait(self._monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._runner._wakeup.wait(), timeout=delay)
+
+    # --- sending ------------------------------------------------------------------------
+
+    async def _load(self, items: Sequence[Due]) -> dict[str, Any]:
+        """The claimed deliveries' addresses, bytes and status, in one query."""
+        d = store.Delivery
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(d.delivery_id, d.recipient_email, d.message, d.status).where(
+                    tuple_(d.program_id, d.delivery_id).in_(
+                        [(item.program_id, item.key) for item in items]
+                    )
+                )
+            )
+            return {row.delivery_id: row for row in rows}
+
+    async def _send(self, item: Due, row: Any) -> Attempt | None:
+        """One delivery over a pooled connection; None when it must wait (breaker, lease)."""
+        if row is None:
+            return Attempt(Outcome.PERMANENT, "the delivery's row is gone; nothing to send")
+        if row.status == "sent":
+            return Attempt(Outcome.SENT, "already sent")
+        if item.attempt > MAX_ATTEMPTS:
+            return Attempt(Outcome.PERMANENT, "not finished within its lease; did the process die?")
+        async with self._pool.connection() as connection:
+            if not self.breaker.allows(self._monotonic()) or (
+                self._clock.now() > item.leased_until - self._lease / 2
+            ):
+                return None
+            recipient = mime.mailbox("", row.recipient_email).address
+            attempt = await connection.send(
+                sender=self._sender, recipient=recipient, message=row.message
+            )
+            if attempt.outcome == Outcome.SENT:
+                # before anything else can happen to this process: the 250 is noted
+                self._journal.append(
+                    SentRecord(item.program_id, item.key, self._clock.now(), item.attempt)
+                )
+                change = self.breaker.succeeded()
+            elif attempt.outcome == Outcome.SERVER:
+                change = self.breaker.failed(self._monotonic(), attempt.reason)
+            else:
+                change = self.breaker.succeeded()  # it answered, about this message
+            if change:
+                log.warning(change) if self.breaker.state != "closed" else log.info(change)
+            return attempt
+
+    def _sort(self, item: Due, attempt: Attempt | None) -> None:
+        p = self.pending
+        if attempt is None:
+            p.released.append(item)
+        elif attempt.outcome == Outcome.SENT:
+            p.sent.append(SentRecord(item.program_id, item.key, self._clock.now(), item.attempt))
+            if not attempt.reason:  # sent now, not found sent already: the journal holds it
+                p.journalled += 1
+        elif attempt.outcome == Outcome.PERMANENT or item.attempt >= MAX_ATTEMPTS:
+            p.failed.append((item, attempt.reason))
+        else:
+            p.retry.append((item, attempt.reason))
+
+    # --- recording ----------------------------------------------------------------------
+
+    async def _record_pending(self) -> None:
+        """Records every waiting outcome in one transaction; raises (and keeps them) on failure."""
+        p = self.pending
+        async with self._unit_of_work() as uow:
+            await record_sent(uow, p.sent)
+            await record_failed(uow, p.failed)
+            await schedule_retries(uow, p.retry)
+            await release(uow, p.released)
+        journalled = p.journalled
+        self.sent += len(p.sent)
+        self.failed += len(p.failed)
+        for path in p.orphan_files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        self.pending = Outcomes()
+        self._journal.recorded(journalled)
+        for item, reason in p.failed:
+            log.error("delivery %s/%s failed for good: %s", item.program_id, item.key, reason)
+        if p.retry:
+            log.info("%d send(s) will be tried again (first: %s)", len(p.retry), p.retry[0][1])
 
 
-def _about(row: store.Delivery) -> dict[str, Any]:
+_DELIVERIES: Table = store.Delivery.__table__  # type: ignore[assignment]
+
+
+def _about(row: Any) -> dict[str, Any]:
     """What notification.sent and notification.failed both say about a delivery."""
     return {
         "program_id": row.program_id,
@@ -144,50 +278,189 @@ def _about(row: store.Delivery) -> dict[str, Any]:
     }
 
 
-async def mark_sent(item: Due, uow: UnitOfWork) -> None:
-    """The delivery is sent: recorded with notification.sent, as its timer item is marked done."""
-    row = await store.delivery_or_raise(
-        uow.session, program_id=item.program_id, delivery_id=item.key
+def _columns() -> tuple[Any, ...]:
+    d = store.Delivery
+    return (
+        d.program_id,
+        d.delivery_id,
+        d.recipient_id,
+        d.kind,
+        d.source_event_id,
+        d.message_id,
+        d.status,
     )
+
+
+async def _rows(uow: UnitOfWork, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    d = store.Delivery
+    query = select(*_columns()).where(tuple_(d.program_id, d.delivery_id).in_(keys))
+    if uow.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()  # two replicas recording one 250 emit it once
+    rows = await uow.session.execute(query)
+    return {(r.program_id, r.delivery_id): r for r in rows}
+
+
+def _timers_where(*, lease: bool) -> Any:
+    t = store.timers
+    conditions = [
+        t.c.program_id == bindparam("b_program"),
+        t.c.kind == deliveries.SEND,
+        t.c.key == bindparam("b_key"),
+        t.c.status == "pending",
+    ]
+    if lease:
+        conditions.append(t.c.lease_token == bindparam("b_token"))
+    return and_(*conditions)
+
+
+async def record_sent(uow: UnitOfWork, sent: Sequence[SentRecord]) -> None:
+    """Deliveries sent, their timers done, notification.sent once per delivery."""
+    if not sent:
+        return
+    rows = await _rows(uow, [(r.program_id, r.delivery_id) for r in sent])
     now = uow.clock.now()
-    row.status, row.sent_at, row.attempts, row.last_error = "sent", now, item.attempt, None
-    uow.emit(NotificationSent(**_about(row), occurred_at=now, message_id=row.message_id))
-
-
-async def mark_failed(item: Due, reason: str, uow: UnitOfWork) -> None:
-    """The delivery failed for good: recorded with notification.failed and the reason."""
-    row = await store.delivery_or_raise(
-        uow.session, program_id=item.program_id, delivery_id=item.key
-    )
-    row.status, row.attempts, row.last_error = "failed", item.attempt, reason
-    uow.emit(
-        NotificationFailed(
-            **_about(row), occurred_at=uow.clock.now(), attempts=item.attempt, reason=reason
+    new = {}
+    for record in sent:
+        row = rows.get((record.program_id, record.delivery_id))
+        if row is not None and row.status != "sent":
+            new[(record.program_id, record.delivery_id)] = (record, row)
+    if new:
+        await uow.session.execute(
+            update(_DELIVERIES)
+            .where(
+                _DELIVERIES.c.program_id == bindparam("b_program"),
+                _DELIVERIES.c.delivery_id == bindparam("b_key"),
+            )
+            .values(status="sent", sent_at=bindparam("b_at"), attempts=bindparam("b_attempt")),
+            [
+                {
+                    "b_program": r.program_id,
+                    "b_key": r.delivery_id,
+                    "b_at": r.sent_at,
+                    "b_attempt": max(r.attempt, 1),
+                }
+                for r, _ in new.values()
+            ],
         )
+    await uow.session.execute(
+        update(store.timers)
+        .where(_timers_where(lease=False))
+        .values(status="done", finished_at=now, leased_until=None, lease_token=None),
+        [{"b_program": r.program_id, "b_key": r.delivery_id} for r in sent],
+    )
+    for _record, row in new.values():
+        uow.emit(NotificationSent(**_about(row), occurred_at=now, message_id=row.message_id))
+
+
+async def record_failed(uow: UnitOfWork, failed: Sequence[tuple[Due, str]]) -> None:
+    """Deliveries failed for good, with the reason and notification.failed."""
+    if not failed:
+        return
+    rows = await _rows(uow, [(item.program_id, item.key) for item, _ in failed])
+    now = uow.clock.now()
+    for item, reason in failed:
+        row = rows.get((item.program_id, item.key))
+        result = await uow.session.execute(
+            update(store.timers)
+            .where(_timers_where(lease=True))
+            .values(
+                status="failed",
+                finished_at=now,
+                leased_until=None,
+                lease_token=None,
+                last_error=reason,
+            ),
+            {"b_program": item.program_id, "b_key": item.key, "b_token": item.lease_token},
+        )
+        if not result.rowcount or row is None or row.status != "pending":  # type: ignore[attr-defined]
+            continue
+        await uow.session.execute(
+            update(_DELIVERIES)
+            .where(
+                _DELIVERIES.c.program_id == item.program_id, _DELIVERIES.c.delivery_id == item.key
+            )
+            .values(status="failed", attempts=item.attempt, last_error=reason)
+        )
+        uow.emit(
+            NotificationFailed(
+                **_about(row), occurred_at=now, attempts=max(item.attempt, 1), reason=reason
+            )
+        )
+
+
+async def schedule_retries(uow: UnitOfWork, retry: Sequence[tuple[Due, str]]) -> None:
+    """Transient failures: tried again after a backoff with jitter."""
+    if not retry:
+        return
+    now = uow.clock.now()
+    await uow.session.execute(
+        update(store.timers)
+        .where(_timers_where(lease=True))
+        .values(
+            due_at=bindparam("b_due"),
+            leased_until=None,
+            lease_token=None,
+            last_error=bindparam("b_error"),
+        ),
+        [
+            {
+                "b_program": item.program_id,
+                "b_key": item.key,
+                "b_token": item.lease_token,
+                "b_due": now + dt.timedelta(seconds=retry_delay(item.attempt)),
+                "b_error": reason,
+            }
+            for item, reason in retry
+        ],
+    )
+    await uow.session.execute(
+        update(_DELIVERIES)
+        .where(
+            _DELIVERIES.c.program_id == bindparam("b_program"),
+            _DELIVERIES.c.delivery_id == bindparam("b_key"),
+        )
+        .values(attempts=bindparam("b_attempt"), last_error=bindparam("b_error")),
+        [
+            {
+                "b_program": item.program_id,
+                "b_key": item.key,
+                "b_attempt": item.attempt,
+                "b_error": reason,
+            }
+            for item, reason in retry
+        ],
     )
 
 
-def send_handler(*, sessions: Sessions, smtp: SmtpConnection, mail_from: str) -> TimerHandler:
-    """What the timer loop does with a due send: SMTP, then sent or, in the end, failed."""
-    return TimerHandler(
-        act=SendMail(sessions=sessions, smtp=smtp, mail_from=mail_from),
-        done=mark_sent,
-        gave_up=mark_failed,
-        max_attempts=MAX_ATTEMPTS,
-        retry_base_seconds=RETRY_BASE_SECONDS,
-        retry_cap_seconds=RETRY_CAP_SECONDS,
+async def release(uow: UnitOfWork, items: Sequence[Due]) -> None:
+    """Items not tried (breaker open, lease half gone): back to pending, the claim not counted."""
+    if not items:
+        return
+    t = store.timers
+    await uow.session.execute(
+        update(t)
+        .where(_timers_where(lease=True))
+        .values(leased_until=None, lease_token=None, attempts=t.c.attempts - 1),
+        [{"b_program": i.program_id, "b_key": i.key, "b_token": i.lease_token} for i in items],
     )
 
 
 async def run_sender(running: Running) -> None:
     """Sends due deliveries until the service stops."""
-    smtp = SmtpConnection(running.settings)
-    handler = send_handler(
-        sessions=running.sessions, smtp=smtp, mail_from=running.settings.mail_from
+    s = running.settings
+    pool = SmtpPool(s, s.smtp_pool_size)
+    journal = SentJournal(s.data_dir / "notifications-journal")
+    sender = Sender(
+        sessions=running.sessions,
+        unit_of_work=running.unit_of_work,
+        clock=running.clock,
+        pool=pool,
+        journal=journal,
+        mail_from=s.mail_from,
     )
+    running.checks.append(sender.problem)
     try:
-        await timer_loop(store.timers, {deliveries.SEND: handler}, lease=LEASE, batch=BATCH)(
-            running
-        )
+        await sender.run()
     finally:
-        await smtp.close()
+        await pool.close()
+        journal.close()

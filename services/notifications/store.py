@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import DateTime, Integer, LargeBinary, String, Text, select
+from sqlalchemy import JSON, DateTime, Integer, LargeBinary, String, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -33,10 +33,25 @@ class Contact(Base):
     email: Mapped[str] = mapped_column(String(320))
     display_name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
     def attendee(self) -> Attendee:
         """The contact as the domain sees it."""
-        return Attendee(self.participant_id, self.display_name, self.email, self.timezone)
+        return Attendee(
+            self.participant_id, self.display_name, self.email, self.timezone, self.role
+        )
+
+
+class Pair(Base):
+    """A formed pair, as its mails speak of it: who mentors whom and why they were matched."""
+
+    __tablename__ = "pairs"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pair_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    mentor_id: Mapped[str] = mapped_column(String(200))
+    mentee_id: Mapped[str] = mapped_column(String(200))
+    reasons: Mapped[list[str]] = mapped_column(JSON)
 
 
 class Delivery(Base):
@@ -104,6 +119,11 @@ async def queued_keys(session: AsyncSession, *, keys: Collection[str]) -> set[st
     return set(found)
 
 
+async def get_pair(session: AsyncSession, *, program_id: str, pair_id: str) -> Pair | None:
+    """A formed pair, if notifications heard of it."""
+    return await session.get(Pair, (program_id, pair_id))
+
+
 def add_delivery(
     session: AsyncSession,
     *,
@@ -111,8 +131,10 @@ def add_delivery(
     planned: PlannedDelivery,
     message: bytes,
     traceparent: str | None,
+    status: str = "pending",
+    error: str | None = None,
 ) -> Delivery:
-    """Stores a planned delivery, pending, with its MIME bytes."""
+    """Stores a planned delivery, pending with its MIME bytes (or failed, with the reason)."""
     delivery = Delivery(
         program_id=program_id,
         delivery_id=planned.delivery_id,
@@ -123,8 +145,9 @@ def add_delivery(
         source_event_id=planned.source_event_id,
         message_id=planned.message_id,
         message=message,
-        status="pending",
-        attempts=0,
+        status=status,
+        attempts=0 if status == "pending" else 1,
+        last_error=error,
         traceparent=traceparent,
     )
     session.add(delivery)

@@ -15,12 +15,22 @@ from sqlalchemy import select
 from services.notifications import deliveries, store
 from services.notifications.handlers import (
     SUBSCRIPTIONS,
+    on_pair_formed,
     on_participant_registered,
+    on_session_cancelled,
+    on_session_rescheduled,
     on_session_scheduled,
     on_timezone_changed,
 )
 from shared.errors import ProgramMismatch, UnknownReference
-from shared.events import ParticipantRegistered, ParticipantTimezoneChanged, SessionScheduled
+from shared.events import (
+    PairFormed,
+    ParticipantRegistered,
+    ParticipantTimezoneChanged,
+    SessionCancelled,
+    SessionRescheduled,
+    SessionScheduled,
+)
 from tests.support.factories import envelope, registration
 from tests.support.handlers import START, HandlerDb, handler_db
 
@@ -91,12 +101,18 @@ def test_every_subscription_is_a_plain_handler_of_event_and_unit_of_work():
     assert [s.event for s in SUBSCRIPTIONS] == [
         ParticipantRegistered,
         ParticipantTimezoneChanged,
+        PairFormed,
         SessionScheduled,
+        SessionRescheduled,
+        SessionCancelled,
     ]
     assert [s.handler for s in SUBSCRIPTIONS] == [
         on_participant_registered,
         on_timezone_changed,
+        on_pair_formed,
         on_session_scheduled,
+        on_session_rescheduled,
+        on_session_cancelled,
     ]
 
 
@@ -202,7 +218,7 @@ async def test_each_invitation_is_addressed_and_timed_for_its_own_recipient(db):
     assert mentee.message_id == f"<{mentee.delivery_id}@mentoring.example>"
     assert parsed["To"].addresses[0].addr_spec == "e@example.org"
     assert str(parsed["From"]) == "Mentoring Team <team@mentoring.example>"
-    assert parsed["Subject"] == "Invitation: mentorship kickoff with Person m"
+    assert parsed["Subject"] == "Invitation: mentorship kickoff with Person m, Thu 4 Mar 00:00 JST"
     text = next(p for p in parsed.walk() if p.get_content_type() == "text/plain").get_content()
     assert "Thursday 4 March 2027, 00:00\u201301:00 JST" in text  # 15:00 UTC, in Tokyo
     assert mentor.message_id != mentee.message_id

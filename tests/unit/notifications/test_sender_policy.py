@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiosmtplib
 import pytest
 
-from services.notifications.sender import MAX_ATTEMPTS, SmtpConnection, _permanent, send_handler
-from shared.backoff import backoff
-from shared.db import make_engine, make_sessions
-from shared.settings import Settings
+from services.notifications.sender import retry_delay
+from services.notifications.smtp import Outcome, _permanent, classify
 
 
 def refused(*codes: int) -> aiosmtplib.SMTPRecipientsRefused:
@@ -25,25 +21,19 @@ def refused(*codes: int) -> aiosmtplib.SMTPRecipientsRefused:
 # --- retries --------------------------------------------------------------------------------
 
 
-def send_retry_delays(attempts: range, tmp_path: Path) -> list[float]:
-    handler = send_handler(
-        sessions=make_sessions(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'n.sqlite3'}")),
-        smtp=SmtpConnection(Settings()),
-        mail_from="team@mentoring.example",
-    )
-    assert handler.max_attempts == MAX_ATTEMPTS
-    return [
-        backoff(n, base=handler.retry_base_seconds, cap=handler.retry_cap_seconds) for n in attempts
-    ]
+def test_a_failed_send_is_retried_after_about_five_seconds_then_twice_as_long_each_time():
+    assert [retry_delay(n, rand=lambda: 1.0) for n in range(1, 6)] == [5, 10, 20, 40, 80]
+    assert [retry_delay(n, rand=lambda: 0.0) for n in range(1, 6)] == [2.5, 5, 10, 20, 40]
 
 
-def test_a_failed_send_is_retried_after_five_seconds_then_twice_as_long_each_time(tmp_path):
-    assert send_retry_delays(range(1, 6), tmp_path) == [5, 10, 20, 40, 80]
+def test_retries_of_a_send_are_at_most_thirty_minutes_apart():
+    assert max(retry_delay(n, rand=lambda: 1.0) for n in range(1, 60)) == 1800
 
 
-def test_retries_of_a_send_are_at_most_thirty_minutes_apart(tmp_path):
-    assert send_retry_delays(range(9, 12), tmp_path) == [1280, 1800, 1800]
-    assert max(send_retry_delays(range(1, 60), tmp_path)) == 1800
+def test_retries_are_spread_by_jitter_so_a_burst_does_not_come_back_at_once():
+    delays = {retry_delay(3) for _ in range(50)}
+    assert len(delays) > 40
+    assert all(10 <= d <= 20 for d in delays)
 
 
 # --- _permanent -----------------------------------------------------------------------------
@@ -121,3 +111,22 @@ def test_authentication_failure_is_retried_not_blamed_on_the_message():
 )
 def test_5xx_at_connection_setup_is_not_blamed_on_the_message(exc):
     assert _permanent(exc) is False
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        aiosmtplib.SMTPConnectError("could not connect"),
+        aiosmtplib.SMTPReadTimeoutError("timed out reading"),
+        aiosmtplib.SMTPResponseException(421, "4.3.2 shutting down"),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+    ids=["connect", "read-timeout", "421", "refused"],
+)
+def test_trouble_with_the_server_itself_counts_for_the_circuit_breaker(exc):
+    assert classify(exc).outcome == Outcome.SERVER
+
+
+def test_a_4xx_about_one_message_is_retried_without_blaming_the_server():
+    assert classify(aiosmtplib.SMTPDataError(452, "4.3.1 full")).outcome == Outcome.TRANSIENT
+    assert classify(refused(550)).outcome == Outcome.PERMANENT
