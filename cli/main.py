@@ -16,12 +16,10 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
-from cli import migrate, outbox
+from cli import migrate, outbox, tokens
 from cli.launcher import LaunchError, System
 from cli.runtime import STATE_FILE, NatsTarget, nats_target
-from cli.tokens import TokenStoreMissing, create_token
 from shared.bus import STREAM, StreamMissing, connect_once, ensure_stream
 from shared.deadletters import ParkedMessage, list_dead_letters, replay_dead_letter
 from shared.settings import SERVICES, Settings
@@ -166,27 +164,6 @@ def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
     return _on_jetstream(settings, work)
 
 
-def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
-    """Creates a bearer token scoped to one program and prints it once."""
-    try:
-        token = asyncio.run(create_token(settings, program_id=args.program, label=args.label))
-    except TokenStoreMissing as exc:
-        raise CommandFailed(str(exc)) from exc
-    except (OSError, SQLAlchemyError) as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise CommandFailed(
-            f"cannot store the token in insights' database "
-            f"({settings.database_url_for('insights')}): {reason}. Check "
-            "MENTORSHIP_INSIGHTS_DATABASE_URL, MENTORSHIP_DATABASE_URL or MENTORSHIP_DATA_DIR"
-        ) from exc
-    print(token)
-    print(
-        f"(scoped to program {args.program!r}; stored hashed, it cannot be shown again)",
-        file=sys.stderr,
-    )
-    return 0
-
-
 def by_original(parked: list[ParkedMessage]) -> list[list[ParkedMessage]]:
     """Dead letters grouped by the message they came from (one per consumer that failed)."""
     groups: dict[tuple[int, int], list[ParkedMessage]] = {}
@@ -328,12 +305,7 @@ def parser() -> argparse.ArgumentParser:
     streams = sub.add_parser("streams", help="declare the MENTORSHIP stream (its owner's step)")
     streams.add_argument("--replicas", type=int, default=1)
     streams.set_defaults(func=cmd_streams)
-    token = sub.add_parser("token", help="coordinators' API tokens")
-    token_sub = token.add_subparsers(dest="token_command", required=True)
-    create = token_sub.add_parser("create", help="create a token scoped to one program")
-    create.add_argument("--program", required=True)
-    create.add_argument("--label", default="coordinator")
-    create.set_defaults(func=cmd_token_create)
+    tokens.add_parser(sub)
     dlq = sub.add_parser("dlq", help="dead letters")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
     ls = dlq_sub.add_parser("list", help="show parked messages and why, by original message")

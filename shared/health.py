@@ -29,6 +29,8 @@ def http_app(service: Service) -> FastAPI:
     app.include_router(health_router(service))
     for router in service.definition.routers:
         app.include_router(router())
+    for setup in service.definition.http_setup:
+        setup(app)
     return app
 
 

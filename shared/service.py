@@ -92,6 +92,8 @@ class ServiceDefinition:
     routers: Sequence[Callable[[], APIRouter]] = ()
     loops: Sequence[Loop] = ()
     on_start: Sequence[Loop] = ()
+    # called with the service's HTTP app once its routes are in (insights guards its docs)
+    http_setup: Sequence[Callable[[FastAPI], None]] = ()
     # False only for test and benchmark services without an Alembic history (create_all)
     migrations: bool = True
 

@@ -1,28 +1,23 @@
-"""insights' wiring: it consumes every event and serves the coordinators' API."""
+"""insights' wiring: it consumes every event, serves the coordinators' API and dashboard."""
 
 from __future__ import annotations
 
-from services.insights import api, store
-from services.insights.handlers import SUBSCRIPTIONS
-from services.insights.tokens import parse_configured, token_digest
+from services.insights import api, grants, store, web
+from services.insights.handlers import SUBSCRIPTIONS, on_contact_deadline
+from services.insights.tokens import parse_configured
+from services.insights.writes import CONTACT_TIMER
+from shared.events import PairAtRisk
 from shared.service import Running, ServiceDefinition
+from shared.timers import TimerHandler, timer_loop
 
 
 async def store_configured_tokens(running: Running) -> None:
-    """Registers the tokens given by MENTORSHIP_INSIGHTS_API_TOKENS (digests only)."""
+    """Registers the tokens of MENTORSHIP_INSIGHTS_API_TOKENS (digests only); a short token or
+    one listed for two programs stops insights with what to fix."""
     secret = running.settings.insights_api_tokens
-    if secret is None:
-        return
-    configured = parse_configured(secret.get_secret_value())
+    configured = parse_configured(secret.get_secret_value()) if secret else {}
     async with running.sessions() as session, session.begin():
-        for token, program_id in configured.items():
-            await store.ensure_token(
-                session,
-                token_hash=token_digest(token),
-                program_id=program_id,
-                label="configured",
-                created_at=running.clock.now(),
-            )
+        await grants.store_configured(session, configured, now=running.clock.now())
 
 
 def definition() -> ServiceDefinition:
@@ -33,7 +28,9 @@ def definition() -> ServiceDefinition:
         metadata=store.Base.metadata,
         tables=store.delivery,
         subscriptions=SUBSCRIPTIONS,
-        emits=[],
+        emits=[PairAtRisk],
         routers=[api.router],
+        loops=[timer_loop(store.timers, {CONTACT_TIMER: TimerHandler(done=on_contact_deadline)})],
         on_start=[store_configured_tokens],
+        http_setup=[web.setup],
     )

@@ -1,116 +1,171 @@
-"""insights' event handlers: every event is counted; some also update a read model."""
+"""insights' event handlers: every event of the catalogue is projected into the read models.
+
+When X happens, insights does Y: the table is SUBSCRIPTIONS at the end. Handlers of pairs are
+in pair_events.py, of sessions and check-ins in session_events.py. `after` barriers make an
+event wait for the events it refers to (a pair's sessions wait for its pair.formed).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.insights import store
+from services.insights import pair_events as pairs
+from services.insights import session_events as sessions
+from services.insights import writes
 from services.insights.projections import DeliveryStatus, delivery_status
+from services.insights.store import DeliveryView, ParticipantView, RoundView, utc
 from shared.consumer import Subscription
 from shared.events import (
     CATALOGUE,
+    AssessmentSubmitted,
+    CharterAgreed,
+    CheckinDue,
+    CheckinOverdue,
+    CheckinSubmitted,
     Event,
+    FeedbackGiven,
+    GoalSet,
     MatchingCompleted,
+    MilestoneReached,
     NotificationFailed,
     NotificationSent,
+    OpportunityOffered,
+    PairDeclined,
+    PairEnded,
     PairFormed,
+    PairPaused,
+    PairProposed,
+    PairResumed,
+    ParticipantLeft,
     ParticipantRegistered,
     ParticipantTimezoneChanged,
+    SessionCancelled,
+    SessionHeld,
+    SessionMissed,
+    SessionRescheduled,
+    SessionResponded,
     SessionScheduled,
+    SessionUnschedulable,
 )
+from shared.timers import Due
 from shared.unit_of_work import UnitOfWork
+
+WAITING = "waiting for the next matching round"
 
 
 async def on_any_event(event: Event, uow: UnitOfWork) -> None:
-    """Counts the event under its program and subject."""
-    store.count_event(uow, program_id=event.program_id, subject=event.subject)
+    """Counts the event under its program and type."""
+    writes.count_event(uow, program_id=event.program_id, subject=event.subject)
+
+
+def _consented(event: ParticipantRegistered) -> dict[str, Any] | None:
+    # a registration may say outright that consent was withdrawn (an optional newer field)
+    if getattr(event, "demographics_consent", True) is False or not event.demographics:
+        return None
+    return dict(sorted(event.demographics.items()))
 
 
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
-    """Counts the participant under its role and zone."""
-    store.register_participant(
-        uow,
-        program_id=event.program_id,
-        participant_id=event.participant_id,
-        role=event.role.value,
-        timezone=event.timezone,
-    )
-    await on_any_event(event, uow)
+    """Counts the participant under its role and consented groups (a re-registration moves
+    them)."""
+    person = await uow.session.get(ParticipantView, (event.program_id, event.participant_id))
+    role, demographics = event.role.value, _consented(event)
+    if person is None:
+        person = ParticipantView(
+            program_id=event.program_id,
+            participant_id=event.participant_id,
+            role=role,
+            timezone=event.timezone,
+            display_name=event.display_name,
+            cohort=getattr(event, "cohort", None) or event.occurred_at.strftime("%Y-%m"),
+            matched=False,
+            active=True,
+            registered_at=event.occurred_at,
+            unmatched_reason=WAITING if role == "mentee" else None,
+            demographics=demographics,
+        )
+        uow.session.add(person)
+        writes.add_to(uow, event.program_id, f"participants.{role}")
+        writes.add_for_groups(uow, person, "people")
+    else:
+        if person.active and person.role != role:
+            writes.add_to(uow, event.program_id, f"participants.{person.role}", -1)
+            writes.add_to(uow, event.program_id, f"participants.{role}", 1)
+        if person.demographics != demographics:
+            writes.add_for_groups(uow, person, "people", -1)
+            person.demographics = demographics
+            writes.add_for_groups(uow, person, "people", 1)
+        person.role, person.timezone = role, event.timezone
+        person.display_name = event.display_name
+    writes.count_event(uow, program_id=event.program_id, subject=event.subject)
 
 
 async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork) -> None:
     """Keeps the zone spread current."""
-    row = await store.participant_or_raise(
+    person = await writes.participant_or_raise(
         uow.session, program_id=event.program_id, participant_id=event.participant_id
     )
-    row.timezone = event.new_timezone
-    await on_any_event(event, uow)
+    person.timezone = event.new_timezone
+    writes.count_event(uow, program_id=event.program_id, subject=event.subject)
 
 
-async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
-    """Records the pair once: a repeated pair.formed names the same pair."""
-    known = await store.find_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
-    if known is None:
-        store.add_pair(
-            uow.session,
-            program_id=event.program_id,
-            pair_id=event.pair_id,
-            mentor_id=event.mentor_id,
-            mentee_id=event.mentee_id,
-            formed_at=event.occurred_at,
-        )
-    await on_any_event(event, uow)
+async def on_participant_left(event: ParticipantLeft, uow: UnitOfWork) -> None:
+    """The participant no longer counts among the program's people."""
+    person = await writes.participant_or_raise(
+        uow.session, program_id=event.program_id, participant_id=event.participant_id
+    )
+    if person.active:
+        person.active = False
+        writes.add_to(uow, event.program_id, f"participants.{person.role}", -1)
+        writes.add_to(uow, event.program_id, "participants.left")
+    writes.count_event(uow, program_id=event.program_id, subject=event.subject)
 
 
 async def on_matching_completed(event: MatchingCompleted, uow: UnitOfWork) -> None:
-    """Records the round's outcome."""
-    await store.record_round(
-        uow.session,
-        program_id=event.program_id,
-        round_id=event.round_id,
-        pairs_formed=event.pairs_formed,
-        unmatched_mentees=event.unmatched_mentees,
-        completed_at=event.occurred_at,
-    )
-    await on_any_event(event, uow)
-
-
-async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None:
-    """Records the planned session; scheduling it again moves its start."""
-    # a pair not seen yet may be on its way on pair.formed; one of another program is refused
-    await store.find_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
-    row = await store.find_session(
-        uow.session, program_id=event.program_id, session_id=event.session_id
-    )
-    if row is None:
-        store.add_session(
-            uow.session,
-            program_id=event.program_id,
-            session_id=event.session_id,
-            pair_id=event.pair_id,
-            kind=event.kind.value,
-            start=event.start,
+    """Records the round, and why the mentees it left unmatched are unmatched."""
+    if await uow.session.get(RoundView, (event.program_id, event.round_id)) is None:
+        uow.session.add(
+            RoundView(
+                program_id=event.program_id,
+                round_id=event.round_id,
+                pairs_formed=event.pairs_formed,
+                unmatched_mentees=event.unmatched_mentees,
+                completed_at=event.occurred_at,
+            )
         )
-    else:
-        row.start = event.start
-    await on_any_event(event, uow)
+        writes.add_to(uow, event.program_id, "matching.rounds")
+    # pairing may say why, per mentee (an optional newer field); else the round's fact
+    reasons: dict[str, str] = dict(getattr(event, "unmatched_reasons", None) or {})
+    for mentee_id in {*event.unmatched_mentee_ids, *reasons}:
+        person = await uow.session.get(ParticipantView, (event.program_id, mentee_id))
+        if person is None or person.matched:
+            continue
+        reason = reasons.get(mentee_id) or f"no suitable mentor in matching round {event.round_id}"
+        if person.unmatched_at is None or event.occurred_at >= utc(person.unmatched_at):
+            person.unmatched_reason, person.unmatched_at = reason, event.occurred_at
+    writes.count_event(uow, program_id=event.program_id, subject=event.subject)
 
 
 async def _on_delivery_reported(
     event: NotificationSent | NotificationFailed, uow: UnitOfWork, reported: DeliveryStatus
 ) -> None:
     """Applies one report of a delivery's outcome."""
-    row = await store.find_delivery(
+    row = await writes.find_delivery(
         uow.session, program_id=event.program_id, delivery_id=event.delivery_id
     )
-    status = delivery_status(DeliveryStatus(row.status) if row else None, reported)
+    before = DeliveryStatus(row.status) if row else None
+    status = delivery_status(before, reported)
     if row is None:
-        store.add_delivery(
-            uow.session, program_id=event.program_id, delivery_id=event.delivery_id, status=status
+        uow.session.add(
+            DeliveryView(program_id=event.program_id, delivery_id=event.delivery_id, status=status)
         )
     else:
         row.status = status
-    await on_any_event(event, uow)
+    if status is not before:
+        if before is not None:
+            writes.add_to(uow, event.program_id, f"emails.{before.value}", -1)
+        writes.add_to(uow, event.program_id, f"emails.{status.value}", 1)
+    writes.count_event(uow, program_id=event.program_id, subject=event.subject)
 
 
 async def on_notification_sent(event: NotificationSent, uow: UnitOfWork) -> None:
@@ -123,13 +178,46 @@ async def on_notification_failed(event: NotificationFailed, uow: UnitOfWork) -> 
     await _on_delivery_reported(event, uow, DeliveryStatus.FAILED)
 
 
+async def on_contact_deadline(due: Due, uow: UnitOfWork) -> None:
+    """A pair heard nothing of for too long is scored again (it may now be at risk)."""
+    pair = await writes.find_pair(uow.session, program_id=due.program_id, pair_id=due.key)
+    if pair is not None:
+        await writes.refresh_health(uow, pair, at=due.due_at)
+
+
+_REGISTERED = (ParticipantRegistered,)
+_FORMED = (PairFormed,)
+_PLANNED = (PairFormed, SessionScheduled)
+_DUE = (PairFormed, CheckinDue)
+
 _PROJECTED: list[Subscription[Any]] = [
     Subscription(ParticipantRegistered, on_participant_registered),
     # the registration published before a zone change is applied first (another subject)
-    Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)),
-    Subscription(PairFormed, on_pair_formed),
-    Subscription(MatchingCompleted, on_matching_completed),
-    Subscription(SessionScheduled, on_session_scheduled),
+    Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=_REGISTERED),
+    Subscription(ParticipantLeft, on_participant_left, after=_REGISTERED),
+    Subscription(MatchingCompleted, on_matching_completed, after=(*_REGISTERED, PairFormed)),
+    Subscription(PairProposed, pairs.on_pair_proposed, after=_REGISTERED),
+    Subscription(PairFormed, pairs.on_pair_formed, after=(*_REGISTERED, PairProposed)),
+    Subscription(PairDeclined, pairs.on_pair_declined, after=(PairProposed,)),
+    Subscription(PairPaused, pairs.on_pair_paused, after=_FORMED),
+    Subscription(PairResumed, pairs.on_pair_resumed, after=(PairFormed, PairPaused)),
+    Subscription(PairEnded, pairs.on_pair_ended, after=_FORMED),
+    Subscription(CharterAgreed, pairs.on_charter_agreed, after=_FORMED),
+    Subscription(GoalSet, pairs.on_goal_set, after=_FORMED),
+    Subscription(MilestoneReached, pairs.on_milestone_reached, after=_FORMED),
+    Subscription(OpportunityOffered, pairs.on_opportunity_offered, after=_REGISTERED),
+    Subscription(FeedbackGiven, pairs.on_feedback_given, after=_FORMED),
+    Subscription(AssessmentSubmitted, pairs.on_assessment_submitted, after=_REGISTERED),
+    Subscription(SessionScheduled, sessions.on_session_scheduled, after=_FORMED),
+    Subscription(SessionRescheduled, sessions.on_session_rescheduled, after=_PLANNED),
+    Subscription(SessionCancelled, sessions.on_session_cancelled, after=_PLANNED),
+    Subscription(SessionResponded, sessions.on_session_responded, after=_FORMED),
+    Subscription(SessionUnschedulable, sessions.on_session_unschedulable, after=_FORMED),
+    Subscription(SessionHeld, sessions.on_session_held, after=_PLANNED),
+    Subscription(SessionMissed, sessions.on_session_missed, after=_PLANNED),
+    Subscription(CheckinDue, sessions.on_checkin_due, after=_FORMED),
+    Subscription(CheckinSubmitted, sessions.on_checkin_submitted, after=_DUE),
+    Subscription(CheckinOverdue, sessions.on_checkin_overdue, after=_DUE),
     Subscription(NotificationSent, on_notification_sent),
     Subscription(NotificationFailed, on_notification_failed),
 ]

@@ -1,12 +1,14 @@
 """What insights' read models make of events, decided so that arrival order does not matter.
 
-notification.sent and notification.failed travel on two subjects, each consumed on its own, so
-insights may learn of a delivery's outcomes in any order; the decisions here give the same view
-whatever that order is.
+Events of one pair travel on several subjects, each consumed on its own, so insights may learn
+of them in any order; the decisions here give the same view whatever that order is, which is
+what lets projections rebuilt from the stream equal the live ones.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from enum import StrEnum
 
 
@@ -26,3 +28,77 @@ def delivery_status(current: DeliveryStatus | None, reported: DeliveryStatus) ->
     if current is DeliveryStatus.SENT:
         return DeliveryStatus.SENT
     return reported
+
+
+class PairState(StrEnum):
+    PROPOSED = "proposed"
+    FORMED = "formed"
+    PAUSED = "paused"
+    DECLINED = "declined"
+    ENDED = "ended"
+
+
+def pair_state(
+    current: PairState, current_at: dt.datetime | None, reported: PairState, at: dt.datetime
+) -> PairState:
+    """The state after a report: ended and declined are final, otherwise the latest wins."""
+    if current in _FINAL:
+        return current
+    if reported in _FINAL or current_at is None or at >= current_at:
+        return reported
+    return current
+
+
+_FINAL = (PairState.ENDED, PairState.DECLINED)
+
+
+class SessionStatus(StrEnum):
+    PLANNED = "planned"
+    HELD = "held"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+
+_OUTCOME_RANK = {
+    SessionStatus.PLANNED: 0,
+    SessionStatus.CANCELLED: 1,
+    SessionStatus.MISSED: 2,
+    SessionStatus.HELD: 3,
+}
+
+
+def session_status(current: SessionStatus, reported: SessionStatus) -> SessionStatus:
+    """A session's outcome: held beats missed beats cancelled beats planned, in any order."""
+    return reported if _OUTCOME_RANK[reported] > _OUTCOME_RANK[current] else current
+
+
+class CheckinStatus(StrEnum):
+    DUE = "due"
+    OVERDUE = "overdue"
+    SUBMITTED = "submitted"
+
+
+def checkin_status(current: CheckinStatus, reported: CheckinStatus) -> CheckinStatus:
+    """submitted is final; overdue replaces due."""
+    if current is CheckinStatus.SUBMITTED:
+        return current
+    if reported is CheckinStatus.DUE:
+        return current
+    return reported
+
+
+def later(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    """The later of two instants (None is earlier than any)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def event_label(subject: str) -> str:
+    """'mentorship.checkin.overdue' -> 'check-ins overdue', for people."""
+    entity, _, verb = subject.removeprefix("mentorship.").partition(".")
+    nouns = {"checkin": "check-ins", "matching": "matching rounds", "feedback": "feedback"}
+    noun = nouns.get(entity, f"{entity}s")
+    return f"{noun} {re.sub('_', ' ', verb)}"

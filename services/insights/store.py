@@ -1,35 +1,45 @@
-"""insights' read models (projections) and API tokens, every record keyed by (program_id, id)."""
+"""insights' read models (typed tables with the indexes their queries need) and API tokens.
+
+Every record is keyed by (program_id, id). Counters (`program_counters`, `daily_counters`,
+`equity_counters`, `assessment_sums`) are added to with `uow.upsert(..., add=...)`, so a batch
+writes them in one statement per table and an overview reads a few dozen rows whatever the size
+of the program. Reads for the API are in queries.py, writes from events in writes.py.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TypeVar
+from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
+    JSON,
+    Boolean,
+    Date,
     DateTime,
+    Float,
+    Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
-    func,
-    select,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.insights.projections import DeliveryStatus
-from shared.errors import ProgramMismatch
-from shared.events import Role
 from shared.outbox import add_delivery_tables
-from shared.records import get_or_raise
-from shared.unit_of_work import UnitOfWork
+from shared.timers import add_timer_table
 
 
 class Base(DeclarativeBase):
-    pass
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
 
 
 delivery = add_delivery_tables(Base.metadata)
+timers = add_timer_table(Base.metadata)
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """SQLite hands DateTime(timezone=True) back naive; every instant stored here is UTC."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 class EventCount(Base):
@@ -42,15 +52,47 @@ class EventCount(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class ProgramCounter(Base):
+    """One number of a program's overview (participants.mentee, pairs.state.formed, ...)."""
+
+    __tablename__ = "program_counters"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0)
+
+
+class DailyCounter(Base):
+    """One number per day (sessions held on that day, ...): windows and weekly charts."""
+
+    __tablename__ = "daily_counters"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(80), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ParticipantView(Base):
-    """A participant's role and zone; participant ids are the program's own (HR ids)."""
+    """A participant: role, zone, whether matched, consented demographics."""
 
     __tablename__ = "participants"
+    __table_args__ = (
+        Index("ix_participants_unmatched", "program_id", "role", "matched", "participant_id"),
+    )
 
     program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     participant_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     role: Mapped[str] = mapped_column(String(10))
     timezone: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    cohort: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    matched: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    registered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    unmatched_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    unmatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    demographics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 # pair, session and delivery ids are minted by the services from program-scoped ids, so one id
@@ -58,25 +100,118 @@ class ParticipantView(Base):
 
 
 class PairView(Base):
+    """A pair, with the facts its health is computed from and the health itself."""
+
     __tablename__ = "pairs"
-    __table_args__ = (UniqueConstraint("pair_id", name="uq_pairs_pair_id"),)
+    __table_args__ = (
+        UniqueConstraint("pair_id", name="uq_pairs_pair_id"),
+        Index("ix_pairs_risk", "program_id", "risk_score", "pair_id"),
+        Index("ix_pairs_health_risk", "program_id", "health", "risk_score", "pair_id"),
+    )
 
     program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     pair_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     mentor_id: Mapped[str] = mapped_column(String(200))
     mentee_id: Mapped[str] = mapped_column(String(200))
     formed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(String(12), default="formed", server_default="formed")
+    state_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    proposal_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    quality_counted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    first_session_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    sessions_planned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    sessions_held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    sessions_missed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    no_shows_mentor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    no_shows_mentee: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    checkins_due: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    checkins_submitted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    open_overdue_checkins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    feedback_from_mentor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    feedback_from_mentee: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    fit_rating_sum: Mapped[float] = mapped_column(Float, default=0, server_default="0")
+    fit_rating_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    milestones: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    unschedulable_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    unschedulable_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    risk_score: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    health: Mapped[str] = mapped_column(String(10), default="healthy", server_default="healthy")
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    at_risk_crossings: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the latest instant of any event about the pair: health is scored as of then, so the
+    # score does not depend on the order events of several subjects arrived in
+    scored_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SessionView(Base):
     __tablename__ = "sessions"
-    __table_args__ = (UniqueConstraint("session_id", name="uq_sessions_session_id"),)
+    __table_args__ = (
+        UniqueConstraint("session_id", name="uq_sessions_session_id"),
+        Index("ix_sessions_program_start", "program_id", "start", "session_id"),
+    )
 
     program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     session_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     pair_id: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(40))
     start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    status: Mapped[str] = mapped_column(String(10), default="planned", server_default="planned")
+    held_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CheckinView(Base):
+    __tablename__ = "checkins"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    checkin_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pair_id: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(10))
+    due_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # reported overdue at some point (counted once, whether before or after its answer)
+    was_overdue: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class TimelineRow(Base):
+    """One entry of a pair's timeline; `scores` and `content` are shown per program privacy."""
+
+    __tablename__ = "timeline"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pair_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(60))
+    summary: Mapped[str] = mapped_column(Text)
+    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    content: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AssessmentSum(Base):
+    """Sums of one assessment dimension per cohort and month."""
+
+    __tablename__ = "assessment_sums"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cohort: Mapped[str] = mapped_column(String(200), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    dimension: Mapped[str] = mapped_column(String(80), primary_key=True)
+    total: Mapped[float] = mapped_column(Float, default=0)
+    responses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EquityCounter(Base):
+    """One sum per demographic group: people, opportunities, matches, sessions."""
+
+    __tablename__ = "equity_counters"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cohort: Mapped[str] = mapped_column(String(200), primary_key=True)
+    attribute: Mapped[str] = mapped_column(String(80), primary_key=True)
+    group: Mapped[str] = mapped_column(String(200), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0)
 
 
 class DeliveryView(Base):
@@ -98,279 +233,28 @@ class RoundView(Base):
     completed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ProgramSettings(Base):
+    """A program's privacy level and health thresholds, set by its coordinators."""
+
+    __tablename__ = "program_settings"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    privacy: Mapped[str] = mapped_column(String(10))
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ApiToken(Base):
     """A coordinator's bearer token, stored as its SHA-256 digest, scoped to one program."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_id", name="uq_api_tokens_token_id"),)
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     program_id: Mapped[str] = mapped_column(String(200), index=True)
     label: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-
-
-# Every event reaches insights: its count, and a registration's participant, are pure writes
-# queued on the unit of work, so a batch writes them in one statement per table (counts of one
-# program and subject summed first) instead of a lookup and a write per event.
-
-
-def count_event(uow: UnitOfWork, *, program_id: str, subject: str) -> None:
-    """Adds one to the program's count of this event type, when the batch commits."""
-    uow.upsert(
-        EventCount, {"program_id": program_id, "subject": subject, "count": 1}, add=("count",)
-    )
-
-
-def register_participant(
-    uow: UnitOfWork, *, program_id: str, participant_id: str, role: str, timezone: str
-) -> None:
-    """Stores the participant's role and zone (a re-registration replaces them), when the batch
-    commits."""
-    uow.upsert(
-        ParticipantView,
-        {
-            "program_id": program_id,
-            "participant_id": participant_id,
-            "role": role,
-            "timezone": timezone,
-        },
-    )
-
-
-async def participant_or_raise(
-    session: AsyncSession, *, program_id: str, participant_id: str
-) -> ParticipantView:
-    """The program's participant; UnknownReference if never registered, ProgramMismatch if
-    registered only in another program."""
-    return await get_or_raise(
-        session,
-        ParticipantView,
-        program_id,
-        participant_id,
-        what=f"participant {participant_id!r}",
-        hint="publish participant.registered first",
-    )
-
-
-View = TypeVar("View", PairView, SessionView, DeliveryView)
-
-
-async def _of_program(
-    session: AsyncSession,
-    model: type[View],
-    same_id: ColumnElement[bool],
-    *,
-    program_id: str,
-    what: str,
-) -> View | None:
-    """The row with this id if it is the program's, None if no program has it yet."""
-    row = await session.scalar(select(model).where(same_id))
-    if row is not None and row.program_id != program_id:
-        raise ProgramMismatch(
-            f"{what} belongs to another program, not to {program_id!r}; the event is never "
-            "applied: fix its program_id and replay it"
-        )
-    return row
-
-
-async def find_pair(session: AsyncSession, *, program_id: str, pair_id: str) -> PairView | None:
-    """The program's pair, or None if insights has not seen it; ProgramMismatch if another
-    program's."""
-    return await _of_program(
-        session,
-        PairView,
-        PairView.pair_id == pair_id,
-        program_id=program_id,
-        what=f"pair {pair_id!r}",
-    )
-
-
-def add_pair(
-    session: AsyncSession,
-    *,
-    program_id: str,
-    pair_id: str,
-    mentor_id: str,
-    mentee_id: str,
-    formed_at: dt.datetime,
-) -> None:
-    """Stores a newly formed pair."""
-    session.add(
-        PairView(
-            program_id=program_id,
-            pair_id=pair_id,
-            mentor_id=mentor_id,
-            mentee_id=mentee_id,
-            formed_at=formed_at,
-        )
-    )
-
-
-async def find_session(
-    session: AsyncSession, *, program_id: str, session_id: str
-) -> SessionView | None:
-    """The program's planned session, or None if insights has not seen it; ProgramMismatch if
-    another program's."""
-    return await _of_program(
-        session,
-        SessionView,
-        SessionView.session_id == session_id,
-        program_id=program_id,
-        what=f"session {session_id!r}",
-    )
-
-
-def add_session(
-    session: AsyncSession,
-    *,
-    program_id: str,
-    session_id: str,
-    pair_id: str,
-    kind: str,
-    start: dt.datetime,
-) -> None:
-    """Stores a newly planned session."""
-    session.add(
-        SessionView(
-            program_id=program_id, session_id=session_id, pair_id=pair_id, kind=kind, start=start
-        )
-    )
-
-
-async def find_delivery(
-    session: AsyncSession, *, program_id: str, delivery_id: str
-) -> DeliveryView | None:
-    """The program's delivery, or None if insights has not seen it; ProgramMismatch if another
-    program's."""
-    return await _of_program(
-        session,
-        DeliveryView,
-        DeliveryView.delivery_id == delivery_id,
-        program_id=program_id,
-        what=f"delivery {delivery_id!r}",
-    )
-
-
-def add_delivery(
-    session: AsyncSession, *, program_id: str, delivery_id: str, status: DeliveryStatus
-) -> None:
-    """Stores a delivery first heard of."""
-    session.add(DeliveryView(program_id=program_id, delivery_id=delivery_id, status=status))
-
-
-async def record_round(
-    session: AsyncSession,
-    *,
-    program_id: str,
-    round_id: str,
-    pairs_formed: int,
-    unmatched_mentees: int,
-    completed_at: dt.datetime,
-) -> None:
-    """Stores a matching round's outcome unless it is recorded already (round ids are the
-    program's own)."""
-    if await session.get(RoundView, (program_id, round_id)) is None:
-        session.add(
-            RoundView(
-                program_id=program_id,
-                round_id=round_id,
-                pairs_formed=pairs_formed,
-                unmatched_mentees=unmatched_mentees,
-                completed_at=completed_at,
-            )
-        )
-
-
-async def _count(session: AsyncSession, model: type[Base], *conditions: object) -> int:
-    result = await session.execute(select(func.count()).select_from(model).where(*conditions))  # type: ignore[arg-type]
-    return int(result.scalar_one())
-
-
-async def overview_counts(session: AsyncSession, *, program_id: str) -> dict[str, int]:
-    """The raw numbers behind a program's overview."""
-    latest_round = await session.scalar(
-        select(RoundView)
-        .where(RoundView.program_id == program_id)
-        .order_by(RoundView.completed_at.desc())
-        .limit(1)
-    )
-    return {
-        "mentors": await _count(
-            session,
-            ParticipantView,
-            ParticipantView.program_id == program_id,
-            ParticipantView.role == Role.MENTOR,
-        ),
-        "mentees": await _count(
-            session,
-            ParticipantView,
-            ParticipantView.program_id == program_id,
-            ParticipantView.role == Role.MENTEE,
-        ),
-        "pairs_formed": await _count(session, PairView, PairView.program_id == program_id),
-        "sessions_scheduled": await _count(
-            session, SessionView, SessionView.program_id == program_id
-        ),
-        "emails_sent": await _count(
-            session,
-            DeliveryView,
-            DeliveryView.program_id == program_id,
-            DeliveryView.status == DeliveryStatus.SENT,
-        ),
-        "emails_failed": await _count(
-            session,
-            DeliveryView,
-            DeliveryView.program_id == program_id,
-            DeliveryView.status == DeliveryStatus.FAILED,
-        ),
-        "unmatched_mentees": latest_round.unmatched_mentees if latest_round else 0,
-        "matching_rounds": await _count(session, RoundView, RoundView.program_id == program_id),
-        "timezones": int(
-            await session.scalar(
-                select(func.count(func.distinct(ParticipantView.timezone))).where(
-                    ParticipantView.program_id == program_id
-                )
-            )
-            or 0
-        ),
-    }
-
-
-async def events_seen(session: AsyncSession, *, program_id: str) -> dict[str, int]:
-    """How many events of each subject the program has seen."""
-    rows = await session.execute(
-        select(EventCount.subject, EventCount.count).where(EventCount.program_id == program_id)
-    )
-    return {subject: count for subject, count in rows.all()}
-
-
-async def token_program(session: AsyncSession, *, token_hash: str) -> str | None:
-    """The program a token is scoped to, or None for an unknown token."""
-    row = await session.get(ApiToken, token_hash)
-    return row.program_id if row else None
-
-
-async def ensure_token(
-    session: AsyncSession, *, token_hash: str, program_id: str, label: str, created_at: dt.datetime
-) -> None:
-    """Stores a configured token's digest unless it is there already."""
-    row = await session.get(ApiToken, token_hash)
-    if row is None:
-        await add_token(
-            session,
-            token_hash=token_hash,
-            program_id=program_id,
-            label=label,
-            created_at=created_at,
-        )
-    else:
-        row.program_id = program_id
-
-
-async def add_token(
-    session: AsyncSession, *, token_hash: str, program_id: str, label: str, created_at: dt.datetime
-) -> None:
-    """Stores a new token's digest."""
-    session.add(
-        ApiToken(token_hash=token_hash, program_id=program_id, label=label, created_at=created_at)
-    )
+    # a short public name to list and revoke it by (the digest's first 12 hex digits)
+    token_id: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

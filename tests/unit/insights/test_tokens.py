@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import re
 
-from services.insights.tokens import TOKEN_PREFIX, new_token, token_digest
+import pytest
+
+from services.insights.tokens import (
+    TOKEN_PREFIX,
+    Grant,
+    TokenConfigError,
+    new_token,
+    parse_configured,
+    token_digest,
+    token_id,
+)
 
 
 def test_tokens_are_prefixed_mtk():
@@ -44,3 +55,49 @@ def test_digest_is_stable_for_a_token_and_differs_between_tokens():
     assert token_digest(first) == token_digest(first)
     assert token_digest(first) != token_digest(second)
     assert len({token_digest(new_token()) for _ in range(100)}) == 100
+
+
+LONG_A, LONG_B = "a" * 32, "b" * 40
+
+
+def test_configured_tokens_map_to_their_programs():
+    assert parse_configured(f"prog-a={LONG_A}, prog-b={LONG_B},") == {
+        LONG_A: "prog-a",
+        LONG_B: "prog-b",
+    }
+
+
+def test_a_short_configured_token_is_refused_with_what_to_do():
+    with pytest.raises(TokenConfigError, match="has 8 characters; use at least 32") as info:
+        parse_configured("prog-a=12345678")
+    assert "mentorship token create" in str(info.value)
+
+
+def test_one_token_listed_for_two_programs_is_refused():
+    with pytest.raises(TokenConfigError, match="for programs 'prog-a' and 'prog-b'"):
+        parse_configured(f"prog-a={LONG_A},prog-b={LONG_A}")
+
+
+def test_the_same_token_listed_twice_for_one_program_is_fine():
+    assert parse_configured(f"prog-a={LONG_A},prog-a={LONG_A}") == {LONG_A: "prog-a"}
+
+
+@pytest.mark.parametrize("value", ["prog-a", "=token", "prog-a=", "prog-a:" + LONG_A])
+def test_malformed_configured_tokens_name_the_expected_shape(value):
+    with pytest.raises(TokenConfigError, match="program-a=token1"):
+        parse_configured(value)
+
+
+NOW = dt.datetime(2027, 3, 1, tzinfo=dt.UTC)
+
+
+def test_a_grant_is_refused_once_expired_or_revoked():
+    assert Grant("p", None, None).refusal(NOW) is None
+    assert Grant("p", NOW + dt.timedelta(seconds=1), None).refusal(NOW) is None
+    assert "expired" in (Grant("p", NOW, None).refusal(NOW) or "")
+    assert "revoked" in (Grant("p", None, NOW).refusal(NOW) or "")
+
+
+def test_a_token_id_is_the_start_of_its_digest():
+    token = new_token()
+    assert token_id(token_digest(token)) == token_digest(token)[:12]

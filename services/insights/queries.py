@@ -1,0 +1,195 @@
+"""The reads behind the coordinators' API: each an index range of one program, never a scan."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.insights.equity import GroupTotals
+from services.insights.overview import AssessmentAverage
+from services.insights.store import (
+    ApiToken,
+    AssessmentSum,
+    DailyCounter,
+    EquityCounter,
+    EventCount,
+    PairView,
+    ParticipantView,
+    ProgramCounter,
+    SessionView,
+    TimelineRow,
+    utc,
+)
+from services.insights.tokens import Grant
+
+
+async def counters(session: AsyncSession, *, program_id: str) -> dict[str, float]:
+    """The program's overview numbers, by metric."""
+    rows = await session.execute(
+        select(ProgramCounter.metric, ProgramCounter.value).where(
+            ProgramCounter.program_id == program_id
+        )
+    )
+    return {metric: value for metric, value in rows.all()}
+
+
+async def daily(
+    session: AsyncSession, *, program_id: str, metrics: Sequence[str], since: dt.date
+) -> list[tuple[str, dt.date, int]]:
+    """The program's numbers per day since `since`, of these metrics."""
+    rows = await session.execute(
+        select(DailyCounter.metric, DailyCounter.day, DailyCounter.value).where(
+            DailyCounter.program_id == program_id,
+            DailyCounter.metric.in_(metrics),
+            DailyCounter.day > since,
+        )
+    )
+    return [(metric, day, value) for metric, day, value in rows.all()]
+
+
+async def events_seen(session: AsyncSession, *, program_id: str) -> dict[str, int]:
+    """How many events of each subject the program has seen."""
+    rows = await session.execute(
+        select(EventCount.subject, EventCount.count).where(EventCount.program_id == program_id)
+    )
+    return {subject: count for subject, count in rows.all()}
+
+
+async def assessments(
+    session: AsyncSession, *, program_id: str, cohort: str | None = None
+) -> list[AssessmentAverage]:
+    """Average score per month and dimension, of one cohort or all."""
+    query = select(AssessmentSum).where(AssessmentSum.program_id == program_id)
+    if cohort is not None:
+        query = query.where(AssessmentSum.cohort == cohort)
+    sums: dict[tuple[str, str], tuple[float, int]] = {}
+    for row in (await session.scalars(query)).all():
+        total, n = sums.get((row.period, row.dimension), (0.0, 0))
+        sums[(row.period, row.dimension)] = (total + row.total, n + row.responses)
+    return [
+        AssessmentAverage(period=p, dimension=d, average=round(t / n, 2), responses=n)
+        for (p, d), (t, n) in sorted(sums.items())
+        if n
+    ]
+
+
+async def assessment_cells(session: AsyncSession, *, program_id: str) -> list[AssessmentSum]:
+    """Every (cohort, month, dimension) sum of the program."""
+    query = select(AssessmentSum).where(AssessmentSum.program_id == program_id)
+    return list(
+        (await session.scalars(query.order_by(AssessmentSum.cohort, AssessmentSum.period))).all()
+    )
+
+
+async def equity_totals(
+    session: AsyncSession, *, program_id: str, cohort: str
+) -> dict[str, dict[str, GroupTotals]]:
+    """attribute -> group -> sums, of one cohort ('' is the whole program)."""
+    rows = await session.scalars(
+        select(EquityCounter).where(
+            EquityCounter.program_id == program_id, EquityCounter.cohort == cohort
+        )
+    )
+    raw: dict[str, dict[str, dict[str, float]]] = {}
+    for row in rows.all():
+        raw.setdefault(row.attribute, {}).setdefault(row.group, {})[row.metric] = row.value
+    return {
+        attribute: {
+            group: GroupTotals(
+                people=int(m.get("people", 0)),
+                opportunities={
+                    k.removeprefix("opportunities."): int(v)
+                    for k, v in m.items()
+                    if k.startswith("opportunities.")
+                },
+                matched=int(m.get("matched", 0)),
+                match_score_sum=m.get("match_score_sum", 0.0),
+                sessions_held=int(m.get("sessions_held", 0)),
+                sessions_missed=int(m.get("sessions_missed", 0)),
+            )
+            for group, m in groups.items()
+        }
+        for attribute, groups in raw.items()
+    }
+
+
+async def pairs(
+    session: AsyncSession, *, program_id: str, health: str | None, limit: int, offset: int
+) -> list[PairView]:
+    """The program's pairs, riskiest first (ix_pairs_risk / ix_pairs_health_risk)."""
+    query = select(PairView).where(PairView.program_id == program_id)
+    if health is not None:
+        query = query.where(PairView.health == health)
+    query = query.order_by(PairView.risk_score.desc(), PairView.pair_id.desc())
+    return list((await session.scalars(query.limit(limit).offset(offset))).all())
+
+
+async def unmatched_mentees(
+    session: AsyncSession, *, program_id: str, limit: int, offset: int
+) -> list[ParticipantView]:
+    """Active mentees without a pair, by id (ix_participants_unmatched)."""
+    query = (
+        select(ParticipantView)
+        .where(
+            ParticipantView.program_id == program_id,
+            ParticipantView.role == "mentee",
+            ParticipantView.matched.is_(False),
+            ParticipantView.active.is_(True),
+        )
+        .order_by(ParticipantView.participant_id)
+    )
+    return list((await session.scalars(query.limit(limit).offset(offset))).all())
+
+
+async def sessions(
+    session: AsyncSession,
+    *,
+    program_id: str,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> list[SessionView]:
+    """The program's sessions, latest start first (ix_sessions_program_start)."""
+    query = select(SessionView).where(SessionView.program_id == program_id)
+    if status is not None:
+        query = query.where(SessionView.status == status)
+    query = query.order_by(SessionView.start.desc(), SessionView.session_id.desc())
+    return list((await session.scalars(query.limit(limit).offset(offset))).all())
+
+
+async def timeline(
+    session: AsyncSession, *, program_id: str, pair_id: str, limit: int, offset: int
+) -> list[TimelineRow]:
+    """The pair's timeline, oldest first (the table's primary key)."""
+    query = (
+        select(TimelineRow)
+        .where(TimelineRow.program_id == program_id, TimelineRow.pair_id == pair_id)
+        .order_by(TimelineRow.at, TimelineRow.event_id)
+    )
+    return list((await session.scalars(query.limit(limit).offset(offset))).all())
+
+
+async def pair(session: AsyncSession, *, program_id: str, pair_id: str) -> PairView | None:
+    """One pair of the program."""
+    return await session.get(PairView, (program_id, pair_id))
+
+
+async def grant(session: AsyncSession, *, token_hash: str) -> Grant | None:
+    """What a token allows, or None for an unknown token."""
+    row = await session.get(ApiToken, token_hash)
+    if row is None:
+        return None
+    return Grant(
+        program_id=row.program_id,
+        expires_at=utc(row.expires_at) if row.expires_at else None,
+        revoked_at=utc(row.revoked_at) if row.revoked_at else None,
+    )
+
+
+def as_dict(row: Any, columns: Sequence[str]) -> dict[str, Any]:
+    """The named columns of a row."""
+    return {name: getattr(row, name) for name in columns}

@@ -1,0 +1,132 @@
+"""The shapes of the coordinators' API: pages of rows, rows as CSV, errors."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.insights.health import Thresholds
+from services.insights.timeline import Privacy
+
+Row = TypeVar("Row", bound=BaseModel)
+
+
+class Problem(BaseModel):
+    """What went wrong and what to do."""
+
+    detail: str
+
+
+class Page(BaseModel, Generic[Row]):
+    """One page of a list; ask again with offset=next_offset for the next (null: no more)."""
+
+    items: list[Row]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class PairRow(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    pair_id: str
+    mentor_id: str
+    mentee_id: str
+    state: str
+    health: str
+    risk_score: int
+    reasons: list[str]
+    formed_at: dt.datetime
+    sessions_planned: int
+    sessions_held: int
+    sessions_missed: int
+    checkins_due: int
+    checkins_submitted: int
+    open_overdue_checkins: int
+    last_contact_at: dt.datetime | None
+    milestones: int
+    unschedulable_reason: str | None
+
+
+class UnmatchedRow(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    participant_id: str
+    display_name: str | None
+    timezone: str
+    cohort: str | None
+    reason: str = Field(validation_alias="unmatched_reason")
+
+
+class SessionRow(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    session_id: str
+    pair_id: str
+    kind: str
+    start: dt.datetime
+    status: str
+    held_at: dt.datetime | None
+
+
+class AssessmentRow(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    cohort: str
+    period: str
+    dimension: str
+    average: float
+    responses: int
+
+
+class ProgramSettingsBody(BaseModel):
+    """What coordinators may set for their program."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    privacy: Privacy = Field(
+        default=Privacy.COUNTS,
+        description="counts: coordinators see that check-ins and feedback came, never what "
+        "they say; scores: also progress and ratings; content: also notes and comments",
+    )
+    thresholds: Thresholds = Thresholds()
+
+
+def page(rows: Sequence[Any], model: type[Row], *, limit: int, offset: int) -> Page[Row]:
+    """A page of `limit` rows (one more was asked for, to know whether there is a next)."""
+    items = [model.model_validate(row) for row in rows[:limit]]
+    return Page[model](  # type: ignore[valid-type]
+        items=items,
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if len(rows) > limit else None,
+    )
+
+
+def to_csv(rows: Sequence[BaseModel], model: type[BaseModel]) -> str:
+    """Rows as CSV with a header (lists joined with '; ', dicts as key=value)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    names = list(model.model_fields)
+    writer.writerow(names)
+    for row in rows:
+        values = row.model_dump(mode="json")
+        writer.writerow([_cell(values[name]) for name in names])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "; ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}={_cell(v)}" for k, v in value.items())
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # a cell starting like a formula is not run by a spreadsheet
+    return str(value)
