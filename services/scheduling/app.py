@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from services.scheduling import store
 from services.scheduling.handlers import SUBSCRIPTIONS
-from shared.events import SessionScheduled
+from shared.events import (
+    SessionCancelled,
+    SessionRescheduled,
+    SessionScheduled,
+    SessionUnschedulable,
+)
 from shared.service import ServiceDefinition
 
 
@@ -12,9 +17,12 @@ def definition() -> ServiceDefinition:
     """scheduling as the service runner sees it."""
     return ServiceDefinition(
         name="scheduling",
-        description="Plans sessions inside both people's working hours and issues invitations.",
+        description=(
+            "Plans kickoffs and recurring series inside both people's working hours, re-plans "
+            "them when zones, absences or answers change, and issues iTIP invitations."
+        ),
         metadata=store.Base.metadata,
         tables=store.delivery,
         subscriptions=SUBSCRIPTIONS,
-        emits=[SessionScheduled],
+        emits=[SessionScheduled, SessionRescheduled, SessionCancelled, SessionUnschedulable],
     )

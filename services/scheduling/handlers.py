@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import logging
+import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from services.scheduling import invitations, kickoffs, store
+from services.scheduling import meetings, plans, series, store
+from services.scheduling.plans import Status
 from shared.consumer import Subscription
-from shared.events import PairFormed, ParticipantRegistered, ParticipantTimezoneChanged
+from shared.events import (
+    PairEnded,
+    PairFormed,
+    PairPaused,
+    PairResumed,
+    ParticipantRegistered,
+    ParticipantTimezoneChanged,
+    ParticipantUnavailable,
+    ParticipantUpdated,
+    SessionResponded,
+)
 from shared.unit_of_work import UnitOfWork
-from shared.worktime import Availability
 
-log = logging.getLogger("mentorship.scheduling")
-
-
-def _attendee(person: store.Person) -> kickoffs.Attendee:
-    availability = Availability.from_json(person.timezone, person.working_hours)
-    return kickoffs.Attendee(person.participant_id, person.email, person.display_name, availability)
+PEOPLE = (ParticipantRegistered, ParticipantTimezoneChanged, ParticipantUpdated)
 
 
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
@@ -31,52 +37,190 @@ async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWor
             "display_name": event.display_name,
             "timezone": event.timezone,
             "working_hours": [h.to_json() for h in event.working_hours],
+            "role": event.role.value,
         },
     )
 
 
+async def on_participant_updated(event: ParticipantUpdated, uow: UnitOfWork) -> None:
+    """Later invitations and updates use the new address and name."""
+    person = await store.person_or_raise(
+        uow.session, program_id=event.program_id, participant_id=event.participant_id
+    )
+    if event.email is not None:
+        person.email = str(event.email)
+    if event.display_name is not None:
+        person.display_name = event.display_name
+
+
 async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork) -> None:
-    """Sessions planned from now on use the new zone (re-planning comes with the series work)."""
+    """Every occurrence from the effective date on is re-checked in the new zone."""
     person = await store.person_or_raise(
         uow.session, program_id=event.program_id, participant_id=event.participant_id
     )
     person.timezone = event.new_timezone
     if event.working_hours is not None:
         person.working_hours = [h.to_json() for h in event.working_hours]
+    effective = dt.datetime.combine(
+        event.effective_date, dt.time(), tzinfo=ZoneInfo(event.new_timezone)
+    ).astimezone(dt.UTC)
+    rows = await store.future_sessions(
+        uow.session,
+        program_id=event.program_id,
+        participant_id=event.participant_id,
+        after=max(effective, uow.clock.now()),
+    )
+    why = f"{person.display_name} now works from {event.new_timezone}"
+    for row in rows:
+        await meetings.recheck(uow, row, why=why)
+
+
+async def on_participant_unavailable(event: ParticipantUnavailable, uow: UnitOfWork) -> None:
+    """Occurrences in the absence are cancelled; the rhythm resumes after it."""
+    person = await store.person_or_raise(
+        uow.session, program_id=event.program_id, participant_id=event.participant_id
+    )
+    zone = ZoneInfo(person.timezone)
+    start = dt.datetime.combine(event.start_date, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    end = dt.datetime.combine(
+        event.end_date + dt.timedelta(days=1), dt.time(), tzinfo=zone
+    ).astimezone(dt.UTC)
+    if await uow.session.get(store.Absence, (event.program_id, event.participant_id, start)):
+        return  # the same absence again
+    uow.session.add(
+        store.Absence(
+            program_id=event.program_id,
+            participant_id=event.participant_id,
+            start=start,
+            end=end,
+        )
+    )
+    rows = await store.future_sessions(
+        uow.session,
+        program_id=event.program_id,
+        participant_id=event.participant_id,
+        after=max(start, uow.clock.now()) - dt.timedelta(days=1),
+    )
+    inside = [r for r in rows if r.start and start < store.utc(r.end) and store.utc(r.start) < end]  # type: ignore[arg-type]
+    why = f"{person.display_name} is unavailable {event.start_date} to {event.end_date}"
+    kickoffs = [r for r in inside if r.recurrence_id is None]
+    await meetings.cancel_by_meeting(
+        uow, [r for r in inside if r.recurrence_id is not None], reason=why
+    )
+    for row in kickoffs:  # a kickoff is not skipped: it moves to after the absence
+        await meetings.recheck(uow, row, why=why)
 
 
 async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
-    """Plans the kickoff inside both people's working hours and sends the invitation."""
+    """Plans the kickoff, then the series, inside both people's hours and free time."""
     program, session = event.program_id, uow.session
-    session_id = kickoffs.kickoff_session_id(program, event.pair_id)
-    if await store.get_session(session, program_id=program, session_id=session_id):
-        return  # the pair's kickoff is planned already: a repeated pair.formed changes nothing
-    mentor = await store.person_or_raise(
+    kickoff_id = plans.kickoff_session_id(program, event.pair_id)
+    if await store.get_session(session, program_id=program, session_id=kickoff_id):
+        return  # the pair is planned already: a repeated pair.formed changes nothing
+    mentor_row = await store.person_or_raise(
         session, program_id=program, participant_id=event.mentor_id
     )
-    mentee = await store.person_or_raise(
+    mentee_row = await store.person_or_raise(
         session, program_id=program, participant_id=event.mentee_id
     )
-    settings = uow.settings
-    kickoff = kickoffs.plan_kickoff_session(
-        event,
-        _attendee(mentor),
-        _attendee(mentee),
-        organizer=invitations.Person(settings.mail_from, settings.mail_from_name),
+    mentor = await meetings.planner(uow, mentor_row)
+    mentee = await meetings.planner(uow, mentee_row)
+    plan = plans.plan_pair(
+        program,
+        event.pair_id,
+        mentor,
+        mentee,
         now=uow.clock.now(),
-        lead_days=settings.kickoff_lead_days,
+        lead_days=uow.settings.kickoff_lead_days,
+        rules=meetings.rules_of(uow),
+        cadence=series.cadence_for(uow.settings.session_cadence_days),
     )
-    store.add_kickoff(session, kickoff=kickoff)
-    if kickoff.scheduled is None:
-        log.warning("pair %s of %s: %s", event.pair_id, program, kickoff.note)
-    else:
-        uow.emit(kickoff.scheduled)
+    ids = {"program_id": program, "pair_id": event.pair_id}
+    ids |= {"mentor": event.mentor_id, "mentee": event.mentee_id}
+    await meetings.add_plan(uow, plan.kickoff, **ids)
+    if plan.series is not None:
+        await meetings.add_plan(uow, plan.series, **ids)
+    elif plan.series_reason is not None:
+        meetings.unschedulable_series(uow, reason=plan.series_reason, **ids)
+
+
+async def on_pair_paused(event: PairPaused, uow: UnitOfWork) -> None:
+    """Occurrences until the pause ends (or all future ones) are cancelled."""
+    until = None
+    if event.until is not None:
+        until = dt.datetime.combine(event.until, dt.time(), tzinfo=dt.UTC)
+    rows = await store.future_sessions(
+        uow.session, program_id=event.program_id, pair_id=event.pair_id, after=uow.clock.now()
+    )
+    paused = [r for r in rows if until is None or store.utc(r.start or r.recurrence_id) < until]  # type: ignore[arg-type]
+    reason = "the pair paused" + (f": {event.reason}" if event.reason else "")
+    await meetings.cancel_by_meeting(uow, paused, reason=reason)
+
+
+async def on_pair_resumed(event: PairResumed, uow: UnitOfWork) -> None:
+    """Occurrences cancelled by the pause that are still ahead are planned again."""
+    rows = await store.future_sessions(
+        uow.session,
+        program_id=event.program_id,
+        pair_id=event.pair_id,
+        after=uow.clock.now(),
+        statuses=(Status.CANCELLED.value,),
+    )
+    for row in rows:
+        if row.note and row.note.startswith("the pair paused"):
+            await meetings.recheck(uow, row, why="the pair resumed", reinstate=True)
+
+
+async def on_pair_ended(event: PairEnded, uow: UnitOfWork) -> None:
+    """The rest of the pair's sessions are cancelled."""
+    rows = await store.future_sessions(
+        uow.session, program_id=event.program_id, pair_id=event.pair_id, after=uow.clock.now()
+    )
+    reason = "the pair ended" + (f": {event.reason}" if event.reason else "")
+    await meetings.cancel_by_meeting(uow, rows, reason=reason)
+
+
+async def on_session_responded(event: SessionResponded, uow: UnitOfWork) -> None:
+    """A declined occurrence moves to the next slot both can make."""
+    if event.response != "declined":
+        return
+    row = await _answered(event, uow)
+    if row is None or row.status != Status.SCHEDULED or event.sequence < row.sequence:
+        return  # an answer to an older version, or to a session that is gone already
+    person = await store.person_or_raise(
+        uow.session, program_id=event.program_id, participant_id=event.participant_id
+    )
+    await meetings.recheck(uow, row, why=f"{person.display_name} declined", force=True)
+
+
+async def _answered(event: SessionResponded, uow: UnitOfWork) -> store.Session | None:
+    """The occurrence a reply answers: a single session, or one occurrence of a series."""
+    program, session = event.program_id, uow.session
+    row = await store.get_session(session, program_id=program, session_id=event.session_id)
+    if row is not None:
+        return row
+    meeting = await session.get(store.Meeting, (program, event.session_id))
+    if meeting is None:  # UnknownReference or ProgramMismatch, with the hint
+        return await store.session_or_raise(
+            session, program_id=program, session_id=event.session_id
+        )
+    if event.recurrence_id is None:
+        return None  # declining a whole series is declining the program, not one time
+    return await store.get_session(
+        session,
+        program_id=program,
+        session_id=plans.occurrence_id(meeting.meeting_id, event.recurrence_id),
+    )
 
 
 SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(ParticipantRegistered, on_participant_registered),
+    Subscription(ParticipantUpdated, on_participant_updated, after=(ParticipantRegistered,)),
     Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)),
-    Subscription(
-        PairFormed, on_pair_formed, after=(ParticipantRegistered, ParticipantTimezoneChanged)
-    ),
+    Subscription(ParticipantUnavailable, on_participant_unavailable, after=PEOPLE),
+    Subscription(PairFormed, on_pair_formed, after=PEOPLE),
+    Subscription(PairPaused, on_pair_paused, after=(PairFormed,)),
+    Subscription(PairResumed, on_pair_resumed, after=(PairFormed, PairPaused)),
+    Subscription(PairEnded, on_pair_ended, after=(PairFormed, PairPaused, PairResumed)),
+    Subscription(SessionResponded, on_session_responded, after=(PairFormed,)),
 ]

@@ -1,4 +1,10 @@
-"""RFC 5545/5546 invitations for sessions (iTIP REQUEST and CANCEL)."""
+"""RFC 5545/5546 invitations for sessions (iTIP REQUEST and CANCEL).
+
+A single session is one VEVENT. A series is a master VEVENT with an RRULE in the organizer's zone
+(EXDATE for occurrences that cannot happen) and one VEVENT per moved occurrence, with the same
+UID and a RECURRENCE-ID naming the rule time it replaces. An update or cancellation of single
+occurrences carries only those VEVENTs. Every VEVENT has a VALARM reminder.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, vCalAddress, vText
+from icalendar import Alarm, Calendar, vCalAddress, vRecur, vText
 from icalendar import Event as VEvent
 
 PRODID = "-//Mentorship Platform//Scheduling//EN"
@@ -17,6 +23,16 @@ PRODID = "-//Mentorship Platform//Scheduling//EN"
 class Person:
     email: str
     name: str
+    role: str = "REQ-PARTICIPANT"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One occurrence of a series: the rule time it stands for, and when it happens."""
+
+    recurrence_id: dt.datetime
+    start: dt.datetime
+    end: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,11 @@ class Invitation:
     organizer: Person
     attendees: Sequence[Person]
     stamp: dt.datetime
+    rrule: str | None = None  # a series: start/end are its first rule occurrence
+    exdates: Sequence[dt.datetime] = ()  # rule times that do not happen
+    overrides: Sequence[Instance] = ()  # occurrences moved away from their rule time
+    alarm_minutes: int = 15
+    url: str | None = None  # the video call
 
 
 def _address(person: Person, **params: str) -> vCalAddress:
@@ -50,16 +71,33 @@ def _calendar(method: str) -> Calendar:
     return cal
 
 
-def _vevent(invite: Invitation, *, status: str) -> VEvent:
+def _vevent(
+    invite: Invitation,
+    *,
+    status: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    recurrence_id: dt.datetime | None = None,
+    master: bool = False,
+) -> VEvent:
     zone = ZoneInfo(invite.anchor_timezone)
     event = VEvent()
     event.add("uid", invite.uid)
+    if recurrence_id is not None:
+        event.add("recurrence-id", recurrence_id.astimezone(zone))
     event.add("sequence", invite.sequence)
     event.add("dtstamp", invite.stamp.astimezone(dt.UTC))
-    event.add("dtstart", invite.start.astimezone(zone))
-    event.add("dtend", invite.end.astimezone(zone))
+    event.add("dtstart", start.astimezone(zone))
+    event.add("dtend", end.astimezone(zone))
+    if master and invite.rrule:
+        event.add("rrule", vRecur.from_ical(invite.rrule))
+        for skipped in invite.exdates:
+            event.add("exdate", skipped.astimezone(zone))
     event.add("summary", invite.summary)
     event.add("description", invite.description)
+    if invite.url:
+        event.add("location", invite.url)
+        event.add("url", invite.url)
     event.add("status", status)
     event.add("transp", "OPAQUE")
     event.add("organizer", _address(invite.organizer, ROLE="CHAIR"))
@@ -68,13 +106,23 @@ def _vevent(invite: Invitation, *, status: str) -> VEvent:
             "attendee",
             _address(
                 person,
-                ROLE="REQ-PARTICIPANT",
+                ROLE=person.role,
                 PARTSTAT="NEEDS-ACTION",
                 RSVP="TRUE",
                 CUTYPE="INDIVIDUAL",
             ),
         )
+    if status != "CANCELLED":
+        event.add_component(_alarm(invite))
     return event
+
+
+def _alarm(invite: Invitation) -> Alarm:
+    alarm = Alarm()
+    alarm.add("action", "DISPLAY")
+    alarm.add("description", invite.summary)
+    alarm.add("trigger", dt.timedelta(minutes=-invite.alarm_minutes))
+    return alarm
 
 
 def _add_timezone(cal: Calendar, invite: Invitation) -> None:
@@ -85,16 +133,48 @@ def _add_timezone(cal: Calendar, invite: Invitation) -> None:
 
 
 def request(invite: Invitation) -> str:
-    """A METHOD:REQUEST calendar for a new or changed session, with its VTIMEZONE."""
+    """A METHOD:REQUEST calendar for a new or changed session or series, with its VTIMEZONE."""
     cal = _calendar("REQUEST")
-    cal.add_component(_vevent(invite, status="CONFIRMED"))
+    cal.add_component(
+        _vevent(invite, status="CONFIRMED", start=invite.start, end=invite.end, master=True)
+    )
+    for moved in invite.overrides:
+        cal.add_component(_instance(invite, moved, status="CONFIRMED"))
     _add_timezone(cal, invite)
     return bytes(cal.to_ical()).decode()
 
 
-def cancel(invite: Invitation) -> str:
-    """A METHOD:CANCEL calendar for a cancelled session (SEQUENCE must be higher than before)."""
+def request_instances(invite: Invitation, instances: Sequence[Instance]) -> str:
+    """A METHOD:REQUEST updating only some occurrences of a series (RECURRENCE-ID)."""
+    cal = _calendar("REQUEST")
+    for instance in instances:
+        cal.add_component(_instance(invite, instance, status="CONFIRMED"))
+    _add_timezone(cal, invite)
+    return bytes(cal.to_ical()).decode()
+
+
+def cancel(invite: Invitation, instances: Sequence[Instance] = ()) -> str:
+    """A METHOD:CANCEL calendar: the whole session, or only the given occurrences of a series.
+
+    SEQUENCE must be higher than in anything sent before for the UID.
+    """
     cal = _calendar("CANCEL")
-    cal.add_component(_vevent(invite, status="CANCELLED"))
+    if instances:
+        for instance in instances:
+            cal.add_component(_instance(invite, instance, status="CANCELLED"))
+    else:
+        cal.add_component(
+            _vevent(invite, status="CANCELLED", start=invite.start, end=invite.end, master=True)
+        )
     _add_timezone(cal, invite)
     return bytes(cal.to_ical()).decode()
+
+
+def _instance(invite: Invitation, instance: Instance, *, status: str) -> VEvent:
+    return _vevent(
+        invite,
+        status=status,
+        start=instance.start,
+        end=instance.end,
+        recurrence_id=instance.recurrence_id,
+    )

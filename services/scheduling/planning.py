@@ -1,44 +1,190 @@
-"""When a pair meets: slots inside both people's working hours, for the actual dates."""
+"""When a pair meets: a free slot inside both people's working hours, for the actual dates.
+
+Pure decisions. A slot starts on a quarter hour of the organizer's local clock, leaves the
+minimum notice, keeps a buffer around each person's other sessions (with anyone), and, when the
+only shared time is at the edge of someone's day, burdens whoever was burdened least so far.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from shared.worktime import Availability, Interval, first_slot, shared_working_time
+from shared.worktime import Availability, Interval, covers, intersect, subtract, working_intervals
 
-KICKOFF_MINUTES = 60
-HORIZON_DAYS = 28
-SLOT_STEP_MINUTES = 30
+QUARTER = 15
+EDGE = dt.timedelta(minutes=60)  # a slot this close to the start or end of a working day
 
 
-def plan_kickoff(
-    organizer: Availability,
-    attendee: Availability,
+@dataclass(frozen=True)
+class Rules:
+    """How far ahead and how far apart sessions are planned."""
+
+    notice: dt.timedelta = dt.timedelta(hours=24)
+    buffer: dt.timedelta = dt.timedelta(minutes=15)
+    horizon: dt.timedelta = dt.timedelta(days=28)
+
+
+@dataclass(frozen=True)
+class Planner:
+    """One person as planning sees them: when they work, when they are busy, their burden."""
+
+    participant_id: str
+    availability: Availability
+    busy: Sequence[Interval] = ()
+    edge_burden: int = 0  # how often a session was put at the edge of their day
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A planned time, and whose day's edge it uses (nobody's, ideally)."""
+
+    interval: Interval
+    edge_of: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class NoSlot:
+    """Why no time was found, in words a coordinator can act on."""
+
+    reason: str
+
+
+def organizer_quarter(at: dt.datetime, timezone: str) -> dt.datetime:
+    """The first instant at or after `at` on a quarter hour of the zone's local clock."""
+    local = at.astimezone(ZoneInfo(timezone))
+    base = local.replace(second=0, microsecond=0)
+    if base < local:
+        base += dt.timedelta(minutes=1)
+    remainder = base.minute % QUARTER
+    if remainder:
+        base += dt.timedelta(minutes=QUARTER - remainder)
+    return base.astimezone(dt.UTC)
+
+
+def _window_days(start: dt.datetime, end: dt.datetime) -> tuple[dt.date, int]:
+    first = start.date() - dt.timedelta(days=2)
+    return first, (end.date() - first).days + 3
+
+
+def _work(person: Planner, start: dt.datetime, end: dt.datetime) -> list[Interval]:
+    first, days = _window_days(start, end)
+    return working_intervals(person.availability, first, days)
+
+
+def _blocked(people: Sequence[Planner], buffer: dt.timedelta) -> list[Interval]:
+    return [Interval(b.start - buffer, b.end + buffer) for p in people for b in p.busy]
+
+
+def _edges(slot: Interval, people: Sequence[Planner], work: Sequence[list[Interval]]) -> list[str]:
+    edged = []
+    for person, intervals in zip(people, work, strict=True):
+        for block in intervals:
+            if block.start <= slot.start and slot.end <= block.end:
+                if slot.start - block.start < EDGE or block.end - slot.end < EDGE:
+                    edged.append(person.participant_id)
+                break
+    return edged
+
+
+def find_slot(
+    organizer: Planner,
+    attendee: Planner,
     *,
-    now: dt.datetime,
-    lead_days: int,
-    minutes: int = KICKOFF_MINUTES,
-    horizon_days: int = HORIZON_DAYS,
-) -> Interval | None:
-    """The first slot inside both people's working hours, `lead_days` local days from today.
+    minutes: int,
+    not_before: dt.datetime,
+    until: dt.datetime,
+    rules: Rules,
+    near: dt.datetime | None = None,
+    avoid: Sequence[Interval] = (),
+) -> Slot | NoSlot:
+    """A slot of `minutes` for both, starting in [not_before, until - minutes].
 
-    The lead time counts whole days in the organizer's zone (lead_days=1: tomorrow or later,
-    whatever the hour now), so that people get the invitation ahead of time; never in the past.
+    Without `near`, the earliest organizer-local day with a slot, and on it the fairest slot
+    (inside both days before at anyone's edge, then at the edge of the less burdened person).
+    With `near`, the slot closest to that instant (moving one occurrence of a series).
     """
-    zone = ZoneInfo(organizer.timezone)
-    local_today = now.astimezone(zone).date()
-    earliest_day = local_today + dt.timedelta(days=lead_days)
-    not_before = dt.datetime.combine(earliest_day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
-    not_before = max(not_before, now)  # with no lead time, never earlier today
-    shared = shared_working_time(
-        organizer, attendee, from_day=not_before.date(), days=horizon_days + 1
-    )
-    return first_slot(
-        shared, not_before=not_before, minutes=minutes, step_minutes=SLOT_STEP_MINUTES
+    people = (organizer, attendee)
+    zone = organizer.availability.timezone
+    length = dt.timedelta(minutes=minutes)
+    work = [_work(p, not_before, until) for p in people]
+    shared = intersect(intersect(work[0], work[1]), [Interval(not_before, until)])
+    free = subtract(shared, [*_blocked(people, rules.buffer), *avoid])
+    candidates = [
+        Interval(start, start + length)
+        for interval in free
+        for start in _starts(interval, length, zone)
+    ]
+    if not candidates:
+        return NoSlot(_why_none(people, shared, free, minutes, not_before, until))
+    if near is not None:
+        best = min(candidates, key=lambda c: (abs(c.start - near), c.start))
+        return Slot(best, tuple(_edges(best, people, work)))
+    first_day = candidates[0].start.astimezone(ZoneInfo(zone)).date()
+    same_day = [c for c in candidates if c.start.astimezone(ZoneInfo(zone)).date() == first_day]
+    burden = {p.participant_id: p.edge_burden for p in people}
+
+    def unfairness(slot: Interval) -> tuple[int, int, dt.datetime]:
+        edged = _edges(slot, people, work)
+        return (len(edged), sum(burden[e] for e in edged), slot.start)
+
+    best = min(same_day, key=unfairness)
+    return Slot(best, tuple(_edges(best, people, work)))
+
+
+def _starts(interval: Interval, length: dt.timedelta, zone: str) -> list[dt.datetime]:
+    found = []
+    start = organizer_quarter(interval.start, zone)
+    while start + length <= interval.end:
+        found.append(start)
+        start += dt.timedelta(minutes=QUARTER)
+    return found
+
+
+def _why_none(
+    people: Sequence[Planner],
+    shared: Sequence[Interval],
+    free: Sequence[Interval],
+    minutes: int,
+    not_before: dt.datetime,
+    until: dt.datetime,
+) -> str:
+    who = " and ".join(f"{p.participant_id} ({p.availability.timezone})" for p in people)
+    span = f"between {not_before:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M} UTC"
+    if not shared:
+        return (
+            f"{who} share no working hour {span}; widen someone's working hours or pair them "
+            "with someone closer in time"
+        )
+    longest = max(i.minutes for i in shared)
+    if longest < minutes:
+        return (
+            f"{who} share at most {longest} minutes in a row {span}, and the session needs "
+            f"{minutes}; widen someone's working hours or shorten the session"
+        )
+    return (
+        f"every shared working hour of {who} {span} is taken by their other sessions or an "
+        "absence; move one of those, or wait until the absence ends"
     )
 
 
-def local_wall_time(at: dt.datetime, timezone: str) -> dt.datetime:
-    """The instant as a wall-clock time in the given zone."""
-    return at.astimezone(ZoneInfo(timezone))
+def fits(
+    organizer: Planner,
+    attendee: Planner,
+    slot: Interval,
+    *,
+    rules: Rules,
+    not_before: dt.datetime,
+) -> str | None:
+    """None when both can make the slot; else why not."""
+    if slot.start < not_before:
+        return "less than the minimum notice ahead"
+    for person in (organizer, attendee):
+        if not covers(_work(person, slot.start, slot.end), slot):
+            return f"outside the working hours of {person.participant_id}"
+        buffered = Interval(slot.start - rules.buffer, slot.end + rules.buffer)
+        if any(b.start < buffered.end and buffered.start < b.end for b in person.busy):
+            return f"{person.participant_id} has another session then"
+    return None

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String
+from sqlalchemy import JSON, DateTime, Index, Integer, String, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.scheduling.kickoffs import KickoffSession
 from shared.outbox import add_delivery_tables
 from shared.records import get_or_raise
+from shared.timers import add_timer_table
+from shared.worktime import Interval
 
 
 class Base(DeclarativeBase):
@@ -19,6 +21,12 @@ class Base(DeclarativeBase):
 
 
 delivery = add_delivery_tables(Base.metadata)
+timers = add_timer_table(Base.metadata)
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """An instant read back from the database (SQLite hands it back naive) as aware UTC."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 class Person(Base):
@@ -32,13 +40,40 @@ class Person(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))
     working_hours: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    role: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # how many sessions were put at the edge of this person's working day (fairness)
+    edge_burden: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class Meeting(Base):
+    """What one calendar UID stands for: a single session (kickoff) or a recurring series."""
+
+    __tablename__ = "meetings"
+    __table_args__ = (Index("ix_meetings_program_pair", "program_id", "pair_id"),)
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    meeting_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pair_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    uid: Mapped[str] = mapped_column(String(300), unique=True)
+    sequence: Mapped[int] = mapped_column(Integer, default=0)  # raised on every object sent
+    timezone: Mapped[str] = mapped_column(String(64))
+    minutes: Mapped[int] = mapped_column(Integer)
+    rrule: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    first_start: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    mentor_id: Mapped[str] = mapped_column(String(200))
+    mentee_id: Mapped[str] = mapped_column(String(200))
 
 
 class Session(Base):
-    """One planned meeting of a pair."""
+    """One occurrence a pair meets at (a kickoff, or one of a series)."""
 
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_program_pair", "program_id", "pair_id"),)
+    __table_args__ = (
+        Index("ix_sessions_program_pair", "program_id", "pair_id"),
+        Index("ix_sessions_program_mentor", "program_id", "mentor_id", "start"),
+        Index("ix_sessions_program_mentee", "program_id", "mentee_id", "start"),
+    )
 
     program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     session_id: Mapped[str] = mapped_column(String(200), primary_key=True)
@@ -48,11 +83,27 @@ class Session(Base):
     start: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     anchor_timezone: Mapped[str] = mapped_column(String(64))
-    # calendars match updates by UID alone, so it is unique across programs
-    uid: Mapped[str] = mapped_column(String(300), unique=True)
+    uid: Mapped[str] = mapped_column(String(300))  # the meeting's: occurrences share it
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     attendee_ids: Mapped[list[str]] = mapped_column(JSON)
     note: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    meeting_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    recurrence_id: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    mentor_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    mentee_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class Absence(Base):
+    """A stretch a participant cannot meet (illness, leave), as UTC instants."""
+
+    __tablename__ = "absences"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    end: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 async def get_person(
@@ -79,21 +130,89 @@ async def get_session(session: AsyncSession, *, program_id: str, session_id: str
     return await session.get(Session, (program_id, session_id))
 
 
-def add_kickoff(session: AsyncSession, *, kickoff: KickoffSession) -> Session:
-    """Adds a pair's planned (or unschedulable) kickoff."""
-    row = Session(
-        program_id=kickoff.program_id,
-        session_id=kickoff.session_id,
-        pair_id=kickoff.pair_id,
-        kind=kickoff.kind.value,
-        status=kickoff.status.value,
-        start=kickoff.slot.start if kickoff.slot else None,
-        end=kickoff.slot.end if kickoff.slot else None,
-        anchor_timezone=kickoff.anchor_timezone,
-        uid=kickoff.uid,
-        sequence=kickoff.sequence,
-        attendee_ids=list(kickoff.attendee_ids),
-        note=kickoff.note,
+async def session_or_raise(session: AsyncSession, *, program_id: str, session_id: str) -> Session:
+    """One session of the program; UnknownReference or ProgramMismatch when not."""
+    return await get_or_raise(
+        session,
+        Session,
+        program_id,
+        session_id,
+        what=f"session {session_id!r}",
+        hint="use the session_id of a session.scheduled or session.rescheduled",
     )
-    session.add(row)
-    return row
+
+
+async def meeting_of(session: AsyncSession, row: Session) -> Meeting:
+    """The meeting (UID) an occurrence belongs to."""
+    meeting = await session.get(Meeting, (row.program_id, row.meeting_id or row.session_id))
+    if meeting is None:
+        raise LookupError(f"session {row.session_id!r} has no meeting; run `mentorship migrate`")
+    return meeting
+
+
+async def busy(
+    session: AsyncSession,
+    *,
+    program_id: str,
+    participant_id: str,
+    after: dt.datetime,
+    exclude: Iterable[str] = (),
+) -> list[Interval]:
+    """The person's planned sessions ending after `after`, and their absences."""
+    skip = set(exclude)
+    rows = await session.scalars(
+        select(Session).where(
+            Session.program_id == program_id,
+            or_(Session.mentor_id == participant_id, Session.mentee_id == participant_id),
+            Session.status == "scheduled",
+            Session.end > after,
+        )
+    )
+    found = [
+        Interval(utc(r.start), utc(r.end))
+        for r in rows
+        if r.start and r.end and r.session_id not in skip
+    ]
+    absences = await session.scalars(
+        select(Absence).where(
+            Absence.program_id == program_id,
+            Absence.participant_id == participant_id,
+            Absence.end > after,
+        )
+    )
+    return found + [Interval(utc(a.start), utc(a.end)) for a in absences]
+
+
+async def future_sessions(
+    session: AsyncSession,
+    *,
+    program_id: str,
+    after: dt.datetime,
+    participant_id: str | None = None,
+    pair_id: str | None = None,
+    statuses: Sequence[str] = ("scheduled",),
+) -> list[Session]:
+    """A person's or a pair's occurrences starting after `after`, earliest first."""
+    query = select(Session).where(
+        Session.program_id == program_id,
+        Session.status.in_(statuses),
+        or_(Session.start > after, Session.recurrence_id > after),
+    )
+    if participant_id is not None:
+        query = query.where(
+            or_(Session.mentor_id == participant_id, Session.mentee_id == participant_id)
+        )
+    if pair_id is not None:
+        query = query.where(Session.pair_id == pair_id)
+    rows = list(await session.scalars(query))
+    return sorted(rows, key=lambda r: utc(r.start or r.recurrence_id or after))
+
+
+async def occurrences(session: AsyncSession, meeting: Meeting) -> list[Session]:
+    """Every occurrence of a meeting, in rule order."""
+    rows = await session.scalars(
+        select(Session).where(
+            Session.program_id == meeting.program_id, Session.meeting_id == meeting.meeting_id
+        )
+    )
+    return sorted(rows, key=lambda r: utc(r.recurrence_id or r.start or dt.datetime.min))

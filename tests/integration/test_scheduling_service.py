@@ -73,8 +73,9 @@ async def test_a_formed_pair_gets_a_kickoff_invitation_on_the_stream(
         await register_pair(js, "prog")
         # no pause: pair.formed is on another subject, its consumer waits for the registrations
         await publish(js, FORMED, pair_formed("prog"))
-        await eventually(lambda: _has(js, SCHEDULED, 1), what="session.scheduled")
-        [message] = await messages_on(js, SCHEDULED)
+        await eventually(lambda: _has(js, SCHEDULED, 2), what="kickoff and series scheduled")
+        messages = await messages_on(js, SCHEDULED)
+    [message] = [m for m in messages if json.loads(m.data)["kind"] == "kickoff"]
     body = json.loads(message.data)
     assert message.headers["Nats-Msg-Id"] == body["event_id"]
     assert message.headers["ce-type"] == SCHEDULED
@@ -103,16 +104,16 @@ async def test_a_redelivered_or_repeated_pair_formed_schedules_no_second_kickoff
         await register_pair(js, "prog")
         body = pair_formed("prog")
         await publish(js, FORMED, body)
-        await eventually(lambda: _has(js, SCHEDULED, 1), what="the first kickoff")
+        await eventually(lambda: _has(js, SCHEDULED, 2), what="the first kickoff and series")
         # the same event again past JetStream's duplicate window (another Nats-Msg-Id), as
         # after a lost ack, and the same fact as a new event
         await publish(js, FORMED, body, msg_id="redelivered")
         last = await publish(js, FORMED, pair_formed("prog"))
         await eventually(lambda: settled(js, rt, FORMED, last.seq), what="both copies acked")
         assert await count(js, FORMED) == 3
-        assert await count(js, SCHEDULED) == 1
+        assert await count(js, SCHEDULED) == 2
         assert await count(js, DLQ) == 0  # both copies were applied as no-ops, not rejected
-        assert len(await sessions_of(rt, "prog")) == 1
+        assert len(await sessions_of(rt, "prog")) == 1 + 13  # the kickoff, the series' 13
 
 
 async def test_the_same_pair_id_in_two_programs_gets_two_kickoffs_and_a_cross_program_pair_none(
@@ -128,9 +129,10 @@ async def test_the_same_pair_id_in_two_programs_gets_two_kickoffs_and_a_cross_pr
         await publish(js, REGISTERED, registration("prog-c", "m", role="mentor"))
         await publish(js, FORMED, pair_formed("prog-c", "shared"))
         await eventually(lambda: _has(js, DLQ, 1), what="the cross-program pair's dead letter")
-        await eventually(lambda: _has(js, SCHEDULED, 2), what="both programs' kickoffs")
+        await eventually(lambda: _has(js, SCHEDULED, 4), what="both programs' kickoffs")
         [letter] = await messages_on(js, DLQ)
         scheduled = [json.loads(m.data) for m in await messages_on(js, SCHEDULED)]
+        scheduled = [s for s in scheduled if s["kind"] == "kickoff"]
         assert await sessions_of(rt, "prog-c") == []
     assert sorted(s["program_id"] for s in scheduled) == ["prog-a", "prog-b"]
     assert len({s["session_id"] for s in scheduled}) == len({s["uid"] for s in scheduled}) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,14 @@ from services.scheduling.handlers import (
     on_participant_registered,
     on_timezone_changed,
 )
-from services.scheduling.kickoffs import NO_SLOT_NOTE, kickoff_session_id
+from services.scheduling.plans import kickoff_session_id
 from shared.errors import ProgramMismatch, UnknownReference
 from shared.events import (
     PairFormed,
     ParticipantRegistered,
     ParticipantTimezoneChanged,
     SessionScheduled,
+    SessionUnschedulable,
 )
 from tests.support.factories import envelope, registration
 from tests.support.handlers import HandlerDb, handler_db
@@ -79,13 +81,28 @@ async def sessions_of(db: HandlerDb, program: str) -> list[store.Session]:
         return list(rows)
 
 
+def kickoff_of(uow) -> SessionScheduled:
+    [kickoff] = [e for e in uow.emitted if isinstance(e, SessionScheduled) and e.kind == "kickoff"]
+    return kickoff
+
+
+def series_of(uow) -> SessionScheduled:
+    [regular] = [e for e in uow.emitted if isinstance(e, SessionScheduled) and e.kind == "regular"]
+    return regular
+
+
 async def test_pair_formed_plans_a_kickoff_in_both_working_hours_with_an_invitation(db):
     await register_pair(db, "prog", timezone="America/New_York")
     uow = await db.apply(on_pair_formed, formed("prog"))
-    [scheduled] = uow.emitted
-    assert isinstance(scheduled, SessionScheduled)
+    assert [type(e) for e in uow.emitted] == [SessionScheduled, SessionScheduled]
+    scheduled = kickoff_of(uow)
     assert scheduled.session_id == kickoff_session_id("prog", "pair-1")
     assert scheduled.attendee_ids == ["m", "e"]
+    assert [(a.email, a.role, a.timezone) for a in scheduled.attendees] == [
+        ("m@example.org", "mentor", "Europe/Berlin"),
+        ("e@example.org", "mentee", "America/New_York"),
+    ]
+    assert scheduled.agenda.startswith("Get to know each other")
     assert scheduled.occurred_at == db.clock.now()
     # Monday 08:00 UTC plus two local days: Wednesday 3 March, 09:00 in New York (EST)
     assert scheduled.start == dt.datetime(2027, 3, 3, 14, tzinfo=dt.UTC)
@@ -96,10 +113,52 @@ async def test_pair_formed_plans_a_kickoff_in_both_working_hours_with_an_invitat
     assert [str(a) for a in vevent["ATTENDEE"]] == ["mailto:m@example.org", "mailto:e@example.org"]
     assert vevent["DTSTART"].dt == scheduled.start.astimezone(ZoneInfo("Europe/Berlin"))
     assert str(vevent["SUMMARY"]) == "Mentorship kickoff: Person m & Person e"
-    [row] = await sessions_of(db, "prog")
+    rows = await sessions_of(db, "prog")
+    [row] = [r for r in rows if r.session_id == scheduled.session_id]
     assert (row.status, row.uid, row.note) == ("scheduled", scheduled.uid, None)
     # SQLite hands DateTime(timezone=True) back without its offset; the instant is UTC
     assert row.start is not None and row.start.replace(tzinfo=dt.UTC) == scheduled.start
+
+
+async def test_the_series_follows_the_kickoff_and_takes_the_other_persons_edge(tmp_path):
+    async with handler_db(
+        store.Base.metadata, store.delivery, tmp_path, session_cadence_days=7
+    ) as db:
+        await register_pair(db, "prog", timezone="America/New_York")
+        uow = await db.apply(on_pair_formed, formed("prog"))
+        kickoff, regular = kickoff_of(uow), series_of(uow)
+        # before the US switch the only overlap is 15:00-17:00 Berlin = 09:00-11:00 New York:
+        # the kickoff took New York's early edge, so the series takes Berlin's late one
+        assert regular.start == dt.datetime(2027, 3, 9, 15, tzinfo=dt.UTC)
+        assert regular.start.astimezone(ZoneInfo("Europe/Berlin")).time() == dt.time(16)
+        assert regular.rrule == "FREQ=WEEKLY;INTERVAL=1;BYDAY=TU;COUNT=26"
+        assert regular.series_id == regular.session_id and regular.uid != kickoff.uid
+        assert regular.end - regular.start == dt.timedelta(minutes=45)
+        await _check_series_rows(db, regular, 26)
+
+
+async def _check_series_rows(db: HandlerDb, regular: SessionScheduled, count: int) -> None:
+    rows = [r for r in await sessions_of(db, "prog") if r.meeting_id == regular.series_id]
+    assert len(rows) == count and all(r.uid == regular.uid for r in rows)
+    async with db.sessions() as session:
+        m = await store.get_person(session, program_id="prog", participant_id="m")
+        e = await store.get_person(session, program_id="prog", participant_id="e")
+    assert e is not None and m is not None and e.edge_burden == 1 and m.edge_burden >= 1
+
+
+async def test_a_mentor_with_two_mentees_is_never_in_two_sessions_at_once(db):
+    await db.apply(on_participant_registered, registered("prog", "m", role="mentor"))
+    for mentee in ("e1", "e2", "e3"):
+        await db.apply(on_participant_registered, registered("prog", mentee))
+    async with db.unit_of_work() as uow:  # one batch, as the consumer applies it
+        for n, mentee in enumerate(("e1", "e2", "e3")):
+            async with uow.session.begin_nested():
+                await on_pair_formed(formed("prog", pair=f"p{n}", mentee=mentee), uow)
+    rows = [r for r in await sessions_of(db, "prog") if r.start is not None]
+    spans = sorted((r.start, r.end) for r in rows)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end + dt.timedelta(minutes=15) <= start
+    assert len({r.pair_id for r in rows}) == 3
 
 
 async def test_kickoff_lead_time_comes_from_the_settings_of_the_unit_of_work(tmp_path):
@@ -107,10 +166,10 @@ async def test_kickoff_lead_time_comes_from_the_settings_of_the_unit_of_work(tmp
         store.Base.metadata, store.delivery, tmp_path, kickoff_lead_days=10
     ) as db:
         await register_pair(db, "prog")
-        [scheduled] = (await db.apply(on_pair_formed, formed("prog"))).emitted
-    assert isinstance(scheduled, SessionScheduled)
-    # ten days after Monday 1 March is Thursday 11 March, 09:00 in Berlin (CET)
-    assert scheduled.start == dt.datetime(2027, 3, 11, 8, tzinfo=dt.UTC)
+        scheduled = kickoff_of(await db.apply(on_pair_formed, formed("prog")))
+    # ten days after Monday 1 March is Thursday 11 March, from 10:00 in Berlin (CET), away
+    # from both people's edge of the day
+    assert scheduled.start == dt.datetime(2027, 3, 11, 9, tzinfo=dt.UTC)
 
 
 async def test_a_repeated_pair_formed_plans_no_second_kickoff(db):
@@ -118,9 +177,9 @@ async def test_a_repeated_pair_formed_plans_no_second_kickoff(db):
     first = await db.apply(on_pair_formed, formed("prog"))
     db.clock.advance(dt.timedelta(days=3))
     again = await db.apply(on_pair_formed, formed("prog"))  # same pair, a new event id
-    assert len(first.emitted) == 1
+    assert len(first.emitted) == 2
     assert again.emitted == []
-    assert len(await sessions_of(db, "prog")) == 1
+    assert len(await sessions_of(db, "prog")) == 1 + 13
 
 
 async def test_two_pair_formed_of_one_batch_plan_one_kickoff(db):
@@ -129,21 +188,20 @@ async def test_two_pair_formed_of_one_batch_plan_one_kickoff(db):
         for _ in range(2):  # as the batched consumer applies them: one savepoint per event
             async with uow.session.begin_nested():
                 await on_pair_formed(formed("prog"), uow)
-    assert len(uow.emitted) == 1
-    assert len(await sessions_of(db, "prog")) == 1
+    assert len(uow.emitted) == 2
+    assert len(await sessions_of(db, "prog")) == 1 + 13
 
 
 async def test_the_same_pair_id_in_two_programs_gives_two_kickoffs(db):
     await register_pair(db, "prog-a")
     await register_pair(db, "prog-b")
-    [a] = (await db.apply(on_pair_formed, formed("prog-a", pair="shared"))).emitted
-    [b] = (await db.apply(on_pair_formed, formed("prog-b", pair="shared"))).emitted
-    assert isinstance(a, SessionScheduled) and isinstance(b, SessionScheduled)
+    a = kickoff_of(await db.apply(on_pair_formed, formed("prog-a", pair="shared")))
+    b = kickoff_of(await db.apply(on_pair_formed, formed("prog-b", pair="shared")))
     assert (a.program_id, b.program_id) == ("prog-a", "prog-b")
     assert a.session_id != b.session_id
     assert a.uid != b.uid
-    assert [r.pair_id for r in await sessions_of(db, "prog-a")] == ["shared"]
-    assert [r.pair_id for r in await sessions_of(db, "prog-b")] == ["shared"]
+    assert {r.pair_id for r in await sessions_of(db, "prog-a")} == {"shared"}
+    assert {r.pair_id for r in await sessions_of(db, "prog-b")} == {"shared"}
 
 
 async def test_a_pair_formed_naming_a_participant_of_another_program_is_a_program_mismatch(db):
@@ -172,9 +230,15 @@ async def test_a_pair_without_a_shared_working_hour_is_kept_unschedulable_withou
         registered("prog", "e", timezone="America/Los_Angeles", working_hours=short),
     )
     uow = await db.apply(on_pair_formed, formed("prog"))
-    assert uow.emitted == []
+    assert [type(e) for e in uow.emitted] == [SessionUnschedulable, SessionUnschedulable]
+    kickoff, regular = uow.emitted
+    assert isinstance(kickoff, SessionUnschedulable) and isinstance(regular, SessionUnschedulable)
+    assert (kickoff.kind, regular.kind) == ("kickoff", "regular")
+    assert "share no working hour" in kickoff.reason and "America/Los_Angeles" in kickoff.reason
+    assert kickoff.session_id == kickoff_session_id("prog", "pair-1")
     [row] = await sessions_of(db, "prog")
-    assert (row.status, row.start, row.note) == ("unschedulable", None, NO_SLOT_NOTE)
+    assert (row.status, row.start) == ("unschedulable", None)
+    assert row.note is not None and "share no working hour" in row.note
 
 
 async def test_a_re_registration_replaces_zone_hours_and_address(db):
@@ -211,8 +275,7 @@ async def test_a_timezone_change_is_used_by_the_next_kickoff(db):
         )
     )
     await db.apply(on_timezone_changed, change)
-    [scheduled] = (await db.apply(on_pair_formed, formed("prog"))).emitted
-    assert isinstance(scheduled, SessionScheduled)
+    scheduled = kickoff_of(await db.apply(on_pair_formed, formed("prog")))
     # Berlin's 17:00 is New York's 11:00: the overlap is 14:00-16:00 UTC
     assert scheduled.start == dt.datetime(2027, 3, 3, 14, tzinfo=dt.UTC)
 

@@ -1,4 +1,4 @@
-"""Planning the kickoff: inside both people's working hours, for real dates around DST switches."""
+"""Finding a slot: both people's hours on real dates, notice, buffers, quarter hours, fairness."""
 
 from __future__ import annotations
 
@@ -9,234 +9,217 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scheduling.planning import (
-    KICKOFF_MINUTES,
-    SLOT_STEP_MINUTES,
-    local_wall_time,
-    plan_kickoff,
+    NoSlot,
+    Planner,
+    Rules,
+    Slot,
+    find_slot,
+    fits,
+    organizer_quarter,
 )
-from shared.events import WorkingHours
-from shared.worktime import Availability, Interval
+from shared.worktime import Availability, Hours, Interval
 
 UTC = dt.UTC
+RULES = Rules(notice=dt.timedelta(0), buffer=dt.timedelta(minutes=15))
 
 
 def utc(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=UTC)
 
 
-def person(zone: str, start: str = "09:00", end: str = "17:00", days=range(5)) -> Availability:
-    return Availability(
-        timezone=zone,
-        hours=[
-            WorkingHours(
-                weekday=d, start=dt.time.fromisoformat(start), end=dt.time.fromisoformat(end)
-            )
-            for d in days
-        ],
+def person(
+    pid: str, zone: str, start: str = "09:00", end: str = "17:00", days=range(5), **kw
+) -> Planner:
+    hours = [Hours(d, dt.time.fromisoformat(start), dt.time.fromisoformat(end)) for d in days]
+    return Planner(pid, Availability(zone, hours), **kw)
+
+
+def slot_of(found: Slot | NoSlot) -> Interval:
+    assert isinstance(found, Slot), found
+    return found.interval
+
+
+def test_a_kathmandu_organizer_gets_a_slot_on_a_local_quarter_hour():
+    organizer = person("m", "Asia/Kathmandu", "10:10", "17:00")
+    other = person("e", "Asia/Kathmandu")
+    found = slot_of(
+        find_slot(
+            organizer,
+            other,
+            minutes=60,
+            not_before=utc(2027, 1, 4),
+            until=utc(2027, 1, 6),
+            rules=RULES,
+        )
     )
+    local = found.start.astimezone(ZoneInfo("Asia/Kathmandu"))
+    assert local.minute % 15 == 0 and local.time() >= dt.time(10, 10)
 
 
-def inside_working_hours(who: Availability, slot: Interval) -> bool:
-    """The slot, seen on the person's own wall clock, falls inside one of their blocks."""
-    zone = ZoneInfo(who.timezone)
-    start, end = slot.start.astimezone(zone), slot.end.astimezone(zone)
-    return start.date() == end.date() and any(
-        block.weekday == start.weekday() and block.start <= start.time() and end.time() <= block.end
-        for block in who.hours
+def test_organizer_quarter_rounds_up_in_local_time():
+    at = utc(2027, 1, 4, 4, 31)  # 10:16 in Kathmandu (+05:45)
+    assert organizer_quarter(at, "Asia/Kathmandu").astimezone(
+        ZoneInfo("Asia/Kathmandu")
+    ).time() == dt.time(10, 30)
+
+
+def test_another_session_of_either_person_is_busy_time_with_a_buffer():
+    busy = [Interval(utc(2027, 1, 4, 9), utc(2027, 1, 4, 10))]
+    mentor = person("m", "UTC", busy=busy)
+    mentee = person("e", "UTC")
+    found = slot_of(
+        find_slot(
+            mentor,
+            mentee,
+            minutes=60,
+            not_before=utc(2027, 1, 4, 9),
+            until=utc(2027, 1, 5),
+            rules=RULES,
+        )
     )
+    assert found.start >= utc(2027, 1, 4, 10, 15)
 
 
-# --- examples around the 2027 DST switches (US 2027-03-14, EU 2027-03-28) --------------------
-
-
-def test_kickoff_lands_inside_both_working_days_across_dst_change():
-    berlin, new_york = person("Europe/Berlin"), person("America/New_York")
-    slot = plan_kickoff(berlin, new_york, now=utc(2027, 3, 26, 10), lead_days=2)
-    # earliest day is Sunday 28 March, the day Berlin moves to CEST; Monday 29 March:
-    # New York 09:00 EDT = 13:00 UTC = 15:00 CEST in Berlin
-    assert slot == Interval(utc(2027, 3, 29, 13), utc(2027, 3, 29, 14))
-    assert local_wall_time(slot.start, "Europe/Berlin").time() == dt.time(15)
-    assert local_wall_time(slot.start, "America/New_York").time() == dt.time(9)
-    assert inside_working_hours(berlin, slot)
-    assert inside_working_hours(new_york, slot)
-
-
-def test_long_session_fits_before_the_eu_switch_but_on_no_day_after_it():
-    # Berlin CET 17:00 = 16:00 UTC, New York EDT 09:00 = 13:00 UTC: 3 shared hours until
-    # Berlin moves to CEST on 28 March; then 17:00 CEST = 15:00 UTC leaves only 2 hours
-    berlin, new_york = person("Europe/Berlin"), person("America/New_York")
-    before = plan_kickoff(berlin, new_york, now=utc(2027, 3, 25, 12), lead_days=1, minutes=150)
-    assert before == Interval(utc(2027, 3, 26, 13), dt.datetime(2027, 3, 26, 15, 30, tzinfo=UTC))
-    after = plan_kickoff(berlin, new_york, now=utc(2027, 3, 27, 12), lead_days=1, minutes=150)
-    assert after is None
-
-
-def test_kickoff_found_only_while_us_and_eu_clocks_are_out_of_step():
-    # London 09:00-14:00 and New York 09:00-17:00 share nothing while both are on standard or
-    # both on summer time (NY 09:00 = London 14:00), but one hour (13:00-14:00 UTC) while NY is
-    # already on EDT and London still on GMT (14-27 March 2027)
-    london, new_york = person("Europe/London", "09:00", "14:00"), person("America/New_York")
-    slot = plan_kickoff(london, new_york, now=utc(2027, 3, 1, 12), lead_days=2)
-    assert slot == Interval(utc(2027, 3, 15, 13), utc(2027, 3, 15, 14))
-    assert inside_working_hours(london, slot) and inside_working_hours(new_york, slot)
-    assert plan_kickoff(london, new_york, now=utc(2027, 3, 29, 12), lead_days=2) is None
-
-
-def test_kickoff_respects_the_us_switch_for_the_new_york_side():
-    berlin, new_york = person("Europe/Berlin"), person("America/New_York")
-    # Friday 12 March: New York still EST, 09:00 EST = 14:00 UTC
-    assert plan_kickoff(new_york, berlin, now=utc(2027, 3, 10, 15), lead_days=2) == Interval(
-        utc(2027, 3, 12, 14), utc(2027, 3, 12, 15)
+def test_a_night_shift_worker_meets_inside_the_night():
+    nurse = person("m", "Europe/Berlin", "22:00", "06:00", days=range(7))
+    owl = person("e", "Asia/Tokyo", "06:00", "14:00")  # 22:00 Berlin = 06:00 Tokyo in winter
+    found = slot_of(
+        find_slot(
+            nurse, owl, minutes=60, not_before=utc(2027, 1, 4), until=utc(2027, 1, 8), rules=RULES
+        )
     )
-    # Monday 15 March: New York on EDT, 09:00 EDT = 13:00 UTC
-    assert plan_kickoff(new_york, berlin, now=utc(2027, 3, 12, 15), lead_days=2) == Interval(
-        utc(2027, 3, 15, 13), utc(2027, 3, 15, 14)
+    local = found.start.astimezone(ZoneInfo("Europe/Berlin")).time()
+    assert local >= dt.time(22) or local < dt.time(5)
+
+
+def test_no_shared_hour_is_reported_with_both_zones():
+    found = find_slot(
+        person("m", "Europe/Berlin"), person("e", "Pacific/Auckland", "09:00", "10:00"),
+        minutes=60, not_before=utc(2027, 1, 4), until=utc(2027, 1, 11), rules=RULES,
+    )  # fmt: skip
+    assert isinstance(found, NoSlot)
+    assert "share no working hour" in found.reason and "Pacific/Auckland" in found.reason
+
+
+def test_too_short_an_overlap_says_how_long_it_is():
+    found = find_slot(
+        person("m", "UTC", "09:00", "17:00"), person("e", "UTC", "16:30", "20:00"),
+        minutes=60, not_before=utc(2027, 1, 4), until=utc(2027, 1, 11), rules=RULES,
+    )  # fmt: skip
+    assert isinstance(found, NoSlot) and "at most 30 minutes" in found.reason
+
+
+def test_a_fully_booked_overlap_blames_the_other_sessions():
+    busy = [Interval(utc(2027, 1, d, 16), utc(2027, 1, d, 17)) for d in range(4, 12)]
+    found = find_slot(
+        person("m", "UTC", "09:00", "17:00", busy=busy), person("e", "UTC", "16:00", "20:00"),
+        minutes=30, not_before=utc(2027, 1, 4), until=utc(2027, 1, 11), rules=RULES,
+    )  # fmt: skip
+    assert isinstance(found, NoSlot) and "taken by their other sessions" in found.reason
+
+
+def test_a_slot_away_from_everyones_edge_is_preferred():
+    found = find_slot(
+        person("m", "UTC"), person("e", "UTC"),
+        minutes=60, not_before=utc(2027, 1, 4), until=utc(2027, 1, 5), rules=RULES,
+    )  # fmt: skip
+    assert isinstance(found, Slot) and found.edge_of == ()
+    assert found.interval.start == utc(2027, 1, 4, 10)
+
+
+def test_at_the_edge_of_the_day_the_less_burdened_person_takes_it():
+    # Berlin 08:00-12:00 and New York 06:00-10:00 overlap 12:00-16:00 Berlin ... not at all;
+    # use a two-hour overlap: Berlin's last and New York's first hours
+    berlin = dict(zone="Europe/Berlin", start="09:00", end="17:00")
+    york = dict(zone="America/New_York", start="09:00", end="17:00")
+    # winter: 15:00-17:00 Berlin == 09:00-11:00 New York; a 60-min slot is at someone's edge
+    args = dict(minutes=60, not_before=utc(2027, 1, 4), until=utc(2027, 1, 5), rules=RULES)
+    fresh = find_slot(person("m", **berlin), person("e", **york, edge_burden=0), **args)
+    tired = find_slot(person("m", **berlin), person("e", **york, edge_burden=3), **args)
+    assert isinstance(fresh, Slot) and isinstance(tired, Slot)
+    assert tired.edge_of == ("m",)  # e carried the edge often: now it is m's late hour
+    assert tired.interval.end == utc(2027, 1, 4, 16)
+    burdened_m = find_slot(person("m", **berlin, edge_burden=3), person("e", **york), **args)
+    assert isinstance(burdened_m, Slot) and burdened_m.edge_of == ("e",)
+
+
+def test_fits_says_why_a_time_does_not_work():
+    mentor, mentee = person("m", "UTC"), person("e", "UTC", "12:00", "17:00")
+    slot = Interval(utc(2027, 1, 4, 10), utc(2027, 1, 4, 11))
+    assert fits(mentor, mentee, slot, rules=RULES, not_before=utc(2027, 1, 1)) == (
+        "outside the working hours of e"
     )
+    assert "minimum notice" in fits(mentor, mentee, slot, rules=RULES, not_before=utc(2027, 1, 5))
 
 
-def test_lead_days_count_in_the_organizers_zone_not_utc():
-    # 23:30 UTC on Monday is already Tuesday 08:30 in Tokyo: two days ahead means Thursday
-    tokyo = person("Asia/Tokyo")
-    slot = plan_kickoff(tokyo, tokyo, now=dt.datetime(2027, 1, 4, 23, 30, tzinfo=UTC), lead_days=2)
-    assert slot is not None
-    assert local_wall_time(slot.start, "Asia/Tokyo") == dt.datetime(
-        2027, 1, 7, 9, tzinfo=ZoneInfo("Asia/Tokyo")
-    )
+# --- properties: random zones, hours (overnight too) and dates through 2028 --------------------
 
-
-def test_lead_day_starts_at_the_organizers_local_midnight_west_of_utc():
-    # Tuesday 00:00 UTC is still Monday 16:00 in Los Angeles: Monday's last hour must not count
-    los_angeles = person("America/Los_Angeles")
-    slot = plan_kickoff(los_angeles, los_angeles, now=utc(2027, 1, 4, 20), lead_days=1)
-    assert slot == Interval(utc(2027, 1, 5, 17), utc(2027, 1, 5, 18))  # Tuesday 09:00 PST
-
-
-def test_lead_day_starts_at_the_organizers_local_midnight_east_of_utc():
-    # Thursday 07:00 in Tokyo is Wednesday 22:00 UTC: early hours on the lead day count
-    tokyo = person("Asia/Tokyo", "07:00", "12:00")
-    slot = plan_kickoff(tokyo, tokyo, now=utc(2027, 1, 5, 3), lead_days=2)  # Tuesday in Tokyo
-    assert slot == Interval(utc(2027, 1, 6, 22), utc(2027, 1, 6, 23))
-
-
-def test_horizon_counts_days_from_the_lead_day():
-    berlin = person("Europe/Berlin")
-    monday_only = person("Europe/Berlin", days=[0])
-    now = utc(2027, 1, 5, 12)  # Tuesday; lead 1 -> Wednesday; Monday 11 Jan is the 6th day
-    expected = Interval(utc(2027, 1, 11, 8), utc(2027, 1, 11, 9))
-    assert plan_kickoff(berlin, monday_only, now=now, lead_days=1, horizon_days=6) == expected
-    assert plan_kickoff(berlin, monday_only, now=now, lead_days=1, horizon_days=5) is None
-
-
-def test_lead_days_skip_the_remaining_hours_of_today():
-    berlin = person("Europe/Berlin")
-    slot = plan_kickoff(berlin, berlin, now=utc(2027, 1, 4, 6), lead_days=1)  # Monday 07:00 CET
-    assert slot == Interval(utc(2027, 1, 5, 8), utc(2027, 1, 5, 9))  # Tuesday 09:00 CET
-
-
-def test_kickoff_is_never_planned_in_the_past_even_without_lead_days():
-    berlin = person("Europe/Berlin")
-    now = utc(2027, 1, 4, 14)  # Monday 15:00 CET, the 09:00-17:00 day is half over
-    slot = plan_kickoff(berlin, berlin, now=now, lead_days=0)
-    assert slot is not None
-    assert slot.start >= now
-
-
-def test_kickoff_is_none_when_there_is_no_shared_working_hour():
-    los_angeles, kolkata = person("America/Los_Angeles"), person("Asia/Kolkata")
-    assert plan_kickoff(los_angeles, kolkata, now=utc(2027, 1, 4, 12), lead_days=2) is None
-
-
-def test_kickoff_is_none_when_the_only_shared_day_is_beyond_the_horizon():
-    berlin = person("Europe/Berlin")
-    # one working day a week, but the horizon is only 3 days long
-    monday_only = person("Europe/Berlin", days=[0])
-    assert (
-        plan_kickoff(berlin, monday_only, now=utc(2027, 1, 5, 12), lead_days=1, horizon_days=3)
-        is None
-    )
-    assert plan_kickoff(berlin, monday_only, now=utc(2027, 1, 5, 12), lead_days=1) == Interval(
-        utc(2027, 1, 11, 8), utc(2027, 1, 11, 9)
-    )
-
-
-def test_local_wall_time_shows_the_instant_in_the_zone():
-    at = utc(2027, 7, 1, 12)
-    local = local_wall_time(at, "America/Los_Angeles")
-    assert (local.hour, local.utcoffset()) == (5, dt.timedelta(hours=-7))
-    assert local == at
-
-
-# --- properties -----------------------------------------------------------------------------
-
-# Working hours stay between 06:00 and 22:00 local, where none of these zones changes clocks,
-# so a plain wall-clock check is an independent oracle.
 ZONES = [
-    "Europe/Berlin",
-    "Europe/London",
-    "America/New_York",
-    "America/Los_Angeles",
-    "America/St_Johns",
-    "America/Sao_Paulo",
-    "Asia/Kolkata",
-    "Asia/Kathmandu",
-    "Asia/Tokyo",
-    "Australia/Sydney",
-    "Pacific/Auckland",
-]
+    "Europe/Berlin", "Europe/London", "America/New_York", "America/Los_Angeles",
+    "America/St_Johns", "America/Sao_Paulo", "Asia/Kolkata", "Asia/Kathmandu", "Asia/Tokyo",
+    "Australia/Sydney", "Australia/Lord_Howe", "Pacific/Auckland", "Pacific/Chatham", "UTC",
+]  # fmt: skip
 
 
 @st.composite
-def availabilities(draw: st.DrawFn) -> Availability:
+def planners(draw: st.DrawFn, pid: str) -> Planner:
     days = draw(st.lists(st.integers(0, 6), min_size=1, max_size=7, unique=True))
     blocks = []
     for day in days:
-        start = draw(st.integers(min_value=12, max_value=40))  # half hours: 06:00 .. 20:00
-        end = draw(st.integers(min_value=start + 1, max_value=44))  # .. 22:00
+        start = draw(st.integers(0, 95))  # quarter hours
+        length = draw(st.integers(4, 48))  # 1 to 12 hours; may cross midnight
+        end = (start + length) % 96
         blocks.append(
-            WorkingHours(
-                weekday=day,
-                start=dt.time(start // 2, 30 * (start % 2)),
-                end=dt.time(end // 2, 30 * (end % 2)),
-            )
+            Hours(day, dt.time(start // 4, 15 * (start % 4)), dt.time(end // 4, 15 * (end % 4)))
         )
-    return Availability(timezone=draw(st.sampled_from(ZONES)), hours=blocks)
+    return Planner(pid, Availability(draw(st.sampled_from(ZONES)), blocks))
 
 
-nows = st.datetimes(
-    min_value=dt.datetime(2026, 1, 1), max_value=dt.datetime(2028, 12, 31), timezones=st.just(UTC)
+def inside(who: Planner, slot: Interval) -> bool:
+    """Independent oracle: walk the slot minute by minute on the person's own wall clock."""
+    zone = ZoneInfo(who.availability.timezone)
+    at = slot.start
+    while at < slot.end:
+        local = at.astimezone(zone)
+        ok = False
+        for b in who.availability.hours:
+            for back in (0, 1):  # a block that started today, or a night shift from yesterday
+                day = local.date() - dt.timedelta(days=back)
+                if b.weekday != day.weekday():
+                    continue
+                begin = dt.datetime.combine(day, b.start, tzinfo=zone)
+                finish_day = day + dt.timedelta(days=1) if b.end <= b.start else day
+                finish = dt.datetime.combine(finish_day, b.end, tzinfo=zone)
+                ok = ok or begin.astimezone(UTC) <= at < finish.astimezone(UTC)
+        if not ok:
+            return False
+        at += dt.timedelta(minutes=5)
+    return True
+
+
+starts = st.datetimes(
+    min_value=dt.datetime(2026, 1, 1), max_value=dt.datetime(2028, 12, 20), timezones=st.just(UTC)
 )
 
 
-@settings(max_examples=50, deadline=None)
-@given(availabilities(), availabilities(), nows, st.integers(min_value=1, max_value=7))
-def test_kickoff_is_the_earliest_slot_inside_both_working_hours(organizer, attendee, now, lead):
-    slot = plan_kickoff(organizer, attendee, now=now, lead_days=lead, horizon_days=7)
-
-    zone = ZoneInfo(organizer.timezone)
-    earliest_day = now.astimezone(zone).date() + dt.timedelta(days=lead)
-    length = dt.timedelta(minutes=KICKOFF_MINUTES)
-
-    if slot is not None:
-        assert slot.end - slot.start == length
-        assert slot.start.astimezone(zone).date() >= earliest_day
-        assert slot.start > now
-        assert slot.start.minute % SLOT_STEP_MINUTES == 0 and slot.start.second == 0
-        assert inside_working_hours(organizer, slot)
-        assert inside_working_hours(attendee, slot)
-
-    # brute force over every 30-minute boundary of the lead day and the week after it
-    candidate = dt.datetime.combine(earliest_day, dt.time(), tzinfo=zone).astimezone(UTC)
-    candidate -= dt.timedelta(minutes=candidate.minute % SLOT_STEP_MINUTES)
-    expected = None
-    limit = candidate + dt.timedelta(days=7)
-    while candidate < limit and (slot is None or candidate < slot.start):
-        if candidate.astimezone(zone).date() >= earliest_day:
-            option = Interval(candidate, candidate + length)
-            if inside_working_hours(organizer, option) and inside_working_hours(attendee, option):
-                expected = option
-                break
-        candidate += dt.timedelta(minutes=SLOT_STEP_MINUTES)
-    if slot is None:
-        assert expected is None
-    else:
-        assert expected in (None, slot)  # nothing fits earlier than the slot chosen
+@settings(max_examples=120, deadline=None)
+@given(planners("m"), planners("e"), starts, st.sampled_from([30, 45, 60, 90]))
+def test_every_slot_lies_in_both_peoples_hours_or_the_reason_is_given(
+    mentor, mentee, start, minutes
+):
+    until = start + dt.timedelta(days=7)
+    found = find_slot(mentor, mentee, minutes=minutes, not_before=start, until=until, rules=RULES)
+    if isinstance(found, NoSlot):
+        assert found.reason
+        # nothing was missed: no quarter hour of the organizer's clock in the week fits
+        at = organizer_quarter(start, mentor.availability.timezone)
+        while at + dt.timedelta(minutes=minutes) <= until:
+            candidate = Interval(at, at + dt.timedelta(minutes=minutes))
+            assert not (inside(mentor, candidate) and inside(mentee, candidate)), candidate
+            at += dt.timedelta(minutes=15)
+        return
+    slot = found.interval
+    assert slot.end - slot.start == dt.timedelta(minutes=minutes)
+    assert start <= slot.start and slot.end <= until
+    assert slot.start.astimezone(ZoneInfo(mentor.availability.timezone)).minute % 15 == 0
+    assert inside(mentor, slot) and inside(mentee, slot)

@@ -1,0 +1,70 @@
+"""The kinds of session a pair has: how long each lasts by default and what it is for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.events import SessionKind
+
+
+@dataclass(frozen=True)
+class KindProfile:
+    """What a session of one kind is: its default length, its title and its agenda prompt."""
+
+    kind: SessionKind
+    minutes: int
+    title: str
+    agenda: str
+
+
+PROFILES: dict[SessionKind, KindProfile] = {
+    p.kind: p
+    for p in (
+        KindProfile(
+            SessionKind.KICKOFF,
+            60,
+            "Mentorship kickoff",
+            "Get to know each other, share what you hope to get out of the program, and agree "
+            "how and how often you will meet.",
+        ),
+        KindProfile(
+            SessionKind.REGULAR,
+            45,
+            "Mentorship one-to-one",
+            "What went well since last time? What is in your way? What will you try before the "
+            "next session?",
+        ),
+        KindProfile(
+            SessionKind.FEEDBACK_MOMENT,
+            30,
+            "Feedback moment",
+            "A milestone was reached: what made it work, what would you do differently, and "
+            "what is the next milestone?",
+        ),
+        KindProfile(
+            SessionKind.COFFEE_CHAT,
+            30,
+            "Coffee chat",
+            "No agenda: an informal chat about work, careers, or anything else.",
+        ),
+        KindProfile(
+            SessionKind.SHADOWING,
+            90,
+            "Shadow session",
+            "The mentee joins the mentor's work for a while; keep notes of questions to discuss "
+            "afterwards.",
+        ),
+        KindProfile(
+            SessionKind.QUARTERLY_REFLECTION,
+            60,
+            "Quarterly reflection",
+            "Look back on the quarter's goals: what was achieved, what changed, and which goals "
+            "to keep, drop or add.",
+        ),
+    )
+}
+
+
+def profile(kind: SessionKind) -> KindProfile:
+    """The defaults of one kind of session."""
+    return PROFILES[kind]

@@ -1,0 +1,261 @@
+"""Meetings as stored, changed through the unit of work: add a plan, move, cancel, re-check.
+
+The glue between handlers and the pure modules: it loads people and their busy time, asks
+`plans`/`replanning` what to do, writes the rows, and emits what `announcements` builds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+from services.scheduling import announcements, invitations, replanning, store
+from services.scheduling.planning import Planner, Rules, Slot
+from services.scheduling.plans import MeetingPlan, Status
+from shared.events import Role, SessionKind
+from shared.unit_of_work import UnitOfWork
+from shared.worktime import Availability, Interval
+
+
+def rules_of(uow: UnitOfWork) -> Rules:
+    """The planning rules from the service's settings."""
+    s = uow.settings
+    return Rules(
+        notice=dt.timedelta(hours=s.session_notice_hours),
+        buffer=dt.timedelta(minutes=s.session_buffer_minutes),
+    )
+
+
+async def planner(uow: UnitOfWork, person: store.Person, *, exclude: Sequence[str] = ()) -> Planner:
+    """A person with their working hours, planned sessions and absences from now on."""
+    busy = await store.busy(
+        uow.session,
+        program_id=person.program_id,
+        participant_id=person.participant_id,
+        after=uow.clock.now() - dt.timedelta(days=1),
+        exclude=exclude,
+    )
+    availability = Availability.from_json(person.timezone, person.working_hours)
+    return Planner(person.participant_id, availability, busy, person.edge_burden)
+
+
+def _person(row: store.Person, role: Role) -> announcements.Person:
+    return announcements.Person(row.participant_id, row.email, row.display_name, row.timezone, role)
+
+
+async def view(uow: UnitOfWork, meeting: store.Meeting) -> announcements.Meeting:
+    """The meeting as announcements need it, with the attendees' current addresses."""
+    mentor = await store.person_or_raise(
+        uow.session, program_id=meeting.program_id, participant_id=meeting.mentor_id
+    )
+    mentee = await store.person_or_raise(
+        uow.session, program_id=meeting.program_id, participant_id=meeting.mentee_id
+    )
+    s = uow.settings
+    return announcements.Meeting(
+        program_id=meeting.program_id,
+        meeting_id=meeting.meeting_id,
+        pair_id=meeting.pair_id,
+        kind=SessionKind(meeting.kind),
+        uid=meeting.uid,
+        sequence=meeting.sequence,
+        timezone=meeting.timezone,
+        minutes=meeting.minutes,
+        rrule=meeting.rrule,
+        first_start=store.utc(meeting.first_start) if meeting.first_start else None,
+        people=(_person(mentor, Role.MENTOR), _person(mentee, Role.MENTEE)),
+        organizer=invitations.Person(s.mail_from, s.mail_from_name),
+    )
+
+
+def occurrence(row: store.Session) -> announcements.Occurrence:
+    """A stored occurrence as announcements need it."""
+    return announcements.Occurrence(
+        session_id=row.session_id,
+        recurrence_id=store.utc(row.recurrence_id) if row.recurrence_id else None,
+        start=store.utc(row.start) if row.start else None,
+        end=store.utc(row.end) if row.end else None,
+        scheduled=row.status == Status.SCHEDULED,
+    )
+
+
+async def add_plan(
+    uow: UnitOfWork, plan: MeetingPlan, *, program_id: str, pair_id: str, mentor: str, mentee: str
+) -> None:
+    """Stores a planned meeting and its occurrences; announces it, or why it cannot happen."""
+    first = None
+    if plan.first_local is not None:
+        first = plan.first_local.replace(tzinfo=ZoneInfo(plan.timezone)).astimezone(dt.UTC)
+    meeting = store.Meeting(
+        program_id=program_id,
+        meeting_id=plan.meeting_id,
+        pair_id=pair_id,
+        kind=plan.kind.value,
+        uid=plan.uid,
+        sequence=0,
+        timezone=plan.timezone,
+        minutes=plan.minutes,
+        rrule=plan.rrule,
+        first_start=first,
+        mentor_id=mentor,
+        mentee_id=mentee,
+    )
+    uow.session.add(meeting)
+    rows = [
+        store.Session(
+            program_id=program_id,
+            session_id=o.session_id,
+            pair_id=pair_id,
+            kind=plan.kind.value,
+            status=o.status.value,
+            start=o.slot.start if o.slot else None,
+            end=o.slot.end if o.slot else None,
+            anchor_timezone=plan.timezone,
+            uid=plan.uid,
+            sequence=0,
+            attendee_ids=[mentor, mentee],
+            note=o.note[:500] if o.note else None,
+            meeting_id=plan.meeting_id,
+            recurrence_id=o.recurrence_id,
+            mentor_id=mentor,
+            mentee_id=mentee,
+        )
+        for o in plan.occurrences
+    ]
+    uow.session.add_all(rows)
+    await _burden(uow, program_id, plan.burdened())
+    shown = await view(uow, meeting)
+    now = uow.clock.now()
+    announced = announcements.scheduled(shown, [occurrence(r) for r in rows], now)
+    if announced is not None:
+        uow.emit(announced)
+    for row, planned in zip(rows, plan.occurrences, strict=True):
+        if planned.status is Status.UNSCHEDULABLE:
+            uow.emit(
+                announcements.unschedulable(
+                    program_id, pair_id, plan.kind, reason=planned.note or "no slot",
+                    attendee_ids=[mentor, mentee], now=now, occurrence=occurrence(row),
+                )
+            )  # fmt: skip
+
+
+def unschedulable_series(
+    uow: UnitOfWork, *, program_id: str, pair_id: str, mentor: str, mentee: str, reason: str
+) -> None:
+    """The pair has no time for a series at all: session.unschedulable with the reason."""
+    uow.emit(
+        announcements.unschedulable(
+            program_id, pair_id, SessionKind.REGULAR, reason=reason,
+            attendee_ids=[mentor, mentee], now=uow.clock.now(),
+        )
+    )  # fmt: skip
+
+
+async def _burden(uow: UnitOfWork, program_id: str, burdened: Sequence[str]) -> None:
+    for participant_id in burdened:
+        person = await store.person_or_raise(
+            uow.session, program_id=program_id, participant_id=participant_id
+        )
+        person.edge_burden += 1
+
+
+async def recheck(
+    uow: UnitOfWork,
+    row: store.Session,
+    *,
+    why: str,
+    force: bool = False,
+    reinstate: bool = False,
+) -> replanning.Decision:
+    """Re-checks one occurrence against both people's hours and busy time; moves or cancels it.
+
+    `force`: it must move (declined). `reinstate`: a cancelled occurrence is announced again,
+    at its time if both can still make it.
+    """
+    meeting = await store.meeting_of(uow.session, row)
+    people = [
+        await store.person_or_raise(uow.session, program_id=row.program_id, participant_id=p)
+        for p in (meeting.mentor_id, meeting.mentee_id)
+    ]
+    mentor, mentee = [await planner(uow, p, exclude=[row.session_id]) for p in people]
+    now = uow.clock.now()
+    start = store.utc(row.start or row.recurrence_id)  # type: ignore[arg-type]
+    decision = replanning.recheck(
+        mentor,
+        mentee,
+        start=start,
+        minutes=meeting.minutes,
+        recurrence_id=store.utc(row.recurrence_id) if row.recurrence_id else None,
+        rules=rules_of(uow),
+        not_before=now + rules_of(uow).notice,
+        force=force,
+    )
+    if reinstate and isinstance(decision, replanning.Keep):
+        end = start + dt.timedelta(minutes=meeting.minutes)
+        decision = replanning.Move(Slot(Interval(start, end)), "at its usual time")
+    if isinstance(decision, replanning.Move):
+        await move(uow, meeting, row, decision, why=why)
+    elif isinstance(decision, replanning.Impossible):
+        if not reinstate:
+            await cancel(uow, meeting, [row], reason=f"{why}: {decision.reason}")
+        uow.emit(
+            announcements.unschedulable(
+                meeting.program_id, meeting.pair_id, SessionKind(meeting.kind),
+                reason=decision.reason, attendee_ids=[meeting.mentor_id, meeting.mentee_id],
+                now=now, occurrence=occurrence(row),
+            )
+        )  # fmt: skip
+    return decision
+
+
+async def move(
+    uow: UnitOfWork,
+    meeting: store.Meeting,
+    row: store.Session,
+    decision: replanning.Move,
+    *,
+    why: str,
+) -> None:
+    """Moves one occurrence: SEQUENCE + 1 and a session.rescheduled with the update."""
+    previous = store.utc(row.start or row.recurrence_id)  # type: ignore[arg-type]
+    meeting.sequence += 1
+    row.start, row.end = decision.slot.interval.start, decision.slot.interval.end
+    row.status, row.sequence = Status.SCHEDULED.value, meeting.sequence
+    await _burden(uow, row.program_id, decision.slot.edge_of)
+    uow.emit(
+        announcements.rescheduled(
+            await view(uow, meeting), occurrence(row), previous_start=previous,
+            reason=f"{why}; {decision.reason}", now=uow.clock.now(),
+        )
+    )  # fmt: skip
+
+
+async def cancel(
+    uow: UnitOfWork, meeting: store.Meeting, rows: Sequence[store.Session], *, reason: str
+) -> None:
+    """Cancels occurrences of one meeting: SEQUENCE + 1 and one session.cancelled for them."""
+    if not rows:
+        return
+    meeting.sequence += 1
+    for row in rows:
+        if row.start is None and row.recurrence_id is not None:  # never had a time: its rule time
+            row.start = store.utc(row.recurrence_id)
+            row.end = row.start + dt.timedelta(minutes=meeting.minutes)
+        row.status, row.sequence, row.note = Status.CANCELLED.value, meeting.sequence, reason[:500]
+    uow.emit(
+        announcements.cancelled(
+            await view(uow, meeting), [occurrence(r) for r in rows], reason=reason,
+            now=uow.clock.now(),
+        )
+    )  # fmt: skip
+
+
+async def cancel_by_meeting(uow: UnitOfWork, rows: Sequence[store.Session], *, reason: str) -> None:
+    """Cancels occurrences, one session.cancelled per meeting they belong to."""
+    groups: dict[str, list[store.Session]] = {}
+    for row in rows:
+        groups.setdefault(row.meeting_id or row.session_id, []).append(row)
+    for group in groups.values():
+        meeting = await store.meeting_of(uow.session, group[0])
+        await cancel(uow, meeting, group, reason=reason)
