@@ -71,8 +71,9 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
         after=max(effective, uow.clock.now()),
     )
     why = f"{person.display_name} now works from {event.new_timezone}"
+    schedules = meetings.Schedules(uow, event.program_id)
     for row in rows:
-        await meetings.recheck(uow, row, why=why)
+        await meetings.recheck(uow, row, why=why, schedules=schedules)
 
 
 async def on_participant_unavailable(event: ParticipantUnavailable, uow: UnitOfWork) -> None:
@@ -166,9 +167,12 @@ async def on_pair_resumed(event: PairResumed, uow: UnitOfWork) -> None:
         after=uow.clock.now(),
         statuses=(Status.CANCELLED.value,),
     )
+    schedules = meetings.Schedules(uow, event.program_id)
     for row in rows:
         if row.note and row.note.startswith("the pair paused"):
-            await meetings.recheck(uow, row, why="the pair resumed", reinstate=True)
+            await meetings.recheck(
+                uow, row, why="the pair resumed", reinstate=True, schedules=schedules
+            )
 
 
 async def on_pair_ended(event: PairEnded, uow: UnitOfWork) -> None:

@@ -9,11 +9,12 @@ occurrences carries only those VEVENTs. Every VEVENT has a VALARM reminder.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from icalendar import Alarm, Calendar, vCalAddress, vRecur, vText
+from icalendar import Alarm, Calendar, Timezone, vCalAddress, vRecur, vText
 from icalendar import Event as VEvent
 
 PRODID = "-//Mentorship Platform//Scheduling//EN"
@@ -56,10 +57,19 @@ class Invitation:
 
 def _address(person: Person, **params: str) -> vCalAddress:
     address = vCalAddress(f"mailto:{person.email}")
-    address.params["CN"] = vText(person.name)
+    address.params["CN"] = vText(common_name(person.name))
     for key, value in params.items():
         address.params[key] = value
     return address
+
+
+def common_name(name: str) -> str:
+    """A display name as a CN parameter can carry it.
+
+    Parameter values have no escape for a backslash (RFC 5545 3.2), and parsers (icalendar's
+    among them) read one before the closing quote as escaping it: it becomes a slash.
+    """
+    return name.replace("\\", "/")
 
 
 def _calendar(method: str) -> Calendar:
@@ -125,11 +135,22 @@ def _alarm(invite: Invitation) -> Alarm:
     return alarm
 
 
-def _add_timezone(cal: Calendar, invite: Invitation) -> None:
-    # the VTIMEZONE only needs to cover the session (and a year either side for updates)
-    first = invite.start.date().replace(month=1, day=1) - dt.timedelta(days=366)
-    last = invite.end.date().replace(month=12, day=31) + dt.timedelta(days=366)
-    cal.add_missing_timezones(first_date=first, last_date=last)
+def _serialize(cal: Calendar, invite: Invitation) -> str:
+    """The calendar as text, with the VTIMEZONE of its TZID before the first VEVENT."""
+    text = bytes(cal.to_ical()).decode()
+    at = text.index("BEGIN:VEVENT")
+    zone = _vtimezone(invite.anchor_timezone, invite.start.year, invite.end.year)
+    return text[:at] + zone + text[at:]
+
+
+@functools.lru_cache(maxsize=256)
+def _vtimezone(zone: str, first_year: int, last_year: int) -> str:
+    # built from zoneinfo and serialized once per zone and years: it was most of the cost of
+    # an invitation. It covers the session's years and one either side, for updates.
+    first = dt.date(first_year - 1, 1, 1)
+    last = dt.date(last_year + 1, 12, 31)
+    timezone = Timezone.from_tzinfo(ZoneInfo(zone), tzid=zone, first_date=first, last_date=last)
+    return bytes(timezone.to_ical()).decode()
 
 
 def request(invite: Invitation) -> str:
@@ -140,8 +161,7 @@ def request(invite: Invitation) -> str:
     )
     for moved in invite.overrides:
         cal.add_component(_instance(invite, moved, status="CONFIRMED"))
-    _add_timezone(cal, invite)
-    return bytes(cal.to_ical()).decode()
+    return _serialize(cal, invite)
 
 
 def request_instances(invite: Invitation, instances: Sequence[Instance]) -> str:
@@ -149,8 +169,7 @@ def request_instances(invite: Invitation, instances: Sequence[Instance]) -> str:
     cal = _calendar("REQUEST")
     for instance in instances:
         cal.add_component(_instance(invite, instance, status="CONFIRMED"))
-    _add_timezone(cal, invite)
-    return bytes(cal.to_ical()).decode()
+    return _serialize(cal, invite)
 
 
 def cancel(invite: Invitation, instances: Sequence[Instance] = ()) -> str:
@@ -166,8 +185,7 @@ def cancel(invite: Invitation, instances: Sequence[Instance] = ()) -> str:
         cal.add_component(
             _vevent(invite, status="CANCELLED", start=invite.start, end=invite.end, master=True)
         )
-    _add_timezone(cal, invite)
-    return bytes(cal.to_ical()).decode()
+    return _serialize(cal, invite)
 
 
 def _instance(invite: Invitation, instance: Instance, *, status: str) -> VEvent:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from services.scheduling import announcements, invitations, replanning, store
@@ -38,6 +39,51 @@ async def planner(uow: UnitOfWork, person: store.Person, *, exclude: Sequence[st
     )
     availability = Availability.from_json(person.timezone, person.working_hours)
     return Planner(person.participant_id, availability, busy, person.edge_burden)
+
+
+@dataclass
+class Schedules:
+    """People and their busy time, loaded once for a run of re-checks and kept current.
+
+    One query per person instead of several per occurrence: a zone change re-checks a pair's
+    whole future schedule in one handler call.
+    """
+
+    uow: UnitOfWork
+    program_id: str
+    people: dict[str, store.Person] = field(default_factory=dict)
+    planned: dict[str, dict[str, Interval]] = field(default_factory=dict)
+    absent: dict[str, list[Interval]] = field(default_factory=dict)
+
+    async def person(self, participant_id: str) -> store.Person:
+        if participant_id not in self.people:
+            self.people[participant_id] = await store.person_or_raise(
+                self.uow.session, program_id=self.program_id, participant_id=participant_id
+            )
+            self.planned[participant_id], self.absent[participant_id] = await store.busy_spans(
+                self.uow.session,
+                program_id=self.program_id,
+                participant_id=participant_id,
+                after=self.uow.clock.now() - dt.timedelta(days=1),
+            )
+        return self.people[participant_id]
+
+    async def planner(self, participant_id: str, *, exclude: str) -> Planner:
+        person = await self.person(participant_id)
+        busy = [i for sid, i in self.planned[participant_id].items() if sid != exclude]
+        availability = Availability.from_json(person.timezone, person.working_hours)
+        return Planner(
+            participant_id, availability, busy + self.absent[participant_id], person.edge_burden
+        )
+
+    def update(self, row: store.Session) -> None:
+        """Keeps the busy time current after an occurrence moved, was cancelled or came back."""
+        for pid in (row.mentor_id, row.mentee_id):
+            if pid in self.planned:
+                spans = self.planned[pid]
+                spans.pop(row.session_id, None)
+                if row.status == Status.SCHEDULED and row.start and row.end:
+                    spans[row.session_id] = Interval(store.utc(row.start), store.utc(row.end))
 
 
 def _person(row: store.Person, role: Role) -> announcements.Person:
@@ -167,6 +213,7 @@ async def recheck(
     why: str,
     force: bool = False,
     reinstate: bool = False,
+    schedules: Schedules | None = None,
 ) -> replanning.Decision:
     """Re-checks one occurrence against both people's hours and busy time; moves or cancels it.
 
@@ -174,11 +221,9 @@ async def recheck(
     at its time if both can still make it.
     """
     meeting = await store.meeting_of(uow.session, row)
-    people = [
-        await store.person_or_raise(uow.session, program_id=row.program_id, participant_id=p)
-        for p in (meeting.mentor_id, meeting.mentee_id)
-    ]
-    mentor, mentee = [await planner(uow, p, exclude=[row.session_id]) for p in people]
+    known = schedules or Schedules(uow, row.program_id)
+    mentor = await known.planner(meeting.mentor_id, exclude=row.session_id)
+    mentee = await known.planner(meeting.mentee_id, exclude=row.session_id)
     now = uow.clock.now()
     start = store.utc(row.start or row.recurrence_id)  # type: ignore[arg-type]
     decision = replanning.recheck(
@@ -206,6 +251,7 @@ async def recheck(
                 now=now, occurrence=occurrence(row),
             )
         )  # fmt: skip
+    known.update(row)
     return decision
 
 

@@ -159,28 +159,34 @@ async def busy(
     exclude: Iterable[str] = (),
 ) -> list[Interval]:
     """The person's planned sessions ending after `after`, and their absences."""
+    planned, absent = await busy_spans(
+        session, program_id=program_id, participant_id=participant_id, after=after
+    )
     skip = set(exclude)
-    rows = await session.scalars(
-        select(Session).where(
+    return [i for sid, i in planned.items() if sid not in skip] + absent
+
+
+async def busy_spans(
+    session: AsyncSession, *, program_id: str, participant_id: str, after: dt.datetime
+) -> tuple[dict[str, Interval], list[Interval]]:
+    """The person's planned sessions ending after `after` by session id, and their absences."""
+    rows = await session.execute(
+        select(Session.session_id, Session.start, Session.end).where(
             Session.program_id == program_id,
             or_(Session.mentor_id == participant_id, Session.mentee_id == participant_id),
             Session.status == "scheduled",
             Session.end > after,
         )
     )
-    found = [
-        Interval(utc(r.start), utc(r.end))
-        for r in rows
-        if r.start and r.end and r.session_id not in skip
-    ]
-    absences = await session.scalars(
-        select(Absence).where(
+    planned = {sid: Interval(utc(start), utc(end)) for sid, start, end in rows if start and end}
+    absences = await session.execute(
+        select(Absence.start, Absence.end).where(
             Absence.program_id == program_id,
             Absence.participant_id == participant_id,
             Absence.end > after,
         )
     )
-    return found + [Interval(utc(a.start), utc(a.end)) for a in absences]
+    return planned, [Interval(utc(start), utc(end)) for start, end in absences]
 
 
 async def future_sessions(

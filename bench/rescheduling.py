@@ -1,0 +1,229 @@
+"""How fast a time-zone change re-plans a pair's whole future schedule.
+
+    .venv/bin/python -m bench.rescheduling [--pairs 40] [--database-url postgresql+asyncpg://...]
+
+Per pair: a kickoff and a weekly series of 26 occurrences, all in Berlin's morning; then the
+mentee moves to New York, so every occurrence must move into the afternoon overlap. The figure
+is the latency from publishing participant.timezone_changed to the arrival of the pair's last
+session.rescheduled (and its first), p50/p99 over the pairs, on a real nats-server with the
+scheduling service as it runs in production (consumer, unit of work, outbox relay).
+
+Baseline, measured in the same run on the same server: a raw JetStream publish (PubAck awaited)
+to a plain subscriber's receipt, p50/p99 over as many round trips. This machine is shared and
+noisy; compare the ratio, not the absolute times. Target: p99 < 200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from cli.launcher import NatsServer, free_port
+from services.scheduling.app import definition
+from shared.bus import ensure_stream
+from shared.clock import SystemClock
+from shared.service import Service
+from shared.settings import Settings
+
+HOURS = [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)]
+
+
+def _envelope(**fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+        "program_id": "bench",
+        **fields,
+    }
+
+
+def _person(pid: str, role: str) -> dict[str, Any]:
+    body = _envelope(
+        participant_id=pid, email=f"{pid}@example.org", display_name=pid, role=role,
+        timezone="Europe/Berlin", working_hours=HOURS, languages=["en"],
+    )  # fmt: skip
+    if role == "mentor":
+        body["capacity"] = 1
+    return body
+
+
+async def _publish(js: Any, subject: str, body: dict[str, Any]) -> None:
+    await js.publish(
+        subject, json.dumps(body).encode(), headers={"Nats-Msg-Id": body["event_id"]}, timeout=10
+    )
+
+
+def _pctl(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def baseline(nc: Any, js: Any, n: int) -> list[float]:
+    """Raw publish (PubAck awaited) to a plain subscriber's receipt, in seconds."""
+    got: asyncio.Queue[float] = asyncio.Queue()
+
+    async def receive(_msg: Any) -> None:
+        got.put_nowait(time.perf_counter())
+
+    sub = await nc.subscribe("mentorship.bench.ping", cb=receive)
+    latencies = []
+    for i in range(n):
+        started = time.perf_counter()
+        await js.publish("mentorship.bench.ping", b"x", headers={"Nats-Msg-Id": f"ping-{i}"})
+        latencies.append(await asyncio.wait_for(got.get(), 10) - started)
+    await sub.unsubscribe()
+    return latencies
+
+
+class Arrivals:
+    """session.* messages as they arrive, per pair."""
+
+    def __init__(self) -> None:
+        self.times: dict[tuple[str, str], list[float]] = {}
+        self.counts: dict[tuple[str, str], int] = {}
+
+    async def receive(self, msg: Any) -> None:
+        body = json.loads(msg.data)
+        key = (msg.subject.rsplit(".", 1)[-1], body["pair_id"])
+        self.times.setdefault(key, []).append(time.perf_counter())
+        if msg.subject.endswith("scheduled"):
+            self.counts[key] = self.counts.get(key, 0) + _occurrences(body)
+
+
+def _occurrences(body: dict[str, Any]) -> int:
+    rule = body.get("rrule")
+    if not rule:
+        return 1
+    return int(dict(p.split("=") for p in rule.split(";"))["COUNT"])
+
+
+async def _until(check: Any, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what}")
+        await asyncio.sleep(0.002)
+
+
+async def run(pairs: int, database_url: str | None, fetch_timeout: float) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="mentorship-bench-"))
+    server = NatsServer(free_port(), folder / "nats", folder / "nats.log")
+    server.start()
+    try:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        await ensure_stream(js)
+        base = await baseline(nc, js, pairs * 5)
+        arrivals = Arrivals()
+        await nc.subscribe("mentorship.session.*", cb=arrivals.receive)
+        settings = Settings(
+            data_dir=folder / "svc", nats_url=server.url, database_url=database_url,
+            session_cadence_days=7, kickoff_lead_days=1, scheduling_http_port=free_port(),
+            fetch_timeout_seconds=fetch_timeout,
+        )  # fmt: skip
+        service = Service(definition(), settings, SystemClock())
+        firsts, lasts, moved = [], [], []
+        async with service.started():
+            for i in range(pairs):
+                await _publish(js, "mentorship.participant.registered", _person(f"m{i}", "mentor"))
+                await _publish(js, "mentorship.participant.registered", _person(f"e{i}", "mentee"))
+                formed = _envelope(
+                    pair_id=f"p{i}",
+                    round_id="r",
+                    mentor_id=f"m{i}",
+                    mentee_id=f"e{i}",
+                    language="en",
+                )
+                await _publish(js, "mentorship.pair.formed", formed)
+            await _until(
+                lambda: (
+                    sum(len(v) for k, v in arrivals.times.items() if k[0] == "scheduled")
+                    >= 2 * pairs
+                ),
+                120,
+                "every pair's kickoff and series",
+            )
+            for i in range(pairs):
+                pair = f"p{i}"
+                expected = arrivals.counts[("scheduled", pair)]
+                change = _envelope(
+                    participant_id=f"e{i}", old_timezone="Europe/Berlin",
+                    new_timezone="America/New_York", effective_date=dt.date.today().isoformat(),
+                )  # fmt: skip
+                started = time.perf_counter()
+                await _publish(js, "mentorship.participant.timezone_changed", change)
+                key = ("rescheduled", pair)
+                await _until(
+                    lambda key=key, n=expected: len(arrivals.times.get(key, [])) >= n, 30, pair
+                )
+                times = arrivals.times[key]
+                firsts.append(times[0] - started)
+                lasts.append(times[-1] - started)
+                moved.append(len(times))
+                first, last = (times[0] - started) * 1000, (times[-1] - started) * 1000
+                print(
+                    f"[{i + 1}/{pairs}] {len(times)} occurrences moved: "
+                    f"first {first:.1f} ms, all {last:.1f} ms"
+                )
+        await nc.drain()
+        _report(base, firsts, lasts, moved)
+    finally:
+        server.stop()
+
+
+def _report(base: list[float], firsts: list[float], lasts: list[float], moved: list[int]) -> None:
+    ms = 1000
+    b50, b99 = _pctl(base, 0.5) * ms, _pctl(base, 0.99) * ms
+    l50, l99 = _pctl(lasts, 0.5) * ms, _pctl(lasts, 0.99) * ms
+    f50, f99 = _pctl(firsts, 0.5) * ms, _pctl(firsts, 0.99) * ms
+    print(
+        f"baseline raw publish -> receive ({len(base)} round trips): "
+        f"p50 {b50:.2f} ms, p99 {b99:.2f} ms"
+    )
+    print(
+        f"timezone_changed -> first session.rescheduled ({len(firsts)} pairs): "
+        f"p50 {f50:.1f} ms, p99 {f99:.1f} ms"
+    )
+    print(
+        f"timezone_changed -> last session.rescheduled, whole future schedule "
+        f"({statistics.median(moved):.0f} occurrences a pair): p50 {l50:.1f} ms (x{l50 / b50:.0f} "
+        f"baseline), p99 {l99:.1f} ms (x{l99 / b99:.0f} baseline)"
+    )
+    verdict = "met" if l99 < 200 else "MISSED"
+    print(f"target p99 < 200 ms for a pair's whole future schedule: {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--pairs", type=int, default=40)
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="PostgreSQL (postgresql+asyncpg://...) for the service; default SQLite",
+    )
+    parser.add_argument(
+        "--fetch-timeout",
+        type=float,
+        default=Settings().fetch_timeout_seconds,
+        help="MENTORSHIP_FETCH_TIMEOUT_SECONDS for the service: a pull that is already waiting "
+        "returns only when its batch is full or this much time has passed (nats-py)",
+    )
+    args = parser.parse_args()
+    print(f"consumer fetch timeout: {args.fetch_timeout} s")
+    asyncio.run(run(args.pairs, args.database_url, args.fetch_timeout))
+
+
+if __name__ == "__main__":
+    main()
