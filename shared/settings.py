@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     session_buffer_minutes: int = Field(default=15, ge=0, description="between a person's sessions")
     session_cadence_days: int = Field(default=14, ge=1, le=92, description="until a charter says")
     missed_after_hours: float = Field(default=24, gt=0, description="unconfirmed -> session.missed")
+    checkin_escalation_hours: str = Field(
+        default="48,96,168", description="hours after a check-in is due: levels 1, 2, 3"
+    )
+    checkin_escalation_by_program: dict[str, str] = Field(
+        default_factory=dict, description='per program, e.g. {"prog-a": "24,48,72"} (JSON)'
+    )
     cpu_workers: int = Field(
         default=1, ge=1, description="worker processes for CPU-heavy work (matching, MIME)"
     )
