@@ -30,6 +30,7 @@ from shared.events import (
     NotificationFailed,
     NotificationSent,
     OpportunityOffered,
+    PairAtRisk,
     PairDeclined,
     PairEnded,
     PairFormed,
@@ -224,7 +225,10 @@ _PROJECTED: list[Subscription[Any]] = [
 
 _BY_EVENT = {subscription.event: subscription for subscription in _PROJECTED}
 
-# one subscription per catalogue event, in catalogue order (the AsyncAPI document follows it)
+# one subscription per catalogue event but insights' own pair.at_risk, in catalogue order (the
+# AsyncAPI document follows it)
 SUBSCRIPTIONS: list[Subscription[Any]] = [
-    _BY_EVENT.get(event) or Subscription(event, on_any_event) for event in CATALOGUE
+    _BY_EVENT.get(event) or Subscription(event, on_any_event)
+    for event in CATALOGUE
+    if event is not PairAtRisk
 ]

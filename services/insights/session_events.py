@@ -78,6 +78,7 @@ def _move(uow: UnitOfWork, row: SessionView, start: dt.datetime, sequence: int) 
 
 async def on_session_rescheduled(event: SessionRescheduled, uow: UnitOfWork) -> None:
     """Moves the session (a reschedule older than what is known changes nothing)."""
+    await _pair(uow, event.program_id, event.pair_id)  # the pair's lock: see writes.find_pair
     row = await writes.session_or_raise(
         uow.session, program_id=event.program_id, session_id=event.session_id
     )
@@ -130,10 +131,10 @@ async def _outcome(
 
 async def on_session_held(event: SessionHeld, uow: UnitOfWork) -> None:
     """Counts the session as held; the pair met (contact), maybe for the first time."""
+    pair = await _pair(uow, event.program_id, event.pair_id)
     row = await writes.session_or_raise(
         uow.session, program_id=event.program_id, session_id=event.session_id
     )
-    pair = await _pair(uow, event.program_id, event.pair_id)
     if await _outcome(uow, row, pair, SessionStatus.HELD, event.held_at):
         _first_session(uow, pair, event.held_at)
         pair.last_contact_at = later(
@@ -173,10 +174,10 @@ def _first_session(uow: UnitOfWork, pair: PairView, held_at: dt.datetime) -> Non
 
 async def on_session_missed(event: SessionMissed, uow: UnitOfWork) -> None:
     """Counts the session as missed, and the no-shows of each person."""
+    pair = await _pair(uow, event.program_id, event.pair_id)
     row = await writes.session_or_raise(
         uow.session, program_id=event.program_id, session_id=event.session_id
     )
-    pair = await _pair(uow, event.program_id, event.pair_id)
     if await _outcome(uow, row, pair, SessionStatus.MISSED, None):
         pair.no_shows_mentor += pair.mentor_id in event.no_show_ids
         pair.no_shows_mentee += pair.mentee_id in event.no_show_ids
@@ -193,10 +194,10 @@ async def on_session_missed(event: SessionMissed, uow: UnitOfWork) -> None:
 
 async def on_session_cancelled(event: SessionCancelled, uow: UnitOfWork) -> None:
     """Counts the session as cancelled (unless it was held or missed)."""
+    pair = await _pair(uow, event.program_id, event.pair_id)
     row = await writes.session_or_raise(
         uow.session, program_id=event.program_id, session_id=event.session_id
     )
-    pair = await _pair(uow, event.program_id, event.pair_id)
     if await _outcome(uow, row, pair, SessionStatus.CANCELLED, None):
         writes.add_entry(
             uow,

@@ -140,9 +140,11 @@ async def _of_program(
     *,
     program_id: str,
     what: str,
+    lock: bool = False,
 ) -> View | None:
     """The row with this id if it is the program's, None if no program has it yet."""
-    row = await session.scalar(select(model).where(same_id))
+    query = select(model).where(same_id)
+    row = await session.scalar(query.with_for_update() if lock else query)
     if row is not None and row.program_id != program_id:
         raise ProgramMismatch(
             f"{what} belongs to another program, not to {program_id!r}; the event is never "
@@ -152,14 +154,20 @@ async def _of_program(
 
 
 async def find_pair(session: AsyncSession, *, program_id: str, pair_id: str) -> PairView | None:
-    """The program's pair, or None if insights has not seen it; ProgramMismatch if another
-    program's."""
+    """The program's pair, locked until the batch commits (FOR UPDATE on PostgreSQL), or None if
+    insights has not seen it; ProgramMismatch if another program's.
+
+    Events of one pair arrive on several subjects, applied by concurrent consumers: the pair's
+    lock makes them apply one after the other, each reading what the other wrote (the pair's
+    sessions and check-ins are changed only under it). SQLite has one writer anyway.
+    """
     return await _of_program(
         session,
         PairView,
         PairView.pair_id == pair_id,
         program_id=program_id,
         what=f"pair {pair_id!r}",
+        lock=True,
     )
 
 
@@ -209,6 +217,7 @@ async def find_delivery(
         DeliveryView.delivery_id == delivery_id,
         program_id=program_id,
         what=f"delivery {delivery_id!r}",
+        lock=True,  # sent and failed reports of one delivery come on two subjects
     )
 
 

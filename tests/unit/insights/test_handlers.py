@@ -84,7 +84,7 @@ def _plain(value: Any) -> Any:
 
 
 def test_every_catalogue_event_has_one_projecting_subscription_in_catalogue_order():
-    assert [s.event for s in SUBSCRIPTIONS] == list(CATALOGUE)
+    assert [s.event for s in SUBSCRIPTIONS] == [e for e in CATALOGUE if e is not PairAtRisk]
     projected = {s.event.__name__ for s in SUBSCRIPTIONS if s.handler is not on_any_event}
     # the ones the issue found changing only a counter, among every event with a read model
     assert {"SessionHeld", "MilestoneReached", "CheckinOverdue", "FeedbackGiven"} <= projected
