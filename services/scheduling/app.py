@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from services.scheduling import store
+from services.scheduling import api, followups, store
 from services.scheduling.handlers import SUBSCRIPTIONS
 from shared.events import (
+    CheckinDue,
+    CheckinOverdue,
+    CheckinSubmitted,
     SessionCancelled,
+    SessionHeld,
+    SessionMissed,
     SessionRescheduled,
     SessionScheduled,
     SessionUnschedulable,
 )
 from shared.service import ServiceDefinition
+from shared.timers import timer_loop
 
 
 def definition() -> ServiceDefinition:
@@ -24,5 +30,17 @@ def definition() -> ServiceDefinition:
         metadata=store.Base.metadata,
         tables=store.delivery,
         subscriptions=SUBSCRIPTIONS,
-        emits=[SessionScheduled, SessionRescheduled, SessionCancelled, SessionUnschedulable],
+        emits=[
+            SessionScheduled,
+            SessionRescheduled,
+            SessionCancelled,
+            SessionUnschedulable,
+            SessionHeld,
+            SessionMissed,
+            CheckinDue,
+            CheckinSubmitted,
+            CheckinOverdue,
+        ],
+        routers=[api.router],
+        loops=[timer_loop(store.timers, followups.HANDLERS)],
     )

@@ -6,10 +6,12 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.scheduling import meetings, plans, series, store
+from services.scheduling import checkins, followups, meetings, plans, series, store
 from services.scheduling.plans import Status
 from shared.consumer import Subscription
 from shared.events import (
+    CharterAgreed,
+    CheckinSubmitted,
     PairEnded,
     PairFormed,
     PairPaused,
@@ -18,6 +20,7 @@ from shared.events import (
     ParticipantTimezoneChanged,
     ParticipantUnavailable,
     ParticipantUpdated,
+    SessionHeld,
     SessionResponded,
 )
 from shared.unit_of_work import UnitOfWork
@@ -143,6 +146,22 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
         await meetings.add_plan(uow, plan.series, **ids)
     elif plan.series_reason is not None:
         meetings.unschedulable_series(uow, reason=plan.series_reason, **ids)
+    await followups.start_checkins(uow, **ids, cadence_days=checkins.cadence_days(None))
+
+
+async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:
+    """Check-ins follow the charter's cadence: weekly for weekly pairs, else every two weeks."""
+    meeting = await store.get_meeting(
+        uow.session,
+        program_id=event.program_id,
+        meeting_id=plans.kickoff_session_id(event.program_id, event.pair_id),
+    )
+    if meeting is None:
+        return  # a charter for a pair scheduling never planned (no pair.formed): nothing to pace
+    await followups.start_checkins(
+        uow, program_id=event.program_id, pair_id=event.pair_id, mentor=meeting.mentor_id,
+        mentee=meeting.mentee_id, cadence_days=checkins.cadence_days(event.cadence_days),
+    )  # fmt: skip
 
 
 async def on_pair_paused(event: PairPaused, uow: UnitOfWork) -> None:
@@ -156,6 +175,7 @@ async def on_pair_paused(event: PairPaused, uow: UnitOfWork) -> None:
     paused = [r for r in rows if until is None or store.utc(r.start or r.recurrence_id) < until]  # type: ignore[arg-type]
     reason = "the pair paused" + (f": {event.reason}" if event.reason else "")
     await meetings.cancel_by_meeting(uow, paused, reason=reason)
+    await followups.stop_checkins(uow, program_id=event.program_id, pair_id=event.pair_id)
 
 
 async def on_pair_resumed(event: PairResumed, uow: UnitOfWork) -> None:
@@ -173,6 +193,16 @@ async def on_pair_resumed(event: PairResumed, uow: UnitOfWork) -> None:
             await meetings.recheck(
                 uow, row, why="the pair resumed", reinstate=True, schedules=schedules
             )
+    meeting = await store.get_meeting(
+        uow.session,
+        program_id=event.program_id,
+        meeting_id=plans.kickoff_session_id(event.program_id, event.pair_id),
+    )
+    if meeting is not None:
+        await followups.start_checkins(
+            uow, program_id=event.program_id, pair_id=event.pair_id, mentor=meeting.mentor_id,
+            mentee=meeting.mentee_id, cadence_days=checkins.cadence_days(None),
+        )  # fmt: skip
 
 
 async def on_pair_ended(event: PairEnded, uow: UnitOfWork) -> None:
@@ -182,6 +212,27 @@ async def on_pair_ended(event: PairEnded, uow: UnitOfWork) -> None:
     )
     reason = "the pair ended" + (f": {event.reason}" if event.reason else "")
     await meetings.cancel_by_meeting(uow, rows, reason=reason)
+    await followups.stop_checkins(uow, program_id=event.program_id, pair_id=event.pair_id)
+
+
+async def on_session_held(event: SessionHeld, uow: UnitOfWork) -> None:
+    """A tool (or a 'we met' link) says the session happened: kept with its attendance."""
+    row = await store.session_or_raise(
+        uow.session, program_id=event.program_id, session_id=event.session_id
+    )
+    if row.status == Status.HELD:
+        return  # reported twice (a tool and a link): the first report stands
+    followups.record_held(uow, row, event)
+    await followups.disarm_missed(uow, row)
+
+
+async def on_checkin_submitted(event: CheckinSubmitted, uow: UnitOfWork) -> None:
+    """A check-in report came: no more escalation for it."""
+    row = await store.checkin_or_raise(
+        uow.session, program_id=event.program_id, checkin_id=event.checkin_id
+    )
+    if row.status == "due":
+        await followups.record_submitted(uow, row)
 
 
 async def on_session_responded(event: SessionResponded, uow: UnitOfWork) -> None:
@@ -227,4 +278,7 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(PairResumed, on_pair_resumed, after=(PairFormed, PairPaused)),
     Subscription(PairEnded, on_pair_ended, after=(PairFormed, PairPaused, PairResumed)),
     Subscription(SessionResponded, on_session_responded, after=(PairFormed,)),
+    Subscription(SessionHeld, on_session_held, after=(PairFormed,)),
+    Subscription(CharterAgreed, on_charter_agreed, after=(PairFormed,)),
+    Subscription(CheckinSubmitted, on_checkin_submitted),
 ]

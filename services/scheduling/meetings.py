@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from services.scheduling import announcements, invitations, replanning, store
+from services.scheduling import announcements, followups, invitations, replanning, store
 from services.scheduling.planning import Planner, Rules, Slot
 from services.scheduling.plans import MeetingPlan, Status
 from shared.events import Role, SessionKind
@@ -170,6 +170,8 @@ async def add_plan(
         for o in plan.occurrences
     ]
     uow.session.add_all(rows)
+    for row in rows:
+        await followups.arm_missed(uow, row)
     await _burden(uow, program_id, plan.burdened())
     shown = await view(uow, meeting)
     now = uow.clock.now()
@@ -268,6 +270,7 @@ async def move(
     meeting.sequence += 1
     row.start, row.end = decision.slot.interval.start, decision.slot.interval.end
     row.status, row.sequence = Status.SCHEDULED.value, meeting.sequence
+    await followups.arm_missed(uow, row)
     await _burden(uow, row.program_id, decision.slot.edge_of)
     uow.emit(
         announcements.rescheduled(
@@ -289,6 +292,7 @@ async def cancel(
             row.start = store.utc(row.recurrence_id)
             row.end = row.start + dt.timedelta(minutes=meeting.minutes)
         row.status, row.sequence, row.note = Status.CANCELLED.value, meeting.sequence, reason[:500]
+        await followups.disarm_missed(uow, row)
     uow.emit(
         announcements.cancelled(
             await view(uow, meeting), [occurrence(r) for r in rows], reason=reason,

@@ -93,6 +93,25 @@ class Session(Base):
     )
     mentor_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     mentee_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # participant id -> whether they were there, as confirmed (held, missed)
+    attendance: Mapped[dict[str, bool] | None] = mapped_column(JSON, nullable=True)
+
+
+class Checkin(Base):
+    """One check-in a mentee owes: when it was due, whether it came, how far it escalated."""
+
+    __tablename__ = "checkins"
+    __table_args__ = (Index("ix_checkins_program_pair", "program_id", "pair_id"),)
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    checkin_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pair_id: Mapped[str] = mapped_column(String(200))
+    participant_id: Mapped[str] = mapped_column(String(200))  # the mentee who reports
+    mentor_id: Mapped[str] = mapped_column(String(200))
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20))  # due, submitted
+    level: Mapped[int] = mapped_column(Integer, default=0)  # highest escalation sent
+    submitted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Absence(Base):
@@ -140,6 +159,28 @@ async def session_or_raise(session: AsyncSession, *, program_id: str, session_id
         what=f"session {session_id!r}",
         hint="use the session_id of a session.scheduled or session.rescheduled",
     )
+
+
+async def get_checkin(session: AsyncSession, *, program_id: str, checkin_id: str) -> Checkin | None:
+    """One check-in of the program, if it exists."""
+    return await session.get(Checkin, (program_id, checkin_id))
+
+
+async def checkin_or_raise(session: AsyncSession, *, program_id: str, checkin_id: str) -> Checkin:
+    """One check-in of the program; UnknownReference or ProgramMismatch when not."""
+    return await get_or_raise(
+        session,
+        Checkin,
+        program_id,
+        checkin_id,
+        what=f"check-in {checkin_id!r}",
+        hint="use the checkin_id of a checkin.due",
+    )
+
+
+async def get_meeting(session: AsyncSession, *, program_id: str, meeting_id: str) -> Meeting | None:
+    """One meeting (a kickoff or a series) of the program, if it exists."""
+    return await session.get(Meeting, (program_id, meeting_id))
 
 
 async def meeting_of(session: AsyncSession, row: Session) -> Meeting:
