@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
@@ -11,7 +10,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.insights.health import Thresholds
-from services.insights.timeline import Privacy
+from services.insights.timeline import Instant, Privacy
 
 Row = TypeVar("Row", bound=BaseModel)
 
@@ -41,14 +40,14 @@ class PairRow(BaseModel):
     health: str
     risk_score: int
     reasons: list[str]
-    formed_at: dt.datetime
+    formed_at: Instant
     sessions_planned: int
     sessions_held: int
     sessions_missed: int
     checkins_due: int
     checkins_submitted: int
     open_overdue_checkins: int
-    last_contact_at: dt.datetime | None
+    last_contact_at: Instant | None
     milestones: int
     unschedulable_reason: str | None
 
@@ -69,9 +68,9 @@ class SessionRow(BaseModel):
     session_id: str
     pair_id: str
     kind: str
-    start: dt.datetime
+    start: Instant
     status: str
-    held_at: dt.datetime | None
+    held_at: Instant | None
 
 
 class AssessmentRow(BaseModel):

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite hands instants back without their zone; every instant insights keeps is UTC
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+Instant = Annotated[dt.datetime, AfterValidator(_utc)]
 
 
 class Privacy(StrEnum):
@@ -27,7 +35,7 @@ class TimelineEntry(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    at: dt.datetime
+    at: Instant
     kind: str
     summary: str
     scores: dict[str, Any] | None = None

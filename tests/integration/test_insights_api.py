@@ -37,15 +37,18 @@ async def publish_events(js: Any, events: list[Event]) -> None:
         await publish(js, event.subject, json.loads(event.model_dump_json()))
 
 
-async def fed(app: Insights, js: Any, token: str, events: list[Event]) -> None:
-    """Publishes the events and waits until insights has projected every one."""
+async def fed(
+    app: Insights, js: Any, token: str, events: list[Event], *, expected: int | None = None
+) -> None:
+    """Publishes the events and waits until insights has projected every one (or `expected`
+    events in all)."""
     await publish_events(js, events)
 
     async def all_seen() -> bool:
         response = await app.client.get(f"/programs/{PROGRAM}/overview", headers=auth(token))
         seen = response.json()["events_seen"]
         seen.pop("pairs at risk", None)  # insights' own pair.at_risk comes back to it too
-        return sum(seen.values()) == len(events)
+        return sum(seen.values()) == (len(events) if expected is None else expected)
 
     await eventually(all_seen, timeout=60, what="the sample program projected")
 

@@ -15,6 +15,7 @@ from services.insights import queries, store
 from services.insights.handlers import SUBSCRIPTIONS, on_any_event, on_contact_deadline
 from services.insights.overview import build_overview
 from services.insights.writes import CONTACT_TIMER
+from shared.db import Sessions
 from shared.errors import ProgramMismatch, UnknownReference
 from shared.events import CATALOGUE, Event, PairAtRisk, SessionHeld
 from shared.timers import Due
@@ -65,11 +66,16 @@ async def overview(db: HandlerDb, program_id: str = PROGRAM) -> dict[str, Any]:
 
 async def snapshot(db: HandlerDb) -> dict[str, list[tuple[Any, ...]]]:
     """Every read model's rows, sorted: what a rebuild must reproduce."""
+    return await read_models(db.sessions)
+
+
+async def read_models(sessions: Sessions) -> dict[str, list[tuple[Any, ...]]]:
+    """Every read model's rows, sorted (counters at 0 left out: the same as never written)."""
     found = {}
-    async with db.sessions() as session:
+    async with sessions() as session:
         for table in READ_MODELS:
             rows = (await session.execute(select(table))).all()
-            if "value" in table.c:  # a counter back at 0 is the same as one never written
+            if "value" in table.c:
                 rows = [row for row in rows if row.value != 0]
             found[table.name] = sorted((tuple(_plain(v) for v in row) for row in rows), key=repr)
     return found
