@@ -46,7 +46,7 @@ from shared.events import Event
 from shared.outbox import DeliveryTables
 from shared.settings import Settings
 from shared.telemetry import consumer_span
-from shared.unit_of_work import UnitOfWork, Upsert, write_outbox, write_upserts
+from shared.unit_of_work import UnitOfWork, write_outbox, write_upserts
 
 log = logging.getLogger("mentorship.consumer")
 
@@ -114,10 +114,11 @@ class ConsumerRuntime:
     retried: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     msg: Msg
     event: Event
+    event_id: str  # str(event.event_id), once: the inbox, duplicates and spans use it
     key: str
     sequence: int
     deliveries: int
@@ -210,12 +211,16 @@ class SubscriptionConsumer(Generic[E]):
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Applies one fetched batch and settles each message: ack, retry later, or park."""
-        items: list[_Item] = []
+        ready: list[_Item] = []
         for msg in msgs:
-            item = await self._decode(msg)
-            if item is not None:
-                items.append(item)
-        ready = [item for item in items if not await self._held_back(item)]
+            decoded = self._decode(msg)
+            if isinstance(decoded, _Item):
+                if self._held_back(decoded):
+                    await self._defer(decoded)
+                else:
+                    ready.append(decoded)
+            else:
+                await self._park(msg, *decoded)
         if not ready:
             return
         async with self._keep_alive(ready):
@@ -230,7 +235,8 @@ class SubscriptionConsumer(Generic[E]):
 
     # --- decoding and order ------------------------------------------------------------
 
-    async def _decode(self, msg: Msg) -> _Item | None:
+    def _decode(self, msg: Msg) -> _Item | tuple[str, int]:
+        """The message as an item to apply, or why it must be parked (and its deliveries)."""
         sequence, delivered = delivery_of(msg)
         deliveries = max(1, delivered - self._deferrals.get(sequence, 0))
         try:
@@ -238,33 +244,29 @@ class SubscriptionConsumer(Generic[E]):
             if not event.model_fields_set >= ENVELOPE:
                 raise MissingEnvelope("event_id and occurred_at are required")
         except Exception as exc:
-            await self._park(msg, describe_invalid(exc, msg.data), deliveries)
-            return None
-        item = _Item(msg, event, self._key(event), sequence, deliveries)
+            return describe_invalid(exc, msg.data), deliveries
+        item = _Item(msg, event, str(event.event_id), self._key(event), sequence, deliveries)
         limit = self.rt.settings.max_deliver + CRASH_DELIVERIES
         if deliveries > limit and not self._holds(item):
-            await self._park(
-                msg,
+            reason = (
                 f"delivered {deliveries} times without an outcome (did the service crash "
-                "on it?); see the service's log",
-                deliveries,
+                "on it?); see the service's log"
             )
-            return None
+            return reason, deliveries
         return item
 
     def _holds(self, item: _Item) -> bool:
         held = self._held.get(item.key)
         return held is not None and held[0] == item.sequence
 
-    async def _held_back(self, item: _Item) -> bool:
-        """Defers an event whose key has an earlier event waiting for its retry."""
+    def _held_back(self, item: _Item) -> bool:
+        """Whether the event waits: its key has an earlier event waiting for its retry."""
         held = self._held.get(item.key)
         if held is None or held[0] >= item.sequence:
             return False
         if held[1] < time.monotonic():
             del self._held[item.key]
             return False
-        await self._defer(item)
         return True
 
     async def _defer(self, item: _Item) -> None:
@@ -289,19 +291,17 @@ class SubscriptionConsumer(Generic[E]):
         try:
             async with rt.sessions() as session, session.begin():
                 new = await _claim_inbox(session, rt.tables, self._inbox_rows(items))
-                outbox_rows: list[dict[str, object]] = []
-                writes: list[Upsert] = []
+                # one unit of work for the batch: it commits or rolls back as a whole
+                uow = self._unit_of_work(session)
                 for item in items:
-                    event_id = str(item.event.event_id)
-                    if event_id not in new:
+                    if item.event_id not in new:
                         outcome.duplicates.append(item)
                         continue
-                    new.discard(event_id)  # a second copy in this batch is a duplicate
-                    uow = await self._run_handler(session, item)
-                    outbox_rows += uow.outbox_rows()
-                    writes += uow.writes
+                    new.discard(item.event_id)  # a second copy in this batch is a duplicate
+                    await self._run_handler(uow, item)
                     outcome.applied.append(item)
-                await write_upserts(session, writes)
+                outbox_rows = uow.outbox_rows()
+                await write_upserts(session, uow.writes)
                 await write_outbox(session, rt.tables, outbox_rows)
                 outcome.emitted = len(outbox_rows)
         except asyncio.CancelledError:
@@ -325,7 +325,8 @@ class SubscriptionConsumer(Generic[E]):
                 else:
                     try:
                         async with session.begin_nested():
-                            uow = await self._run_handler(session, item)
+                            uow = self._unit_of_work(session)
+                            await self._run_handler(uow, item)
                             await write_upserts(session, uow.writes)
                             await session.execute(insert(rt.tables.inbox).values(**row))
                     except Exception as exc:
@@ -347,13 +348,13 @@ class SubscriptionConsumer(Generic[E]):
     def _inbox_rows(self, items: list[_Item]) -> list[dict[str, object]]:
         now = self.rt.clock.now()
         return [
-            {"consumer": self.durable, "event_id": str(item.event.event_id), "processed_at": now}
+            {"consumer": self.durable, "event_id": item.event_id, "processed_at": now}
             for item in items
         ]
 
-    async def _run_handler(self, session: AsyncSession, item: _Item) -> UnitOfWork:
+    def _unit_of_work(self, session: AsyncSession) -> UnitOfWork:
         rt = self.rt
-        uow = UnitOfWork(
+        return UnitOfWork(
             session=session,
             tables=rt.tables,
             clock=rt.clock,
@@ -361,13 +362,14 @@ class SubscriptionConsumer(Generic[E]):
             source=rt.service,
             cpu=rt.cpu,
         )
-        attributes = {
-            "messaging.consumer.group.name": self.durable,
-            "mentorship.event_id": item.event.event_id,
-        }
+
+    async def _run_handler(self, uow: UnitOfWork, item: _Item) -> None:
+        attributes = functools.partial(self._attributes, item)
         with consumer_span(self._span_name, item.msg.headers, attributes):
             await self.subscription.handler(cast(E, item.event), uow)
-        return uow
+
+    def _attributes(self, item: _Item) -> dict[str, object]:
+        return {"messaging.consumer.group.name": self.durable, "mentorship.event_id": item.event_id}
 
     # --- settling ----------------------------------------------------------------------
 
@@ -471,8 +473,9 @@ def delivery_of(msg: Msg) -> tuple[int, int]:
     Only the two fields the consumer needs: nats-py's whole metadata (with a timestamp
     conversion) cost a sixth of a registration's processing.
     """
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == 9 and tokens[0] == "$JS":  # $JS.ACK.stream.consumer.delivered.sseq...
+    tokens = (msg.reply or "").split(".", 6)  # the fields after these two are not needed
+    if len(tokens) == 7 and tokens[0] == "$JS" and tokens[6].count(".") == 2:
+        # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
         return int(tokens[5]), int(tokens[4])
     if len(tokens) >= 11 and tokens[0] == "$JS":  # with domain and account hash
         return int(tokens[Msg.Ack.StreamSeq]), int(tokens[Msg.Ack.NumDelivered])
@@ -498,7 +501,7 @@ async def _seen(
 ) -> set[str]:
     """The batch's event ids this consumer has processed before, in one query."""
     inbox = tables.inbox
-    ids = [str(item.event.event_id) for item in items]
+    ids = [item.event_id for item in items]
     rows = await session.execute(
         select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id.in_(ids))
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -78,12 +78,15 @@ _NOTHING = contextlib.nullcontext()
 
 
 def consumer_span(
-    name: str, headers: Mapping[str, str] | None, attributes: Mapping[str, object]
+    name: str,
+    headers: Mapping[str, str] | None,
+    attributes: Callable[[], Mapping[str, object]],
 ) -> contextlib.AbstractContextManager[object]:
     """The span of processing one consumed event, child of the publisher's trace.
 
     When spans are not exported, only the publisher's trace context is made current, so the
-    events this one causes still carry it (and without one, nothing is done at all).
+    events this one causes still carry it (and without one, nothing is done at all; the
+    attributes are only asked for when a span is made).
     """
     parent = context_from(headers) if headers and "traceparent" in headers else None
     if _exporting:
@@ -91,7 +94,7 @@ def consumer_span(
             name,
             context=parent,
             kind=trace.SpanKind.CONSUMER,
-            attributes={key: str(value) for key, value in attributes.items()},
+            attributes={key: str(value) for key, value in attributes().items()},
         )
     if parent is not None:
         return _attached(parent)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -127,9 +128,12 @@ async def write_upserts(session: AsyncSession, writes: list[Upsert]) -> None:
 def _one_row_per_key(
     rows: list[dict[str, Any]], keys: list[str], add: tuple[str, ...]
 ) -> list[dict[str, Any]]:
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    key_of = operator.itemgetter(*keys)
+    if len(set(map(key_of, rows))) == len(rows):
+        return rows  # the usual batch: every row its own key
+    merged: dict[Any, dict[str, Any]] = {}
     for row in rows:
-        key = tuple(row[k] for k in keys)
+        key = key_of(row)
         earlier = merged.get(key)
         if earlier is not None:
             row = row | {name: earlier[name] + row[name] for name in add}
