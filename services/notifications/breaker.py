@@ -17,8 +17,8 @@ class Breaker:
     """
 
     threshold: int = 5
-    cooldown: float = 5.0
-    max_cooldown: float = 300.0
+    cooldown: float = 2.0
+    max_cooldown: float = 60.0
     state: str = CLOSED
     failures: int = 0
     opened_at: float = 0.0

@@ -130,25 +130,55 @@ class Sender:
         """Records what waits, then claims, sends and records one batch; how many were claimed."""
         if self.pending:
             await self._record_pending()
-        if not self.breaker.allows(self._monotonic()):
+        batch = await self._next_batch()
+        if batch is None:
             return 0
+        await self._send_batch(*batch)
+        await self._record_pending()
+        return len(batch[0])
+
+    async def run_due(self) -> int:
+        """Sends batch after batch until nothing is due; how many were claimed.
+
+        Pipelined: while one batch is on the SMTP connections, the one before it is recorded
+        and the next one claimed, so the connections do not wait for the database.
+        """
+        total = 0
+        if self.pending:
+            await self._record_pending()
+        batch = await self._next_batch()
+        while batch is not None:
+            sending = asyncio.create_task(self._send_batch(*batch))
+            error: Exception | None = None
+            try:
+                if self.pending:
+                    await self._record_pending()
+                batch_after = await self._next_batch()
+            except Exception as exc:  # the batch on the wire is still sorted before raising
+                error, batch_after = exc, None
+            total += await sending
+            if error is not None:
+                raise error
+            batch = batch_after
+        await self._record_pending()
+        return total
+
+    async def _next_batch(self) -> tuple[list[Due], dict[str, Any]] | None:
+        """The next due items and their deliveries, unless the breaker holds sending back."""
+        if not self.breaker.allows(self._monotonic()):
+            return None
         runner = self._probe if self.breaker.state == HALF_OPEN else self._runner
         items = await runner.claim()
         if not items:
-            return 0
-        rows = await self._load(items)
+            return None
+        return items, await self._load(items)
+
+    async def _send_batch(self, items: list[Due], rows: dict[str, Any]) -> int:
+        """Sends a claimed batch over the pool; its outcomes wait in `pending`."""
         attempts = await asyncio.gather(*(self._send(item, rows.get(item.key)) for item in items))
         for item, attempt in zip(items, attempts, strict=True):
             self._sort(item, attempt)
-        await self._record_pending()
         return len(items)
-
-    async def run_due(self) -> int:
-        """Sends batch after batch until nothing is due (tests and benchmarks)."""
-        total = 0
-        while (claimed := await self.run_once()) > 0:
-            total += claimed
-        return total
 
     async def run(self) -> None:
         """Sends due deliveries until cancelled; one log line per change of the database state."""
@@ -157,7 +187,7 @@ class Sender:
         while True:
             self._runner._wakeup.clear()
             try:
-                claimed = await self.run_once()
+                claimed = await self.run_due()
                 if db_down:
                     log.info("sender: the database answers again; sending resumes")
                 db_down, self.recording_problem = 0, None

@@ -9,7 +9,7 @@ from sqlalchemy import JSON, DateTime, Integer, LargeBinary, String, Text, selec
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.notifications.deliveries import Attendee, PlannedDelivery
+from services.notifications.deliveries import SEND, Attendee, PlannedDelivery
 from shared.outbox import add_delivery_tables
 from shared.records import get_or_raise
 from shared.timers import add_timer_table
@@ -102,11 +102,19 @@ async def contact_or_raise(
 async def contacts_or_raise(
     session: AsyncSession, *, program_id: str, participant_ids: Sequence[str]
 ) -> list[Contact]:
-    """The contact data of each participant, in order; raises for the first one missing."""
-    return [
-        await contact_or_raise(session, program_id=program_id, participant_id=pid)
-        for pid in participant_ids
-    ]
+    """The contact data of each participant, in order (one query); raises for the first missing."""
+    found = {
+        c.participant_id: c
+        for c in await session.scalars(
+            select(Contact).where(
+                Contact.program_id == program_id, Contact.participant_id.in_(list(participant_ids))
+            )
+        )
+    }
+    for pid in participant_ids:
+        if pid not in found:  # says why: unknown here, or another program's
+            await contact_or_raise(session, program_id=program_id, participant_id=pid)
+    return [found[pid] for pid in participant_ids]
 
 
 async def queued_keys(session: AsyncSession, *, keys: Collection[str]) -> set[str]:
@@ -152,6 +160,49 @@ def add_delivery(
     )
     session.add(delivery)
     return delivery
+
+
+def delivery_row(
+    *,
+    program_id: str,
+    planned: PlannedDelivery,
+    message: bytes,
+    traceparent: str | None,
+) -> dict[str, object]:
+    """A pending delivery as a row for the unit of work's batched writes."""
+    return {
+        "program_id": program_id,
+        "delivery_id": planned.delivery_id,
+        "idempotency_key": planned.idempotency_key,
+        "recipient_id": planned.recipient_id,
+        "recipient_email": planned.recipient_email,
+        "kind": planned.kind,
+        "source_event_id": planned.source_event_id,
+        "message_id": planned.message_id,
+        "message": message,
+        "status": "pending",
+        "attempts": 0,
+        "sent_at": None,
+        "last_error": None,
+        "traceparent": traceparent,
+    }
+
+
+def send_timer_row(*, program_id: str, delivery_id: str, due_at: dt.datetime) -> dict[str, object]:
+    """A delivery's send timer, armed for due_at, as a row for the batched writes."""
+    return {
+        "program_id": program_id,
+        "kind": SEND,
+        "key": delivery_id,
+        "due_at": due_at.astimezone(dt.UTC),
+        "status": "pending",
+        "payload": {},
+        "attempts": 0,
+        "leased_until": None,
+        "lease_token": None,
+        "last_error": None,
+        "finished_at": None,
+    }
 
 
 async def delivery_or_raise(

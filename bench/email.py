@@ -1,0 +1,433 @@
+"""Emails per second into a local SMTP sink: the service's sender against raw aiosmtplib.
+
+    .venv/bin/python -m bench.email [--emails 2000] [--pool 4] [--rounds 3] [--database-url URL]
+                                    [--cohort 2000]
+
+All in one run, on one sink (aiosmtpd in a process of its own), with the same invitation bytes:
+- naive: one new SMTP connection per email, one email after another (the sender before);
+- ceiling: raw aiosmtplib over `--pool` reused connections, nothing else;
+- sender: the service's Sender with its bookkeeping: claim due send timers in batches, read the
+  deliveries, send over the pool, journal each 250, record sent + notification.sent per batch.
+Targets: sender >= 70% of the ceiling, >= 4x naive.
+
+End to end (`--cohort`, 0 to skip): the notifications service on a real nats-server, a cohort of
+N people as N/2 pairs: participant.registered for each, then one session.scheduled per pair;
+time from the first session.scheduled published to the last invitation in the sink, as a share
+of the ceiling's rate (target >= 40%). Then session.rescheduled for 50 pairs one at a time:
+published -> updated invitation in the sink, p50/p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import nats
+from sqlalchemy import func, select
+
+from cli.launcher import NatsServer, free_port
+from services.notifications import deliveries, store
+from services.notifications.app import definition
+from services.notifications.journal import SentJournal
+from services.notifications.messages import InvitationMail, Recipient, compose_invitation
+from services.notifications.mime import Mailbox
+from services.notifications.sender import Sender
+from services.notifications.smtp import SmtpPool
+from shared.bus import ensure_stream, event_headers, publish_acked
+from shared.clock import SystemClock
+from shared.cpu import CpuPool
+from shared.db import create_schema, make_engine, make_sessions
+from shared.events import ParticipantRegistered, SessionRescheduled, SessionScheduled
+from shared.service import Service
+from shared.settings import Settings
+from shared.timers import schedule
+from shared.unit_of_work import unit_of_work
+
+FROM = "team@mentoring.example"
+ICAL = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//mentorship//EN\r\nMETHOD:REQUEST\r\n"
+    "BEGIN:VEVENT\r\nUID:{uid}\r\nSEQUENCE:0\r\nDTSTAMP:20270301T080000Z\r\n"
+    "DTSTART:20270303T150000Z\r\nDTEND:20270303T160000Z\r\nSUMMARY:Mentorship kickoff\r\n"
+    "ORGANIZER:mailto:team@mentoring.example\r\n"
+    "ATTENDEE;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:a@example.org\r\n"
+    "ATTENDEE;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:b@example.org\r\n"
+    "END:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def invitation(i: int, tag: str) -> tuple[str, bytes]:
+    """(Message-ID, bytes) of one realistic invitation."""
+    now = dt.datetime(2027, 3, 1, 8, tzinfo=dt.UTC)
+    mail_id = f"<{tag}-{i}@mentoring.example>"
+    mail = InvitationMail(
+        sender=Mailbox("Mentoring Team", FROM),
+        recipient=Recipient(f"Person {i}", f"p{i}@example.org", "Europe/Berlin", "mentee"),
+        other_names=[f"Mentor {i}"],
+        kind="kickoff",
+        start=now + dt.timedelta(days=2, hours=7),
+        end=now + dt.timedelta(days=2, hours=8),
+        ical=ICAL.format(uid=f"{tag}-{i}@mentorship"),
+        method="REQUEST",
+        message_id=mail_id,
+        sent_at=now,
+        program_name="Mentoring",
+    )
+    return mail_id, compose_invitation(mail)
+
+
+@contextlib.contextmanager
+def sink_process(log: Path, port: int) -> Iterator[None]:
+    """The SMTP sink in a process of its own (it must not share the sender's CPU or GIL)."""
+    code = f"from cli.mailcatcher import serve_message_ids; serve_message_ids({str(log)!r}, {port})"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def naive(port: int, mails: list[tuple[str, bytes]], pool: int) -> float:
+    """A new connection per email, one email after another (the sender this one replaced)."""
+    started = time.perf_counter()
+    for _, message in mails:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=10)
+        await client.connect()
+        await client.sendmail(FROM, ["p@example.org"], message)
+        await client.quit()
+    return time.perf_counter() - started
+
+
+async def ceiling(port: int, mails: list[tuple[str, bytes]], pool: int) -> float:
+    """Raw aiosmtplib over `pool` reused connections."""
+    clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=10) for _ in range(pool)]
+    for client in clients:
+        await client.connect()
+        await client.ehlo()
+    queue = list(mails)
+
+    async def worker(client: aiosmtplib.SMTP) -> None:
+        while queue:
+            _, message = queue.pop()
+            await client.sendmail(FROM, ["p@example.org"], message)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in clients))
+    elapsed = time.perf_counter() - started
+    for client in clients:
+        await client.quit()
+    return elapsed
+
+
+@contextlib.asynccontextmanager
+async def sender_db(folder: Path, database_url: str | None) -> AsyncIterator[Any]:
+    url = database_url or f"sqlite+aiosqlite:///{folder / 'notifications.sqlite3'}"
+    engine = make_engine(url, schema="bench_email")
+    await create_schema(engine, store.Base.metadata, schema="bench_email")
+    try:
+        yield engine
+    finally:
+        async with engine.begin() as conn:
+            for table in reversed(store.Base.metadata.sorted_tables):
+                await conn.execute(table.delete())
+        await engine.dispose()
+
+
+async def service_sender(
+    port: int, mails: list[tuple[str, bytes]], pool: int, folder: Path, database_url: str | None
+) -> float:
+    """The service's Sender, from due deliveries to every one recorded sent."""
+    settings = Settings(data_dir=folder, smtp_port=port, mail_from=FROM, smtp_pool_size=pool)
+    clock = SystemClock()
+    cpu = CpuPool(1, threads=True)
+    async with sender_db(folder, database_url) as engine:
+        sessions = make_sessions(engine)
+
+        def uow() -> Any:
+            return unit_of_work(
+                sessions=sessions,
+                tables=store.delivery_tables,
+                clock=clock,
+                settings=settings,
+                source="notifications",
+                cpu=cpu,
+            )
+
+        async with uow() as work:
+            for i, (mail_id, message) in enumerate(mails):
+                key = f"bench/{mail_id}/p{i}"
+                delivery = deliveries.delivery_id(key)
+                work.session.add(
+                    store.Delivery(
+                        program_id="bench",
+                        delivery_id=delivery,
+                        idempotency_key=key,
+                        recipient_id=f"p{i}",
+                        recipient_email="p@example.org",
+                        kind="session.kickoff",
+                        source_event_id=str(uuid.uuid4()),
+                        message_id=mail_id,
+                        message=message,
+                        status="pending",
+                        attempts=0,
+                    )
+                )
+                await schedule(
+                    work.session,
+                    store.timers,
+                    program_id="bench",
+                    kind=deliveries.SEND,
+                    key=delivery,
+                    due_at=clock.now(),
+                )
+        smtp = SmtpPool(settings, pool)
+        journal = SentJournal(folder / "journal")
+        sender = Sender(
+            sessions=sessions,
+            unit_of_work=uow,
+            clock=clock,
+            pool=smtp,
+            journal=journal,
+            mail_from=FROM,
+        )
+        started = time.perf_counter()
+        sent = await sender.run_due()
+        elapsed = time.perf_counter() - started
+        await smtp.close()
+        journal.close()
+        assert sent == len(mails) and sender.sent == len(mails), (sent, sender.sent)
+    cpu.close()
+    return elapsed
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+async def senders(args: argparse.Namespace, folder: Path) -> float:
+    """The three sender rates; returns the ceiling's median rate (emails/s)."""
+    port = free_port()
+    log = folder / "sink.ids"
+    results: dict[str, list[float]] = {"naive": [], "ceiling": [], "sender": []}
+    with sink_process(log, port):
+        for r in range(args.rounds):
+            runs: list[tuple[str, Callable[..., Any]]] = [
+                ("naive", lambda m: naive(port, m, args.pool)),
+                ("ceiling", lambda m: ceiling(port, m, args.pool)),
+                (
+                    "sender",
+                    lambda m, r=r: service_sender(
+                        port, m, args.pool, folder / f"sender-{r}", args.database_url
+                    ),
+                ),
+            ]
+            for name, run in runs:
+                mails = [invitation(i, f"{name}{r}") for i in range(args.emails)]
+                seconds = await run(mails)
+                results[name].append(_rate(args.emails, seconds))
+                print(f"  round {r + 1} {name:8s} {results[name][-1]:8.0f} emails/s", flush=True)
+    ids = log.read_text().splitlines()
+    sender_ids = [i for i in ids if i.startswith("<sender")]
+    expected = args.emails * args.rounds
+    median = {name: statistics.median(rates) for name, rates in results.items()}
+    print(f"\n{args.emails} invitations x {args.rounds} rounds, pool of {args.pool} (medians):")
+    for name in ("naive", "ceiling", "sender"):
+        print(f"  {name:8s} {median[name]:8.0f} emails/s")
+    print(
+        f"  sender / ceiling = {median['sender'] / median['ceiling']:.2f} (target >= 0.70); "
+        f"sender / naive = {median['sender'] / median['naive']:.1f}x (target >= 4x)"
+    )
+    print(
+        f"  sink: {len(sender_ids)} sender Message-IDs for {expected} deliveries, "
+        f"{len(sender_ids) - len(set(sender_ids))} duplicates"
+    )
+    return median["ceiling"]
+
+
+# --- end to end: events on NATS -> the notifications service -> the sink ----------------------
+
+
+def _people(n: int) -> list[ParticipantRegistered]:
+    now = SystemClock().now()
+    return [
+        ParticipantRegistered(
+            program_id="bench",
+            occurred_at=now,
+            participant_id=f"p{i}",
+            email=f"p{i}@example.org",
+            display_name=f"Person {i}",
+            role="mentor" if i % 2 == 0 else "mentee",
+            capacity=2 if i % 2 == 0 else None,
+            timezone=["Europe/Berlin", "Asia/Tokyo", "America/New_York"][i % 3],
+            working_hours=[{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)],
+            languages=["en"],
+        )
+        for i in range(n)
+    ]
+
+
+def _scheduled(pair: int) -> SessionScheduled:
+    start = dt.datetime(2027, 3, 3, 15, tzinfo=dt.UTC) + dt.timedelta(hours=pair % 40)
+    return SessionScheduled(
+        program_id="bench",
+        occurred_at=SystemClock().now(),
+        session_id=f"s{pair}",
+        pair_id=f"pair{pair}",
+        kind="kickoff",
+        start=start,
+        end=start + dt.timedelta(hours=1),
+        anchor_timezone="Europe/Berlin",
+        attendee_ids=[f"p{2 * pair}", f"p{2 * pair + 1}"],
+        uid=f"s{pair}@mentorship",
+        sequence=0,
+        ical=ICAL.format(uid=f"s{pair}@mentorship"),
+    )
+
+
+def _rescheduled(pair: int) -> SessionRescheduled:
+    start = dt.datetime(2027, 3, 4, 15, tzinfo=dt.UTC)
+    return SessionRescheduled(
+        program_id="bench",
+        occurred_at=SystemClock().now(),
+        session_id=f"s{pair}",
+        pair_id=f"pair{pair}",
+        previous_start=dt.datetime(2027, 3, 3, 15, tzinfo=dt.UTC),
+        start=start,
+        end=start + dt.timedelta(hours=1),
+        attendee_ids=[f"p{2 * pair}", f"p{2 * pair + 1}"],
+        uid=f"s{pair}@mentorship",
+        sequence=1,
+        ical=ICAL.format(uid=f"s{pair}@mentorship").replace("SEQUENCE:0", "SEQUENCE:1"),
+        reason="the mentor is travelling",
+    )
+
+
+async def _publish(js: Any, events: list[Any]) -> None:
+    for event in events:
+        headers = event_headers(event, source="bench", traceparent=None)
+        await publish_acked(js, event.subject, event.model_dump_json().encode(), headers)
+
+
+async def _until(check: Callable[[], Any], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bench: gave up waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def _count(log: Path) -> int:
+    return log.read_bytes().count(b"\n") if log.exists() else 0
+
+
+async def end_to_end(args: argparse.Namespace, folder: Path, ceiling_rate: float) -> None:
+    """session.scheduled for a cohort -> last invitation; session.rescheduled -> update."""
+    people = args.cohort - args.cohort % 2
+    nats_server = NatsServer(free_port(), folder / "nats", folder / "nats.log")
+    nats_server.start()
+    port, log = free_port(), folder / "e2e.ids"
+    settings = Settings(
+        data_dir=folder / "e2e",
+        nats_url=nats_server.url,
+        database_url=args.database_url,
+        smtp_port=port,
+        smtp_pool_size=args.pool,
+        mail_from=FROM,
+    )
+    try:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await ensure_stream(js)
+        with sink_process(log, port):
+            service = Service(definition(), settings, SystemClock())
+            async with service.started() as running:
+                await running.cpu.run(len, [])  # the CPU pool's worker starts once, up front
+                await _publish(js, _people(people))
+
+                async def contacts() -> int:
+                    async with running.sessions() as session:
+                        return int(
+                            await session.scalar(select(func.count(store.Contact.participant_id)))
+                            or 0
+                        )
+
+                async def registered() -> bool:
+                    return bool(await contacts() >= people)
+
+                await _until(registered, 600, f"{people} registrations")
+                started = time.perf_counter()
+                await _publish(js, [_scheduled(p) for p in range(people // 2)])
+
+                async def invited() -> bool:
+                    return bool(_count(log) >= people)
+
+                await _until(invited, 1200, f"{people} invitations")
+                elapsed = time.perf_counter() - started
+                rate = people / elapsed
+                print(
+                    f"\nend to end, {people} people: session.scheduled published -> last of "
+                    f"{people} invitations in the sink in {elapsed:.1f}s = {rate:.0f} emails/s = "
+                    f"{rate / ceiling_rate:.2f} of the raw pooled rate (target >= 0.40)"
+                )
+                latencies = []
+                for pair in range(min(50, people // 2)):
+                    before = _count(log)
+                    t0 = time.perf_counter()
+                    await _publish(js, [_rescheduled(pair)])
+
+                    async def updated(before: int = before) -> bool:
+                        return _count(log) >= before + 2
+
+                    await _until(updated, 120, "the update")
+                    latencies.append(time.perf_counter() - t0)
+                latencies.sort()
+                p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+                print(
+                    f"session.rescheduled published -> both updated invitations in the sink: "
+                    f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms "
+                    f"({len(latencies)} reschedules, one at a time)"
+                )
+            ids = log.read_text().splitlines()
+            print(f"sink: {len(ids)} messages, {len(ids) - len(set(ids))} duplicate Message-IDs")
+        await nc.close()
+    finally:
+        nats_server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.email", description=__doc__)
+    parser.add_argument("--emails", type=int, default=2000)
+    parser.add_argument("--pool", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cohort", type=int, default=2000, help="people end to end; 0 skips")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL; default SQLite")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-email-") as tmp:
+        folder = Path(tmp)
+        ceiling_rate = asyncio.run(senders(args, folder))
+        if args.cohort:
+            asyncio.run(end_to_end(args, folder, ceiling_rate))
+
+
+if __name__ == "__main__":
+    main()
