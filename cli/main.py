@@ -17,7 +17,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from cli import migrate, outbox, tokens
+from cli import feeds, migrate, outbox, tokens
 from cli.launcher import LaunchError, System
 from cli.runtime import STATE_FILE, NatsTarget, nats_target
 from shared.bus import STREAM, StreamMissing, connect_once, ensure_stream
@@ -328,6 +328,7 @@ def parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_asyncapi)
     migrate.add_parser(sub)
     outbox.add_parser(sub)
+    feeds.add_parser(sub)
     return p
 
 

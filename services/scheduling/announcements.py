@@ -42,6 +42,7 @@ class Occurrence:
     start: dt.datetime | None
     end: dt.datetime | None
     scheduled: bool
+    status_kept: bool = False  # held or missed: it stays in calendars, unlike a cancellation
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,29 @@ def full_request(meeting: Meeting, occurrences: Sequence[Occurrence], now: dt.da
         rrule=meeting.rrule, exdates=skipped, overrides=moved,
     )  # fmt: skip
     return invitations.request(invite)
+
+
+def feed_entry(
+    meeting: Meeting, occurrences: Sequence[Occurrence], now: dt.datetime
+) -> tuple[invitations.Invitation, str] | None:
+    """The meeting as a feed shows it: moved occurrences, cancelled ones excluded."""
+    timed = [o for o in occurrences if o.start is not None and o.end is not None]
+    if meeting.rrule is None:
+        if not timed:
+            return None
+        single = timed[0]
+        status = "CONFIRMED" if single.scheduled or single.status_kept else "CANCELLED"
+        return _invitation(meeting, single.start, single.end, now), status  # type: ignore[arg-type]
+    assert meeting.first_start is not None
+    kept = [o for o in occurrences if o.scheduled or o.status_kept]
+    moved = [_instance(o) for o in kept if o.start is not None and o.start != o.recurrence_id]
+    skipped = [o.recurrence_id for o in occurrences if o not in kept and o.recurrence_id]
+    length = dt.timedelta(minutes=meeting.minutes)
+    invite = _invitation(
+        meeting, meeting.first_start, meeting.first_start + length, now,
+        rrule=meeting.rrule, exdates=skipped, overrides=moved,
+    )  # fmt: skip
+    return invite, "CONFIRMED"
 
 
 def scheduled(

@@ -11,9 +11,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
-from services.scheduling import checkins, followups, store
+from services.scheduling import checkins, feeds, followups, store
 from services.scheduling.plans import Status
 from shared.events import CheckinSubmitted, SessionHeld, SessionMissed
 from shared.events.sessions import Roadblock
@@ -170,6 +170,22 @@ def router() -> APIRouter:
             await followups.record_submitted(uow, row)
         running.relay.wake()
         return _page("Thank you", "<p>Your check-in was sent to your mentor.</p>")
+
+    @links.get(feeds.PATH, response_class=Response, tags=["feeds"])
+    async def feed(request: Request, token: str) -> Response:
+        """A person's ICS feed (subscribe once in any calendar app)."""
+        running = _running(request)
+        async with running.unit_of_work() as uow:
+            found = await feeds.owner(uow.session, token)
+            if found is None:
+                return Response(
+                    "This calendar feed does not exist or was revoked; ask your program "
+                    "coordinator for a new link.\n",
+                    status_code=404,
+                    media_type="text/plain",
+                )
+            body = await feeds.calendar(uow, found)
+        return Response(body, media_type="text/calendar; charset=utf-8")
 
     return links
 

@@ -196,3 +196,31 @@ def _instance(invite: Invitation, instance: Instance, *, status: str) -> VEvent:
         end=instance.end,
         recurrence_id=instance.recurrence_id,
     )
+
+
+def feed(name: str, entries: Sequence[tuple[Invitation, str]]) -> str:
+    """A subscribable calendar (no METHOD) of whole meetings, each with its status.
+
+    Calendar apps poll it: moves (overrides) and cancellations (EXDATE, or STATUS:CANCELLED
+    for a single session) appear without anyone answering an invitation.
+    """
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("x-wr-calname", name)
+    for invite, status in entries:
+        cal.add_component(
+            _vevent(invite, status=status, start=invite.start, end=invite.end, master=True)
+        )
+        for moved in invite.overrides:
+            cal.add_component(_instance(invite, moved, status="CONFIRMED"))
+    text = bytes(cal.to_ical()).decode()
+    if not entries:
+        return text
+    zones = "".join(
+        _vtimezone(zone, min(i.start.year for i, _ in entries), max(i.end.year for i, _ in entries))
+        for zone in sorted({i.anchor_timezone for i, _ in entries})
+    )
+    at = text.index("BEGIN:VEVENT")
+    return text[:at] + zones + text[at:]

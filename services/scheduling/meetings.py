@@ -123,6 +123,7 @@ def occurrence(row: store.Session) -> announcements.Occurrence:
         start=store.utc(row.start) if row.start else None,
         end=store.utc(row.end) if row.end else None,
         scheduled=row.status == Status.SCHEDULED,
+        status_kept=row.status in (Status.HELD, Status.MISSED),
     )
 
 

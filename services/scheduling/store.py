@@ -114,6 +114,19 @@ class Checkin(Base):
     submitted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class Feed(Base):
+    """A person's ICS feed: the hash of its unguessable token, until revoked."""
+
+    __tablename__ = "feeds"
+    __table_args__ = (Index("ix_feeds_program_participant", "program_id", "participant_id"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256, hex
+    program_id: Mapped[str] = mapped_column(String(200))
+    participant_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class Absence(Base):
     """A stretch a participant cannot meet (illness, leave), as UTC instants."""
 
@@ -263,3 +276,16 @@ async def occurrences(session: AsyncSession, meeting: Meeting) -> list[Session]:
         )
     )
     return sorted(rows, key=lambda r: utc(r.recurrence_id or r.start or dt.datetime.min))
+
+
+async def person_meetings(
+    session: AsyncSession, *, program_id: str, participant_id: str
+) -> list[Meeting]:
+    """Every meeting the person is invited to, oldest first."""
+    rows = await session.scalars(
+        select(Meeting).where(
+            Meeting.program_id == program_id,
+            or_(Meeting.mentor_id == participant_id, Meeting.mentee_id == participant_id),
+        )
+    )
+    return sorted(rows, key=lambda m: (m.pair_id, m.meeting_id))

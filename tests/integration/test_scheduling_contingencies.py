@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+import recurring_ical_events
 from icalendar import Calendar
 
+from services.scheduling import feeds
 from services.scheduling.app import definition
 from shared.clock import FixedClock
 from shared.links import CHECKIN_REPORT, SESSION_HELD, link_signer
@@ -190,3 +192,36 @@ async def test_two_replicas_send_each_escalation_level_once(
         overdue = await bodies_on(js, "mentorship.checkin.overdue")
     keys = [(o["checkin_id"], o["escalation_level"]) for o in overdue]
     assert len(keys) == len(set(keys)) == 3 * pairs
+
+
+async def test_a_personal_ics_feed_shows_moves_and_cancels_until_it_is_revoked(
+    tmp_path, nats_server, js, database_url
+):
+    conf = settings(tmp_path, nats_server, database_url)
+    clock = FixedClock(NOW)
+    async with scheduling(conf, clock) as (service, http):
+        await formed_pair(js, "prog")
+        await eventually(lambda: at_least(js, SCHEDULED, 2), what="kickoff and series")
+        absent = envelope(
+            "prog", participant_id="e", start_date="2027-03-15", end_date="2027-03-21"
+        )
+        await publish(js, "mentorship.participant.unavailable", absent)
+        await eventually(lambda: at_least(js, "mentorship.session.cancelled", 1), what="cancel")
+        running = service.running
+        assert running is not None
+        async with running.sessions() as session, session.begin():
+            token = await feeds.create(session, program_id="prog", participant_id="e", now=NOW)
+        assert (await http.get("/feeds/not-a-token.ics")).status_code == 404
+        response = await http.get(feeds.PATH.format(token=token))
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/calendar")
+        calendar = Calendar.from_ical(response.text)
+        assert "METHOD" not in calendar
+        starts = recurring_ical_events.of(calendar).between(NOW, NOW + dt.timedelta(days=200))
+        days = sorted(e["DTSTART"].dt.astimezone(dt.UTC).date() for e in starts)
+        assert len(days) == 1 + 26 - 1  # the kickoff, the series without the absent week
+        assert dt.date(2027, 3, 16) not in days
+        async with running.sessions() as session, session.begin():
+            assert await feeds.revoke(session, program_id="prog", participant_id="e", now=NOW) == 1
+        gone = await http.get(feeds.PATH.format(token=token))
+    assert gone.status_code == 404 and "revoked" in gone.text
