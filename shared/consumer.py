@@ -46,7 +46,7 @@ from shared.events import Event
 from shared.outbox import DeliveryTables
 from shared.settings import Settings
 from shared.telemetry import consumer_span
-from shared.unit_of_work import UnitOfWork, write_outbox, write_upserts
+from shared.unit_of_work import Preload, UnitOfWork, write_outbox, write_upserts
 
 log = logging.getLogger("mentorship.consumer")
 
@@ -86,13 +86,15 @@ class Subscription(Generic[E]):
     published before this event: a barrier across subjects, which JetStream orders only within
     one consumer. matching.requested waits for the registrations sent before it, for instance.
     `key` picks the ordering key (events of one key apply in stream order); by default
-    `ordering_key`.
+    `ordering_key`. `preload` names rows the handler reads with `uow.get`, loaded for the whole
+    batch in one query each.
     """
 
     event: type[E]
     handler: Callable[[E, UnitOfWork], Awaitable[None]]
     after: tuple[type[Event], ...] = ()
     key: Callable[[E], str] | None = None
+    preload: tuple[Preload[E], ...] = ()
 
 
 @dataclass
@@ -293,6 +295,9 @@ class SubscriptionConsumer(Generic[E]):
                 new = await _claim_inbox(session, rt.tables, self._inbox_rows(items))
                 # one unit of work for the batch: it commits or rolls back as a whole
                 uow = self._unit_of_work(session)
+                fresh = [cast(E, item.event) for item in items if item.event_id in new]
+                for preload in self.subscription.preload:
+                    uow.preloaded(preload.model, await preload.load(session, fresh))
                 for item in items:
                     if item.event_id not in new:
                         outcome.duplicates.append(item)

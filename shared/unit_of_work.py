@@ -6,11 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import operator
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, inspect, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
@@ -22,6 +22,8 @@ from shared.events import Event
 from shared.outbox import DeliveryTables
 from shared.settings import Settings
 from shared.telemetry import current_traceparent
+
+E = TypeVar("E", bound=Event)
 
 
 class UnitOfWork:
@@ -51,6 +53,31 @@ class UnitOfWork:
         self.emitted: list[Event] = []
         self._traceparents: list[str | None] = []
         self.writes: list[Upsert] = []
+        # rows the consumer loaded for the whole batch (None: known not to exist), by model and
+        # primary key; see Preload
+        self._loaded: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
+
+    async def get(self, model: type[R], key: tuple[Any, ...]) -> R | None:
+        """The row of `model` with this primary key, or None.
+
+        Rows the subscription preloads (Subscription.preload) come from the batch's one query,
+        with no statement per event; others are looked up (session.get).
+        """
+        cached = self._loaded.get((model, key), _MISSING)
+        if cached is not _MISSING:
+            return cast(R | None, cached)
+        return await self.session.get(model, key)
+
+    def add(self, row: DeclarativeBase) -> None:
+        """Adds a new row to the session; later `get`s in the same batch see it."""
+        self.session.add(row)
+        key = inspect(row).mapper.primary_key_from_instance(row)
+        self._loaded[(type(row), tuple(key))] = row
+
+    def preloaded(self, model: type[Any], rows: dict[tuple[Any, ...], Any]) -> None:
+        """Records rows loaded for the batch (the consumer's step; None for a missing key)."""
+        for key, row in rows.items():
+            self._loaded[(model, key)] = row
 
     def emit(self, event: Event) -> None:
         """Queues the event for the outbox; it is published only if the transaction commits."""
@@ -92,6 +119,37 @@ class UnitOfWork:
             }
             for event, traceparent in zip(self.emitted, self._traceparents, strict=True)
         ]
+
+
+_MISSING = object()
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Preload(Generic[E]):
+    """Rows a subscription's handler reads by primary key, loaded for a whole batch at once.
+
+    `key(event)` gives the primary key (a tuple, in the model's primary-key column order) of
+    the `model` row the handler will `uow.get`. The consumer loads every such row of a batch in
+    one query before the handlers run, so a read-modify-write handler (a projection that
+    updates a row) costs no statement per event. Handlers add new rows with `uow.add`.
+    """
+
+    model: type[DeclarativeBase]
+    key: Callable[[E], tuple[Any, ...]]
+
+    async def load(self, session: AsyncSession, events: list[E]) -> dict[tuple[Any, ...], Any]:
+        """The rows for these events' keys, None where a key has no row (chunks of 500)."""
+        mapper = inspect(self.model)
+        columns = list(mapper.primary_key)
+        keys = list(dict.fromkeys(self.key(event) for event in events))
+        found: dict[tuple[Any, ...], Any] = dict.fromkeys(keys)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            statement = select(self.model).where(tuple_(*columns).in_(chunk))
+            for row in await session.scalars(statement):
+                found[tuple(mapper.primary_key_from_instance(row))] = row
+        return found
 
 
 @dataclass(frozen=True)
