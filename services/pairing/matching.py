@@ -1,71 +1,58 @@
-"""Who mentors whom: a simple, correct capacity-aware rule (the optimiser comes later).
+"""Who mentors whom: the exact optimum of a program's round, with its proof and explanations.
 
-Hard constraints: the mentor has capacity left, both share a language, neither is the other's
-manager, and in the week matching runs they share working time that includes at least one
-unbroken hour (what a kickoff needs).
-Among feasible mentors the mentee gets the one with most sought skills offered, then the most
-shared working time, then the most free capacity. Most-constrained mentees choose first.
+Hard constraints: a shared language; enough weekly shared working time with one unbroken
+stretch for a session (real dates, DST-aware); mentor capacity; no pair inside a reporting line
+(nor one department when the program says so); avoid lists; ended pairs are not formed again.
+The soft score (pricing.py) sums weighted components; each further mentee of one mentor costs
+more (diminishing returns on load). The optimum is a min-cost flow (flow.py) over a sparse
+candidate graph grown by column generation: after each solve, the mentors' dual prices say
+which unseen pairs could still improve it; they are added until none can, and the dual bound
+then equals the objective (a certificate, checked over every feasible pair through the chunk
+bounds, not assumed). See docs/adr/0011-exact-matching-by-column-generation.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
 
-from shared.worktime import Availability, shared_working_time
+import numpy as np
+from numpy.typing import NDArray
 
-MIN_WEEKLY_OVERLAP_MINUTES = 60
-MIN_SHARED_STRETCH_MINUTES = 60  # a kickoff needs one unbroken hour both people work
+from services.pairing import explain, flow, pricing
+from services.pairing.encoding import Encoded, encode
+from services.pairing.model import (
+    MIN_SHARED_STRETCH_MINUTES,
+    MIN_WEEKLY_OVERLAP_MINUTES,
+    Alternative,
+    Certificate,
+    MatchResult,
+    Objective,
+    Profile,
+    Proposal,
+    Rules,
+    Unmatched,
+    Weights,
+)
 
+__all__ = [
+    "MIN_SHARED_STRETCH_MINUTES",
+    "MIN_WEEKLY_OVERLAP_MINUTES",
+    "Alternative",
+    "Certificate",
+    "MatchResult",
+    "Objective",
+    "Profile",
+    "Proposal",
+    "Rules",
+    "Unmatched",
+    "Weights",
+    "propose_pairs",
+]
 
-@dataclass(frozen=True)
-class Profile:
-    """What matching needs to know about one participant."""
-
-    participant_id: str
-    availability: Availability
-    languages: tuple[str, ...]
-    skills_offered: frozenset[str] = frozenset()
-    skills_sought: frozenset[str] = frozenset()
-    manager_id: str | None = None
-    capacity: int = 0
-
-
-@dataclass(frozen=True)
-class Proposal:
-    mentor_id: str
-    mentee_id: str
-    language: str
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    pairs: list[Proposal] = field(default_factory=list)
-    unmatched_mentee_ids: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Fit:
-    mentor: Profile
-    language: str
-    skills: frozenset[str]
-    overlap_minutes: int
-
-
-def _fit(mentor: Profile, mentee: Profile, week_of: dt.date) -> _Fit | None:
-    language = next((lang for lang in mentee.languages if lang in mentor.languages), None)
-    if language is None:
-        return None
-    if mentee.manager_id == mentor.participant_id or mentor.manager_id == mentee.participant_id:
-        return None
-    shared = shared_working_time(mentor.availability, mentee.availability, from_day=week_of, days=7)
-    overlap = sum(stretch.minutes for stretch in shared)
-    longest = max((stretch.minutes for stretch in shared), default=0)
-    if overlap < MIN_WEEKLY_OVERLAP_MINUTES or longest < MIN_SHARED_STRETCH_MINUTES:
-        return None
-    return _Fit(mentor, language, mentee.skills_sought & mentor.skills_offered, overlap)
+FIRST_CANDIDATES = 6  # per mentee, before any price is known
+ADDED_PER_ROUND = 4  # violating pairs added per mentee and iteration
+MAX_ITERATIONS = 60
 
 
 def propose_pairs(
@@ -74,38 +61,165 @@ def propose_pairs(
     *,
     current_load: Mapping[str, int],
     week_of: dt.date,
+    rules: Rules | None = None,
+    ended: Collection[tuple[str, str]] = (),
+    waitlisted: Collection[str] = (),
 ) -> MatchResult:
-    """Pairs mentees with mentors under the hard constraints; deterministic for the same input."""
-    free = {m.participant_id: m.capacity - current_load.get(m.participant_id, 0) for m in mentors}
-    fits = {
-        mentee.participant_id: [f for m in mentors if (f := _fit(m, mentee, week_of)) is not None]
-        for mentee in mentees
-    }
-    order = sorted(mentees, key=lambda p: (len(fits[p.participant_id]), p.participant_id))
-    result = MatchResult()
-    for mentee in order:
-        open_fits = [f for f in fits[mentee.participant_id] if free[f.mentor.participant_id] > 0]
-        if not open_fits:
-            result.unmatched_mentee_ids.append(mentee.participant_id)
-            continue
-        best = min(
-            open_fits,
-            key=lambda f: (
-                -len(f.skills),
-                -f.overlap_minutes,
-                -free[f.mentor.participant_id],
-                f.mentor.participant_id,
-            ),
-        )
-        free[best.mentor.participant_id] -= 1
-        reasons = [f"shared language: {best.language}"]
-        if best.skills:
-            reasons.append("skills: " + ", ".join(sorted(best.skills)))
-        reasons.append(f"weekly shared working time: {best.overlap_minutes / 60:.1f} h")
-        result.pairs.append(
-            Proposal(
-                best.mentor.participant_id, mentee.participant_id, best.language, tuple(reasons)
-            )
-        )
-    result.unmatched_mentee_ids.sort()
-    return result
+    """Pairs mentees with mentors at the exact optimum; deterministic for the same input.
+
+    ended: (mentor_id, mentee_id) of pairs that ended (never formed again); waitlisted: mentees
+    a previous round left unmatched, who get the waitlist bonus so this round serves them first.
+    """
+    rules = rules or Rules()
+    waiting = set(waitlisted)
+    bonus = [rules.weights.waitlist if p.participant_id in waiting else 0 for p in mentees]
+    enc = encode(
+        mentors,
+        mentees,
+        current_load=current_load,
+        forbidden=_ruled_out(mentors, mentees, ended),
+        bonus=bonus,
+        rules=rules,
+        week_of=week_of,
+    )
+    solved, certificate, arcs = _optimise(enc, rules, len(mentees))
+    return explain.result(
+        enc, solved, certificate, arcs, mentors, mentees, rules=rules, week_of=week_of
+    )
+
+
+def unmatched_cost(rules: Rules, enc: Encoded, n_mentees: int) -> int:
+    """What leaving a mentee unmatched costs: nothing for quality; for participation more than
+    any difference in quality, so that the count of matched mentees comes first."""
+    if rules.objective is Objective.QUALITY:
+        return 0
+    w = rules.weights
+    best_pair = w.skills + w.goals + w.hours + w.channel + w.seniority + w.waitlist
+    most_load = w.load * int(enc.load.max(initial=0) + enc.free.max(initial=0))
+    return (best_pair + most_load + 1) * (n_mentees + 1)
+
+
+def _optimise(
+    enc: Encoded, rules: Rules, n_mentees: int
+) -> tuple[flow.Flow, Certificate, tuple[NDArray[np.int64], ...]]:
+    load_cost = rules.weights.load
+    u_cost = unmatched_cost(rules, enc, n_mentees)
+    price = load_cost * enc.load
+    floor = np.full(n_mentees, -u_cost, dtype=np.int64)
+    found_j, found_s, _, scored = _search(enc, price, floor, FIRST_CANDIDATES)
+    tails, heads, scores = _arcs(found_j, found_s)
+    iterations = 0
+    while True:
+        iterations += 1
+        start, heads, scores, tails = _csr(tails, heads, scores, n_mentees)
+        solved = flow.solve(start, heads, scores, enc.free, enc.load, load_cost, u_cost)
+        price = solved.mentor_price
+        floor = solved.mentee_dual
+        found_j, found_s, best, more = _search(enc, price, floor, ADDED_PER_ROUND)
+        scored += more
+        new_t, new_h, new_s = _arcs(found_j, found_s)
+        if len(new_t) == 0 or iterations >= MAX_ITERATIONS:
+            break
+        tails = np.concatenate([tails, new_t])
+        heads = np.concatenate([heads, new_h])
+        scores = np.concatenate([scores, new_s])
+    primal = _primal(solved, enc, load_cost, u_cost)
+    bound = int(best.sum()) + _slot_bound(price, enc, load_cost)
+    certificate = Certificate(
+        primal=primal, bound=bound, iterations=iterations, arcs=len(tails), scored=scored
+    )
+    return solved, certificate, (start, heads, scores)
+
+
+def _search(
+    enc: Encoded, price: NDArray[np.int64], floor: NDArray[np.int64], k: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], int]:
+    ch = enc.chunks
+    order, starts = ch[0], ch[6]
+    if len(order):
+        chunk_min = np.minimum.reduceat(price[order], starts[:-1]).astype(np.int64)
+    else:
+        chunk_min = np.zeros(0, dtype=np.int64)
+    found_j, found_s, best, scored = pricing.search(
+        enc.mentees,
+        enc.mentors,
+        ch,
+        enc.tables,
+        enc.weights,
+        price.astype(np.int64),
+        floor.astype(np.int64),
+        k,
+        chunk_min,
+    )
+    return found_j, found_s, best, int(scored)
+
+
+def _arcs(
+    found_j: NDArray[np.int64], found_s: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    rows, cols = np.nonzero(found_j >= 0)
+    return rows.astype(np.int64), found_j[rows, cols], found_s[rows, cols]
+
+
+def _csr(
+    tails: NDArray[np.int64], heads: NDArray[np.int64], scores: NDArray[np.int64], n: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    order = np.lexsort((heads, tails))
+    tails, heads, scores = tails[order], heads[order], scores[order]
+    start = np.searchsorted(tails, np.arange(n + 1)).astype(np.int64)
+    return start, heads, scores, tails
+
+
+def _primal(solved: flow.Flow, enc: Encoded, load_cost: int, u_cost: int) -> int:
+    matched = solved.assigned >= 0
+    first, taken = enc.load, solved.new_load
+    # the k-th place costs load_cost * k: sum over k = first .. first + taken - 1
+    slots = load_cost * (taken * first + taken * (taken - 1) // 2)
+    return int(solved.assigned_score[matched].sum() - slots.sum() - u_cost * int((~matched).sum()))
+
+
+def _slot_bound(price: NDArray[np.int64], enc: Encoded, load_cost: int) -> int:
+    """Sum over every free place of max(0, price - the place's cost)."""
+    total = 0
+    for k in range(int(enc.free.max(initial=0))):
+        has = enc.free > k
+        cost = load_cost * (enc.load + k)
+        total += int(np.maximum(0, price - cost)[has].sum())
+    return total
+
+
+def _ruled_out(
+    mentors: Sequence[Profile], mentees: Sequence[Profile], ended: Collection[tuple[str, str]]
+) -> set[tuple[int, int]]:
+    """(mentee, mentor) positions no pair may join: reporting lines, avoid lists, ended pairs."""
+    mentor_at = {p.participant_id: j for j, p in enumerate(mentors)}
+    mentee_at = {p.participant_id: i for i, p in enumerate(mentees)}
+    manager = {p.participant_id: p.manager_id for p in (*mentors, *mentees) if p.manager_id}
+    out: set[tuple[int, int]] = set()
+
+    def chain(person: str) -> list[str]:
+        seen: list[str] = []
+        boss = manager.get(person)
+        while boss is not None and boss not in seen and len(seen) < 50:
+            seen.append(boss)
+            boss = manager.get(boss)
+        return seen
+
+    for i, p in enumerate(mentees):
+        for boss in chain(p.participant_id):
+            if boss in mentor_at:
+                out.add((i, mentor_at[boss]))
+        for other in p.avoid:
+            if other in mentor_at:
+                out.add((i, mentor_at[other]))
+    for j, p in enumerate(mentors):
+        for boss in chain(p.participant_id):
+            if boss in mentee_at:
+                out.add((mentee_at[boss], j))
+        for other in p.avoid:
+            if other in mentee_at:
+                out.add((mentee_at[other], j))
+    for mentor_id, mentee_id in ended:
+        if mentor_id in mentor_at and mentee_id in mentee_at:
+            out.add((mentee_at[mentee_id], mentor_at[mentor_id]))
+    return out

@@ -110,7 +110,7 @@ def test_mentor_offering_sought_skills_is_preferred_over_more_shared_time():
 
 
 def test_more_shared_working_time_breaks_a_tie_in_skills():
-    short = mentor("m-a", start=13, end=17)
+    short = mentor("m-a", start=16, end=17)  # 5 h a week: half the hours points
     long = mentor("m-b", start=9, end=17)
     result = propose_pairs([short, long], [mentee("e1")], current_load={}, week_of=WEEK)
     assert pairs_of(result) == {"e1": "m-b"}

@@ -1,0 +1,170 @@
+"""A solved round as people read it: each pair's score and components, runner-ups, shared
+windows, and for each unmatched mentee the reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.pairing import classes, flow, pricing
+from services.pairing.encoding import Encoded, parse_skill
+from services.pairing.model import (
+    Alternative,
+    Certificate,
+    MatchResult,
+    Profile,
+    Proposal,
+    Rules,
+    Unmatched,
+)
+from shared.worktime import Interval
+
+RUNNER_UPS = 2
+LOAD = "mentor load"
+
+
+def result(
+    enc: Encoded,
+    solved: flow.Flow,
+    certificate: Certificate,
+    arcs: tuple[NDArray[np.int64], ...],
+    mentors: Sequence[Profile],
+    mentees: Sequence[Profile],
+    *,
+    rules: Rules,
+    week_of: dt.date,
+) -> MatchResult:
+    """The proposals (in mentee order), the unmatched with reasons, and the certificate."""
+    matched = np.flatnonzero(solved.assigned >= 0)
+    chosen = solved.assigned[matched]
+    parts = pricing.pair_components(
+        matched.astype(np.int64),
+        chosen.astype(np.int64),
+        enc.mentees,
+        enc.mentors,
+        enc.tables,
+        enc.weights,
+    )
+    slot = _load_slots(matched, chosen, solved.assigned_score[matched], enc)
+    windows: dict[tuple[int, int], tuple[Interval, ...]] = {}
+    pairs = []
+    for x, i in enumerate(matched):
+        j = int(chosen[x])
+        mentee, mentor = mentees[int(i)], mentors[int(enc.mentor_index[j])]
+        named = [(name, int(v)) for name, v in zip(pricing.COMPONENTS, parts[x], strict=True)]
+        named.append((LOAD, -rules.weights.load * int(slot[x])))
+        key = (int(enc.mentee_classes.index[i]), int(enc.mentor_classes.index[j]))
+        if key not in windows:
+            windows[key] = classes.shared_windows(mentee.availability, mentor.availability, week_of)
+        pairs.append(
+            Proposal(
+                mentor_id=mentor.participant_id,
+                mentee_id=mentee.participant_id,
+                language=next(lang for lang in mentee.languages if lang in mentor.languages),
+                reasons=_reasons(mentee, mentor, named, enc, key),
+                score=sum(v for _, v in named),
+                components=tuple(named),
+                alternatives=_alternatives(int(i), j, arcs, enc, mentors),
+                shared=windows[key],
+            )
+        )
+    unmatched = [
+        Unmatched(
+            mentees[int(i)].participant_id, _why_unmatched(int(i), enc, mentors, mentees, rules)
+        )
+        for i in np.flatnonzero(solved.assigned < 0)
+    ]
+    return MatchResult(
+        pairs=pairs,
+        unmatched_mentee_ids=sorted(u.mentee_id for u in unmatched),
+        unmatched=unmatched,
+        certificate=certificate,
+        week_of=week_of,
+    )
+
+
+def _load_slots(
+    matched: NDArray[np.int64], chosen: NDArray[np.int64], scores: NDArray[np.int64], enc: Encoded
+) -> NDArray[np.int64]:
+    """Which place of its mentor each pair takes: the best-scoring mentee the cheapest."""
+    order = np.lexsort((matched, -scores, chosen))
+    slot = np.empty(len(matched), dtype=np.int64)
+    rank = np.zeros(len(enc.free), dtype=np.int64)
+    for x in order:
+        j = chosen[x]
+        slot[x] = enc.load[j] + rank[j]
+        rank[j] += 1
+    return slot
+
+
+def _alternatives(
+    i: int, j: int, arcs: tuple[NDArray[np.int64], ...], enc: Encoded, mentors: Sequence[Profile]
+) -> tuple[Alternative, ...]:
+    start, heads, scores = arcs
+    options = [
+        (int(scores[a]), int(heads[a])) for a in range(start[i], start[i + 1]) if heads[a] != j
+    ]
+    options.sort(key=lambda o: (-o[0], o[1]))
+    return tuple(
+        Alternative(mentors[int(enc.mentor_index[h])].participant_id, s)
+        for s, h in options[:RUNNER_UPS]
+    )
+
+
+def _reasons(
+    mentee: Profile,
+    mentor: Profile,
+    named: list[tuple[str, int]],
+    enc: Encoded,
+    key: tuple[int, int],
+) -> tuple[str, ...]:
+    language = next(lang for lang in mentee.languages if lang in mentor.languages)
+    offered = {parse_skill(s, 3)[0] for s in mentor.skills_offered}
+    skills = sorted(n for n in (parse_skill(s, 0)[0] for s in mentee.skills_sought) if n in offered)
+    goals = sorted(g for g in mentee.goals if g.lower() in offered)
+    minutes = int(enc.overlap.minutes[key])
+    longest = int(enc.overlap.longest[key])
+    reasons = [f"shared language: {language}"]
+    if skills:
+        reasons.append("skills: " + ", ".join(skills))
+    if goals:
+        reasons.append("goals: " + ", ".join(goals))
+    reasons.append(
+        f"weekly shared working time: {minutes / 60:.1f} h (longest stretch {longest / 60:.1f} h)"
+    )
+    reasons.append("score: " + ", ".join(f"{name} {v:+d}" for name, v in named if v))
+    return tuple(reasons)
+
+
+def _why_unmatched(
+    i: int, enc: Encoded, mentors: Sequence[Profile], mentees: Sequence[Profile], rules: Rules
+) -> str:
+    mentee = mentees[i]
+    speaks = set(mentee.languages)
+    if not any(speaks & set(m.languages) for m in mentors):
+        return f"no mentor shares a language ({', '.join(mentee.languages)})"
+    e, m, t = enc.mentees, enc.mentors, enc.tables
+    shares = (m[1] & e[1][i]) != 0
+    if not shares.any():
+        return "capacity: every mentor who shares a language is full"
+    fits = shares & t[0][e[0][i], m[0]]
+    if not fits.any():
+        return (
+            f"no shared time: no mentor who shares a language works {rules.min_weekly_minutes} "
+            f"min a week at the same time, with one unbroken {rules.min_stretch_minutes}-min "
+            "stretch"
+        )
+    candidates = np.flatnonzero(fits)
+    scratch = np.zeros(6, dtype=np.int64)
+    allowed = [
+        j for j in candidates if pricing.score(i, int(j), e, m, t, enc.weights, scratch) >= 0
+    ]
+    if not allowed:
+        return (
+            "every mentor who fits is ruled out (reporting line, same department, an avoid list "
+            "or a pair that ended)"
+        )
+    return f"capacity: the {len(allowed)} mentor(s) who fit are full with mentees they fit better"

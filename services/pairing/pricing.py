@@ -1,0 +1,206 @@
+"""Scores of mentor-mentee pairs, and the search for pairs worth adding to the candidate graph.
+
+Everyone is encoded as arrays (encoding.py). A pair's score is the sum of its components
+(skills, goals, shared hours, channel, seniority, waitlist), each an integer number of points,
+or -1 when a hard constraint rules the pair out. Mentors are grouped into chunks of alike
+mentors (same zone-and-hours class and languages, similar skills); a chunk's bound is the
+highest score any of its members could reach for a mentee. `search` finds, for each mentee,
+the pairs whose score less the mentor's price beats a threshold, visiting chunks best bound
+first and skipping every chunk and member whose bound cannot beat it: the exact answer without
+scoring every pair. Compiled with numba; no I/O.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+SKILLS, GOALS, HOURS, CHANNEL, SENIORITY, WAITLIST = range(6)
+COMPONENTS = ("skills", "goals", "shared hours", "channel", "seniority", "waitlist")
+
+
+@numba.njit(cache=True, inline="always")
+def _level_value(wanted, offered):  # type: ignore[no-untyped-def]
+    """2 when the mentor is ahead of the mentee in the skill, 1 when level with them."""
+    if offered == 0:
+        return 0
+    if offered > wanted:
+        return 2
+    if offered == wanted:
+        return 1
+    return 0
+
+
+@numba.njit(cache=True)
+def components(i, j, e, m, t, w, out):  # type: ignore[no-untyped-def]
+    """Writes the pair's components into out; returns False when a hard constraint fails.
+
+    e, m: mentee and mentor arrays (tuples, see encoding.py), t: class tables, w: weights.
+    """
+    ze, zm = e[0][i], m[0][j]
+    if not t[0][ze, zm]:
+        return False
+    if (e[1][i] & m[1][j]) == 0:
+        return False
+    if w[7] != 0 and e[9][i] >= 0 and e[9][i] == m[5][j]:
+        return False
+    key = i * t[3] + j
+    forbidden = t[2]
+    pos = np.searchsorted(forbidden, key)
+    if pos < len(forbidden) and forbidden[pos] == key:
+        return False
+    offered = m[2]
+    total = 0
+    for s in range(e[2].shape[1]):
+        skill = e[2][i, s]
+        if skill < 0:
+            break
+        total += _level_value(e[3][i, s], offered[j, skill])
+    n_sought = e[4][i]
+    out[SKILLS] = (w[0] * total) // (2 * n_sought) if n_sought > 0 else 0
+    hits = 0
+    for g in range(e[5].shape[1]):
+        goal = e[5][i, g]
+        if goal < 0:
+            break
+        if offered[j, goal] > 0:
+            hits += 1
+    n_goals = e[6][i]
+    out[GOALS] = (w[1] * hits) // n_goals if n_goals > 0 else 0
+    out[HOURS] = t[1][ze, zm]
+    out[CHANNEL] = w[2] if (e[7][i] & m[3][j]) != 0 else 0
+    gap = m[4][j] - e[8][i]
+    known = e[8][i] >= 0 and m[4][j] >= 0
+    out[SENIORITY] = w[3] if known and w[4] <= gap <= w[5] else 0
+    out[WAITLIST] = e[10][i]
+    return True
+
+
+@numba.njit(cache=True)
+def score(i, j, e, m, t, w, scratch):  # type: ignore[no-untyped-def]
+    """The pair's score in points, or -1 when a hard constraint rules it out."""
+    if not components(i, j, e, m, t, w, scratch):
+        return -1
+    return scratch.sum()
+
+
+@numba.njit(cache=True)
+def chunk_bound(i, c, e, ch, t, w):  # type: ignore[no-untyped-def]
+    """The best score any mentor of chunk c could reach with mentee i, or -1 if none can."""
+    ze = e[0][i]
+    zc = ch[1][c]
+    if not t[0][ze, zc]:
+        return -1
+    if (e[1][i] & ch[2][c]) == 0:
+        return -1
+    best = ch[3]
+    total = 0
+    for s in range(e[2].shape[1]):
+        skill = e[2][i, s]
+        if skill < 0:
+            break
+        total += _level_value(e[3][i, s], best[c, skill])
+    n_sought = e[4][i]
+    bound = (w[0] * total) // (2 * n_sought) if n_sought > 0 else 0
+    hits = 0
+    for g in range(e[5].shape[1]):
+        goal = e[5][i, g]
+        if goal < 0:
+            break
+        if best[c, goal] > 0:
+            hits += 1
+    n_goals = e[6][i]
+    bound += (w[1] * hits) // n_goals if n_goals > 0 else 0
+    bound += t[1][ze, zc]
+    if (e[7][i] & ch[4][c]) != 0:
+        bound += w[2]
+    sen = e[8][i]
+    if sen >= 0:
+        lo, hi = max(sen + w[4], 0), min(sen + w[5], 63)
+        if lo <= hi:
+            span = np.uint64(0)
+            for level in range(lo, hi + 1):
+                span |= np.uint64(1) << np.uint64(level)
+            if (ch[5][c] & span) != 0:
+                bound += w[3]
+    return bound + e[10][i]
+
+
+@numba.njit(cache=True)
+def search(e, m, ch, t, w, price, floor, k, chunk_min_price):  # type: ignore[no-untyped-def]
+    """For each mentee i, up to k pairs with score - price[j] > floor[i], best first.
+
+    Returns (mentor index, score) arrays of shape (n, k), -1 where fewer were found, the best
+    value max(floor[i], max over every feasible j of score - price[j]) per mentee, and how
+    many pairs were scored. The chunk bounds make the best value exact without scoring all.
+    """
+    n = len(e[0])
+    n_chunks = len(ch[1])
+    found_j = np.full((n, k), -1, dtype=np.int64)
+    found_s = np.full((n, k), -1, dtype=np.int64)
+    best_value = np.empty(n, dtype=np.int64)
+    bounds = np.empty(n_chunks, dtype=np.int64)
+    scratch = np.zeros(6, dtype=np.int64)
+    members = ch[0]
+    starts = ch[6]
+    scored = 0
+    for i in range(n):
+        vals = np.full(k, np.int64(-(2**62)), dtype=np.int64)
+        count = 0
+        threshold = floor[i]
+        top = floor[i]
+        for c in range(n_chunks):
+            b = chunk_bound(i, c, e, ch, t, w)
+            bounds[c] = b - chunk_min_price[c] if b >= 0 else np.int64(-(2**62))
+        while True:
+            pick = -1
+            pick_bound = threshold
+            for c in range(n_chunks):
+                if bounds[c] > pick_bound:
+                    pick_bound = bounds[c]
+                    pick = c
+            if pick < 0:
+                break
+            ub = pick_bound + chunk_min_price[pick]
+            bounds[pick] = np.int64(-(2**62))
+            for x in range(starts[pick], starts[pick + 1]):
+                j = members[x]
+                if ub - price[j] <= threshold:
+                    continue
+                s = score(i, j, e, m, t, w, scratch)
+                scored += 1
+                if s < 0:
+                    continue
+                value = s - price[j]
+                if value > top:
+                    top = value
+                if value <= threshold:
+                    continue
+                # insert into the top-k list (kept sorted, best first)
+                pos = count if count < k else k - 1
+                while pos > 0 and vals[pos - 1] < value:
+                    if pos < k:
+                        vals[pos] = vals[pos - 1]
+                        found_j[i, pos] = found_j[i, pos - 1]
+                        found_s[i, pos] = found_s[i, pos - 1]
+                    pos -= 1
+                vals[pos] = value
+                found_j[i, pos] = j
+                found_s[i, pos] = s
+                if count < k:
+                    count += 1
+                if count == k and vals[k - 1] > threshold:
+                    threshold = vals[k - 1]
+        best_value[i] = top
+    return found_j, found_s, best_value, scored
+
+
+@numba.njit(cache=True)
+def pair_components(mentee, mentor, e, m, t, w):  # type: ignore[no-untyped-def]
+    """The components of each (mentee[x], mentor[x]) pair, one row each (zeros if infeasible)."""
+    out = np.zeros((len(mentee), 6), dtype=np.int64)
+    scratch = np.zeros(6, dtype=np.int64)
+    for x in range(len(mentee)):
+        if components(mentee[x], mentor[x], e, m, t, w, scratch):
+            out[x] = scratch
+    return out
