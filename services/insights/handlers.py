@@ -69,7 +69,9 @@ def _consented(event: ParticipantRegistered) -> dict[str, Any] | None:
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
     """Counts the participant under its role and consented groups (a re-registration moves
     them)."""
-    person = await uow.session.get(ParticipantView, (event.program_id, event.participant_id))
+    person = await writes.get_row(
+        uow.session, ParticipantView, event.program_id, event.participant_id
+    )
     role, demographics = event.role.value, _consented(event)
     if person is None:
         person = ParticipantView(
@@ -85,7 +87,7 @@ async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWor
             unmatched_reason=WAITING if role == "mentee" else None,
             demographics=demographics,
         )
-        uow.session.add(person)
+        writes.remember(uow.session, person)
         writes.add_to(uow, event.program_id, f"participants.{role}")
         writes.add_for_groups(uow, person, "people")
     else:
@@ -138,7 +140,7 @@ async def on_matching_completed(event: MatchingCompleted, uow: UnitOfWork) -> No
     # pairing may say why, per mentee (an optional newer field); else the round's fact
     reasons: dict[str, str] = dict(getattr(event, "unmatched_reasons", None) or {})
     for mentee_id in {*event.unmatched_mentee_ids, *reasons}:
-        person = await uow.session.get(ParticipantView, (event.program_id, mentee_id))
+        person = await writes.get_row(uow.session, ParticipantView, event.program_id, mentee_id)
         if person is None or person.matched:
             continue
         reason = reasons.get(mentee_id) or f"no suitable mentor in matching round {event.round_id}"
@@ -157,8 +159,9 @@ async def _on_delivery_reported(
     before = DeliveryStatus(row.status) if row else None
     status = delivery_status(before, reported)
     if row is None:
-        uow.session.add(
-            DeliveryView(program_id=event.program_id, delivery_id=event.delivery_id, status=status)
+        writes.remember(
+            uow.session,
+            DeliveryView(program_id=event.program_id, delivery_id=event.delivery_id, status=status),
         )
     else:
         row.status = status

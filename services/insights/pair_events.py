@@ -79,7 +79,7 @@ async def _pair(
             fit_rating_sum=0.0,
             **dict.fromkeys(_ZERO_COUNTS, 0),
         )
-        uow.session.add(pair)
+        writes.remember(uow.session, pair)
         writes.add_to(uow, event.program_id, f"pairs.state.{PairState.PROPOSED.value}", 1)
         writes.add_to(uow, event.program_id, f"pairs.health.{Health.INACTIVE.value}", 1)
     return pair
@@ -89,7 +89,7 @@ async def _count_match_quality(uow: UnitOfWork, pair: PairView) -> None:
     """Once a formed pair's proposal score is known, it counts for the mentee's groups."""
     if pair.quality_counted or pair.proposal_score is None or pair.state == PairState.PROPOSED:
         return
-    mentee = await uow.session.get(ParticipantView, (pair.program_id, pair.mentee_id))
+    mentee = await writes.get_row(uow.session, ParticipantView, pair.program_id, pair.mentee_id)
     if mentee is not None:
         writes.add_for_groups(uow, mentee, "matched", 1)
         writes.add_for_groups(uow, mentee, "match_score_sum", pair.proposal_score)
@@ -130,7 +130,7 @@ async def on_pair_declined(event: PairDeclined, uow: UnitOfWork) -> None:
         uow.session, program_id=event.program_id, pair_id=event.pair_id
     )
     move_state(uow, pair, PairState.DECLINED, event.occurred_at)
-    mentee = await uow.session.get(ParticipantView, (event.program_id, pair.mentee_id))
+    mentee = await writes.get_row(uow.session, ParticipantView, event.program_id, pair.mentee_id)
     who = "the mentor" if event.participant_id == pair.mentor_id else "the mentee"
     reason = f"proposal declined by {who}" + (f": {event.reason}" if event.reason else "")
     if mentee is not None and not mentee.matched:

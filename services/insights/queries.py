@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.insights.equity import GroupTotals
@@ -30,9 +30,9 @@ from services.insights.tokens import Grant
 async def counters(session: AsyncSession, *, program_id: str) -> dict[str, float]:
     """The program's overview numbers, by metric."""
     rows = await session.execute(
-        select(ProgramCounter.metric, ProgramCounter.value).where(
-            ProgramCounter.program_id == program_id
-        )
+        select(ProgramCounter.metric, func.sum(ProgramCounter.value))
+        .where(ProgramCounter.program_id == program_id)
+        .group_by(ProgramCounter.metric)
     )
     return {metric: value for metric, value in rows.all()}
 
@@ -42,13 +42,15 @@ async def daily(
 ) -> list[tuple[str, dt.date, int]]:
     """The program's numbers per day since `since`, of these metrics."""
     rows = await session.execute(
-        select(DailyCounter.metric, DailyCounter.day, DailyCounter.value).where(
+        select(DailyCounter.metric, DailyCounter.day, func.sum(DailyCounter.value))
+        .where(
             DailyCounter.program_id == program_id,
             DailyCounter.metric.in_(metrics),
             DailyCounter.day > since,
         )
+        .group_by(DailyCounter.metric, DailyCounter.day)
     )
-    return [(metric, day, value) for metric, day, value in rows.all()]
+    return [(metric, day, int(value)) for metric, day, value in rows.all()]
 
 
 async def events_seen(session: AsyncSession, *, program_id: str) -> dict[str, int]:
@@ -96,7 +98,8 @@ async def equity_totals(
     )
     raw: dict[str, dict[str, dict[str, float]]] = {}
     for row in rows.all():
-        raw.setdefault(row.attribute, {}).setdefault(row.group, {})[row.metric] = row.value
+        sums = raw.setdefault(row.attribute, {}).setdefault(row.group, {})
+        sums[row.metric] = sums.get(row.metric, 0.0) + row.value  # the shards added up
     return {
         attribute: {
             group: GroupTotals(

@@ -33,7 +33,7 @@ async def _pair(uow: UnitOfWork, program_id: str, pair_id: str) -> PairView:
 
 
 async def _mentee(uow: UnitOfWork, pair: PairView) -> ParticipantView | None:
-    return await uow.session.get(ParticipantView, (pair.program_id, pair.mentee_id))
+    return await writes.get_row(uow.session, ParticipantView, pair.program_id, pair.mentee_id)
 
 
 async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None:
@@ -43,7 +43,8 @@ async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None
         uow.session, program_id=event.program_id, session_id=event.session_id
     )
     if row is None:
-        uow.session.add(
+        writes.remember(
+            uow.session,
             SessionView(
                 program_id=event.program_id,
                 session_id=event.session_id,
@@ -52,7 +53,7 @@ async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None
                 start=event.start,
                 sequence=event.sequence,
                 status=SessionStatus.PLANNED,
-            )
+            ),
         )
         pair.sessions_planned += 1
         writes.add_to(uow, event.program_id, "sessions.planned")
@@ -258,7 +259,7 @@ async def _checkin(
         due_at=due_at,
         was_overdue=False,
     )
-    uow.session.add(row)
+    writes.remember(uow.session, row)
     pair.checkins_due += 1
     writes.add_to(uow, event.program_id, "checkins.due")
     writes.add_on_day(uow, event.program_id, "checkins.due", (due_at or event.occurred_at).date())

@@ -1,6 +1,8 @@
 """insights' read models (typed tables with the indexes their queries need) and API tokens.
 
-Every record is keyed by (program_id, id). Counters (`program_counters`, `daily_counters`,
+Every record is keyed by (program_id, id). Counters are split in shards, one per consumer
+(the consumer's task), summed when read: concurrent consumers never wait for, or deadlock on,
+one another's counter rows on PostgreSQL. Counters (`program_counters`, `daily_counters`,
 `equity_counters`, `assessment_sums`) are added to with `uow.upsert(..., add=...)`, so a batch
 writes them in one statement per table and an overview reads a few dozen rows whatever the size
 of the program. Reads for the API are in queries.py, writes from events in writes.py.
@@ -60,6 +62,7 @@ class ProgramCounter(Base):
     program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     metric: Mapped[str] = mapped_column(String(80), primary_key=True)
     value: Mapped[float] = mapped_column(Float, default=0)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, default=0, server_default="0")
 
 
 class DailyCounter(Base):
@@ -70,6 +73,7 @@ class DailyCounter(Base):
     program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     metric: Mapped[str] = mapped_column(String(80), primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, default=0, server_default="0")
     value: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -212,6 +216,7 @@ class EquityCounter(Base):
     group: Mapped[str] = mapped_column(String(200), primary_key=True)
     metric: Mapped[str] = mapped_column(String(80), primary_key=True)
     value: Mapped[float] = mapped_column(Float, default=0)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, default=0, server_default="0")
 
 
 class DeliveryView(Base):

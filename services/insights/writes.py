@@ -7,10 +7,12 @@ the ORM session, whose identity map shows them to those events.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import zlib
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.insights import health
@@ -48,12 +50,21 @@ def count_event(uow: UnitOfWork, *, program_id: str, subject: str) -> None:
     )
 
 
+SHARDS = 32
+
+
+def shard() -> int:
+    """The counter shard of the consumer running now (its task is named after its durable)."""
+    task = asyncio.current_task()
+    return zlib.crc32((task.get_name() if task else "").encode()) % SHARDS
+
+
 def add_to(uow: UnitOfWork, program_id: str, metric: str, value: float = 1) -> None:
     """Adds to one of the program's overview numbers."""
     if value:
         uow.upsert(
             ProgramCounter,
-            {"program_id": program_id, "metric": metric, "value": value},
+            {"program_id": program_id, "metric": metric, "shard": shard(), "value": value},
             add=("value",),
         )
 
@@ -63,7 +74,13 @@ def add_on_day(uow: UnitOfWork, program_id: str, metric: str, day: dt.date, valu
     if value:
         uow.upsert(
             DailyCounter,
-            {"program_id": program_id, "metric": metric, "day": day, "value": value},
+            {
+                "program_id": program_id,
+                "metric": metric,
+                "day": day,
+                "shard": shard(),
+                "value": value,
+            },
             add=("value",),
         )
 
@@ -82,6 +99,7 @@ def add_for_groups(uow: UnitOfWork, person: ParticipantView, metric: str, value:
                     "attribute": attribute,
                     "group": str(group),
                     "metric": metric,
+                    "shard": shard(),
                     "value": value,
                 },
                 add=("value",),
@@ -120,6 +138,9 @@ async def participant_or_raise(
 ) -> ParticipantView:
     """The program's participant; UnknownReference if never registered, ProgramMismatch if
     registered only in another program."""
+    found = await get_row(session, ParticipantView, program_id, participant_id)
+    if found is not None:
+        return found
     return await get_or_raise(
         session,
         ParticipantView,
@@ -130,21 +151,73 @@ async def participant_or_raise(
     )
 
 
-View = TypeVar("View", PairView, SessionView, DeliveryView, CheckinView)
+View = TypeVar("View", PairView, SessionView, DeliveryView, CheckinView, ParticipantView)
+
+# ids unique on their own (minted from program-scoped ids); other rows are keyed by program too
+_UNIQUE_ID = {PairView: "pair_id", SessionView: "session_id", DeliveryView: "delivery_id"}
+_SECOND_KEY = {CheckinView: "checkin_id", ParticipantView: "participant_id"}
+
+# A batch reads the rows it changes again and again (a pair's every event): each is looked up in
+# the database once per transaction, kept here with the rows the batch added, and found here
+# afterwards without a query, and without the autoflush a query would cause.
+
+
+def _rows(session: AsyncSession) -> dict[tuple[str, str], Any]:
+    rows: dict[tuple[str, str], Any] = session.info.setdefault("insights_rows", {})
+    return rows
+
+
+def _key(row: Any) -> tuple[str, str]:
+    model = type(row)
+    if model in _UNIQUE_ID:
+        return (model.__name__, getattr(row, _UNIQUE_ID[model]))
+    return (model.__name__, f"{row.program_id}/{getattr(row, _SECOND_KEY[model])}")
+
+
+def _known(session: AsyncSession, key: tuple[str, str]) -> Any:
+    row = _rows(session).get(key)
+    if row is None or row not in session or inspect(row).expired_attributes:
+        return None  # not seen in this transaction, or rolled back with a savepoint
+    return row
+
+
+def remember(session: AsyncSession, row: Any) -> None:
+    """Adds a new row to the session, findable by later events of the batch."""
+    session.add(row)
+    _rows(session)[_key(row)] = row
+
+
+async def get_row(
+    session: AsyncSession, model: type[View], program_id: str, key: str
+) -> View | None:
+    """The row of (program_id, key), from this transaction's rows or the database."""
+    found: View | None = _known(session, (model.__name__, f"{program_id}/{key}"))
+    if found is None:
+        with session.no_autoflush:
+            found = await session.get(model, (program_id, key))
+        if found is not None:
+            _rows(session)[_key(found)] = found
+    return found
 
 
 async def _of_program(
     session: AsyncSession,
     model: type[View],
-    same_id: ColumnElement[bool],
+    key: str,
     *,
     program_id: str,
     what: str,
     lock: bool = False,
 ) -> View | None:
     """The row with this id if it is the program's, None if no program has it yet."""
-    query = select(model).where(same_id)
-    row = await session.scalar(query.with_for_update() if lock else query)
+    row: View | None = _known(session, (model.__name__, key))
+    if row is None:
+        # first lookup in this transaction (a lock is then held until it ends)
+        query = select(model).where(getattr(model, _UNIQUE_ID[model]) == key)
+        with session.no_autoflush:
+            row = await session.scalar(query.with_for_update() if lock else query)
+        if row is not None:
+            _rows(session)[_key(row)] = row
     if row is not None and row.program_id != program_id:
         raise ProgramMismatch(
             f"{what} belongs to another program, not to {program_id!r}; the event is never "
@@ -164,7 +237,7 @@ async def find_pair(session: AsyncSession, *, program_id: str, pair_id: str) -> 
     return await _of_program(
         session,
         PairView,
-        PairView.pair_id == pair_id,
+        pair_id,
         program_id=program_id,
         what=f"pair {pair_id!r}",
         lock=True,
@@ -188,7 +261,7 @@ async def find_session(
     return await _of_program(
         session,
         SessionView,
-        SessionView.session_id == session_id,
+        session_id,
         program_id=program_id,
         what=f"session {session_id!r}",
     )
@@ -214,7 +287,7 @@ async def find_delivery(
     return await _of_program(
         session,
         DeliveryView,
-        DeliveryView.delivery_id == delivery_id,
+        delivery_id,
         program_id=program_id,
         what=f"delivery {delivery_id!r}",
         lock=True,  # sent and failed reports of one delivery come on two subjects
@@ -225,17 +298,24 @@ async def find_checkin(
     session: AsyncSession, *, program_id: str, checkin_id: str
 ) -> CheckinView | None:
     """The program's check-in, or None if insights has not seen it."""
-    return await session.get(CheckinView, (program_id, checkin_id))
+    return await get_row(session, CheckinView, program_id, checkin_id)
 
 
 async def program_settings(
     session: AsyncSession, program_id: str
 ) -> tuple[Privacy, health.Thresholds]:
     """The program's privacy level and thresholds (the defaults until a coordinator sets them)."""
-    row = await session.get(ProgramSettings, program_id)
-    if row is None:
-        return Privacy.COUNTS, health.Thresholds()
-    return Privacy(row.privacy), health.Thresholds.model_validate(row.thresholds)
+    cache: dict[str, tuple[Privacy, health.Thresholds]] = session.info.setdefault(
+        "insights_settings", {}
+    )
+    if program_id not in cache:  # once per transaction (a batch): settings change rarely
+        row = await session.get(ProgramSettings, program_id)
+        cache[program_id] = (
+            (Privacy.COUNTS, health.Thresholds())
+            if row is None
+            else (Privacy(row.privacy), health.Thresholds.model_validate(row.thresholds))
+        )
+    return cache[program_id]
 
 
 def facts_of(pair: PairView) -> health.PairFacts:
@@ -291,15 +371,27 @@ async def refresh_health(uow: UnitOfWork, pair: PairView, *, at: dt.datetime) ->
 
 
 async def arm_contact_check(uow: UnitOfWork, pair: PairView) -> None:
-    """Re-scores the pair when, hearing nothing more, it would have had no contact too long."""
+    """Re-scores the pair when, hearing nothing more, it would have had no contact too long.
+
+    The timer is armed as shared.timers.schedule arms it, but written with the batch (one
+    statement for all the batch's pairs; the last deadline of a pair wins).
+    """
     _, thresholds = await program_settings(uow.session, pair.program_id)
-    await durable.schedule(
-        uow.session,
+    uow.upsert(
         timers,
-        program_id=pair.program_id,
-        kind=CONTACT_TIMER,
-        key=pair.pair_id,
-        due_at=health.contact_deadline(facts_of(pair), thresholds),
+        {
+            "program_id": pair.program_id,
+            "kind": CONTACT_TIMER,
+            "key": pair.pair_id,
+            "due_at": health.contact_deadline(facts_of(pair), thresholds),
+            "status": durable.PENDING,
+            "payload": {},
+            "attempts": 0,
+            "leased_until": None,
+            "lease_token": None,
+            "last_error": None,
+            "finished_at": None,
+        },
     )
 
 

@@ -74,10 +74,16 @@ async def read_models(sessions: Sessions) -> dict[str, list[tuple[Any, ...]]]:
     found = {}
     async with sessions() as session:
         for table in READ_MODELS:
-            rows = (await session.execute(select(table))).all()
-            if "value" in table.c:
-                rows = [row for row in rows if row.value != 0]
-            found[table.name] = sorted((tuple(_plain(v) for v in row) for row in rows), key=repr)
+            rows = [tuple(_plain(v) for v in row) for row in await session.execute(select(table))]
+            if "shard" in table.c:  # a counter is the sum of its shards; 0 is never written
+                names = list(table.c.keys())
+                at_shard, at_value = names.index("shard"), names.index("value")
+                sums: dict[tuple[Any, ...], float] = {}
+                for row in rows:
+                    key = tuple(v for i, v in enumerate(row) if i not in (at_shard, at_value))
+                    sums[key] = round(sums.get(key, 0) + row[at_value], 6)
+                rows = [(*key, value) for key, value in sums.items() if value != 0]
+            found[table.name] = sorted(rows, key=repr)
     return found
 
 
