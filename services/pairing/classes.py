@@ -16,7 +16,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.worktime import Availability, Interval, shared_working_time, working_intervals
+from shared.worktime import Availability, Interval, working_intervals
 
 WEEK_MINUTES = 7 * 24 * 60
 
@@ -70,6 +70,31 @@ class Overlap:
 
     minutes: NDArray[np.int64]
     longest: NDArray[np.int64]
+    mentee_weeks: tuple[NDArray[np.int64], ...] = ()
+    mentor_weeks: tuple[NDArray[np.int64], ...] = ()
+    week_of: dt.date | None = None
+
+    def windows(self, mentee_class: int, mentor_class: int) -> tuple[Interval, ...]:
+        """The two classes' shared working time in the week, as UTC intervals."""
+        assert self.week_of is not None
+        origin = dt.datetime.combine(self.week_of, dt.time(), tzinfo=dt.UTC)
+        a, b = self.mentee_weeks[mentee_class], self.mentor_weeks[mentor_class]
+        out = []
+        i = j = 0
+        while i < len(a) and j < len(b):
+            lo, hi = max(a[i, 0], b[j, 0]), min(a[i, 1], b[j, 1])
+            if lo < hi:
+                out.append(
+                    Interval(
+                        origin + dt.timedelta(minutes=int(lo)),
+                        origin + dt.timedelta(minutes=int(hi)),
+                    )
+                )
+            if a[i, 1] < b[j, 1]:
+                i += 1
+            else:
+                j += 1
+        return tuple(out)
 
 
 def overlap(mentees: Classes, mentors: Classes, week_of: dt.date) -> Overlap:
@@ -79,7 +104,7 @@ def overlap(mentees: Classes, mentors: Classes, week_of: dt.date) -> Overlap:
     a_start, a_flat = _flatten(a)
     b_start, b_flat = _flatten(b)
     minutes, longest = _pairwise(a_start, a_flat, b_start, b_flat)
-    return Overlap(minutes, longest)
+    return Overlap(minutes, longest, tuple(a), tuple(b), week_of)
 
 
 def _flatten(weeks: list[NDArray[np.int64]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -112,10 +137,3 @@ def _pairwise(a_start, a_flat, b_start, b_flat):  # type: ignore[no-untyped-def]
             minutes[x, y] = total
             longest[x, y] = best
     return minutes, longest
-
-
-def shared_windows(
-    mentee: Availability, mentor: Availability, week_of: dt.date
-) -> tuple[Interval, ...]:
-    """The week's shared working time of two people, as UTC intervals."""
-    return tuple(shared_working_time(mentee, mentor, from_day=week_of, days=7))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from services.pairing import classes, flow, pricing
+from services.pairing import flow, pricing
 from services.pairing.encoding import Encoded, parse_skill
 from services.pairing.model import (
     Alternative,
@@ -58,7 +58,7 @@ def result(
         named.append((LOAD, -rules.weights.load * int(slot[x])))
         key = (int(enc.mentee_classes.index[i]), int(enc.mentor_classes.index[j]))
         if key not in windows:
-            windows[key] = classes.shared_windows(mentee.availability, mentor.availability, week_of)
+            windows[key] = enc.overlap.windows(*key)
         pairs.append(
             Proposal(
                 mentor_id=mentor.participant_id,

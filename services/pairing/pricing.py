@@ -84,6 +84,44 @@ def score(i, j, e, m, t, w, scratch):  # type: ignore[no-untyped-def]
     return scratch.sum()
 
 
+@numba.njit(cache=True, inline="always")
+def _total(i, j, e, m, t, w, f_lo, f_hi):  # type: ignore[no-untyped-def]
+    """score() for the search's inner loop: the same sum, no scratch, the mentee's own
+    forbidden keys forbidden[f_lo:f_hi] scanned directly (there are few)."""
+    ze, zm = e[0][i], m[0][j]
+    if not t[0][ze, zm] or (e[1][i] & m[1][j]) == 0:
+        return -1
+    if w[7] != 0 and e[9][i] >= 0 and e[9][i] == m[5][j]:
+        return -1
+    key = i * t[3] + j
+    for x in range(f_lo, f_hi):
+        if t[2][x] == key:
+            return -1
+    offered = m[2]
+    value = 0
+    for s in range(e[2].shape[1]):
+        skill = e[2][i, s]
+        if skill < 0:
+            break
+        value += _level_value(e[3][i, s], offered[j, skill])
+    total = (w[0] * value) // (2 * e[4][i]) if e[4][i] > 0 else 0
+    hits = 0
+    for g in range(e[5].shape[1]):
+        goal = e[5][i, g]
+        if goal < 0:
+            break
+        if offered[j, goal] > 0:
+            hits += 1
+    if e[6][i] > 0:
+        total += (w[1] * hits) // e[6][i]
+    total += t[1][ze, zm]
+    if (e[7][i] & m[3][j]) != 0:
+        total += w[2]
+    if e[8][i] >= 0 and m[4][j] >= 0 and w[4] <= m[4][j] - e[8][i] <= w[5]:
+        total += w[3]
+    return total + e[10][i]
+
+
 @numba.njit(cache=True)
 def chunk_bound(i, c, e, ch, t, w):  # type: ignore[no-untyped-def]
     """The best score any mentor of chunk c could reach with mentee i, or -1 if none can."""
@@ -140,7 +178,6 @@ def search(e, m, ch, t, w, price, floor, k, chunk_min_price):  # type: ignore[no
     found_s = np.full((n, k), -1, dtype=np.int64)
     best_value = np.empty(n, dtype=np.int64)
     bounds = np.empty(n_chunks, dtype=np.int64)
-    scratch = np.zeros(6, dtype=np.int64)
     members = ch[0]
     starts = ch[6]
     scored = 0
@@ -149,6 +186,8 @@ def search(e, m, ch, t, w, price, floor, k, chunk_min_price):  # type: ignore[no
         count = 0
         threshold = floor[i]
         top = floor[i]
+        f_lo = np.searchsorted(t[2], i * t[3])
+        f_hi = np.searchsorted(t[2], (i + 1) * t[3])
         for c in range(n_chunks):
             b = chunk_bound(i, c, e, ch, t, w)
             bounds[c] = b - chunk_min_price[c] if b >= 0 else np.int64(-(2**62))
@@ -167,7 +206,7 @@ def search(e, m, ch, t, w, price, floor, k, chunk_min_price):  # type: ignore[no
                 j = members[x]
                 if ub - price[j] <= threshold:
                     continue
-                s = score(i, j, e, m, t, w, scratch)
+                s = _total(i, j, e, m, t, w, f_lo, f_hi)
                 scored += 1
                 if s < 0:
                     continue

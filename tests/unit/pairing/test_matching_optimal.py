@@ -230,6 +230,10 @@ def test_hard_constraints_hold_and_components_sum_to_each_score(program):
         assert key in scores, "every pair is feasible"
         assert sum(v for _, v in p.components) == p.score
         assert sum(v for name, v in p.components if name != "mentor load") == scores[key]
+        mentee, mentor = mentees[key[0]], mentors[key[1]]
+        assert p.shared == tuple(
+            shared_working_time(mentee.availability, mentor.availability, from_day=WEEK, days=7)
+        )
     assert {u.mentee_id for u in result.unmatched} == set(result.unmatched_mentee_ids)
     assert all(u.reason for u in result.unmatched)
 
