@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import statistics
@@ -133,7 +134,9 @@ async def run(pairs: int, database_url: str | None, fetch_timeout: float) -> Non
         )  # fmt: skip
         service = Service(definition(), settings, SystemClock())
         firsts, lasts, moved = [], [], []
-        async with service.started():
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(service.started())
+        try:
             for i in range(pairs):
                 await _publish(js, "mentorship.participant.registered", _person(f"m{i}", "mentor"))
                 await _publish(js, "mentorship.participant.registered", _person(f"e{i}", "mentee"))
@@ -175,8 +178,14 @@ async def run(pairs: int, database_url: str | None, fetch_timeout: float) -> Non
                     f"[{i + 1}/{pairs}] {len(times)} occurrences moved: "
                     f"first {first:.1f} ms, all {last:.1f} ms"
                 )
-        await nc.drain()
-        _report(base, firsts, lasts, moved)
+            _report(base, firsts, lasts, moved)
+        finally:
+            try:  # the figures are out; a slow shutdown must not hang the command
+                await asyncio.wait_for(stack.aclose(), 30)
+            except TimeoutError:
+                print("warning: the service took over 30 s to stop; figures above stand")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(nc.drain(), 10)
     finally:
         server.stop()
 
