@@ -42,8 +42,9 @@ log = logging.getLogger("mentorship.notifications.sender")
 MAX_ATTEMPTS = 8
 RETRY_BASE_SECONDS = 5.0  # about 5 s, 10 s, 20 s ... between attempts (with jitter)
 RETRY_CAP_SECONDS = 1800.0
-# far above a batch's sends: an item is not re-claimed while its 250 waits to be recorded
-LEASE = dt.timedelta(minutes=15)
+# covers a claimed batch until it is recorded (two batches' sends, normally seconds); a replica
+# that dies leaves its claims for this long (its journalled 250s are recorded on restart)
+LEASE = dt.timedelta(seconds=60)
 BATCH = 200
 POLL_SECONDS = 0.25
 

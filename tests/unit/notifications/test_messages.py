@@ -240,3 +240,39 @@ def test_injection_check_detects_a_smuggled_header():
 
     with pytest.raises(AssertionError):
         assert_no_injected_header(smuggled)
+
+
+# --- hostile input, every kind of session mail ----------------------------------------------
+
+HOSTILE = 'Eve <script>x()</script> "q" \r\nBcc: a@evil.example\u2028X-Evil: 1 \u202egnp.exe\u2066'
+
+
+@pytest.mark.parametrize("change", ["REQUEST", "UPDATE", "CANCEL"])
+def test_hostile_names_and_reasons_are_inert_in_every_session_mail(change):
+    from services.notifications.messages import Partner
+
+    raw = compose_bytes(
+        mail(
+            change=change,
+            method="CANCEL" if change == "CANCEL" else "REQUEST",
+            recipient=recipient(name=HOSTILE),
+            other_names=[HOSTILE],
+            partners=[Partner(HOSTILE, "Asia/Tokyo", "mentor")],
+            reasons=[HOSTILE],
+            reason=HOSTILE,
+            location=HOSTILE,
+            program_name=HOSTILE,
+        )
+    )
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    names = [line.split(b":", 1)[0].lower() for line in head.split(b"\r\n") if line[:1] != b" "]
+    assert b"bcc" not in names and b"x-evil" not in names
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert msg["Bcc"] is None and msg["X-Evil"] is None
+    parts = body_parts(msg)
+    html = parts["text/html"].get_content()
+    text = parts["text/plain"].get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    for shown in (html, text, str(msg["Subject"]), str(msg["To"])):
+        assert not any(c in shown for c in "\u2028\u202e\u2066"), shown
+    assert "\r" not in str(msg["Subject"]) + str(msg["To"])
