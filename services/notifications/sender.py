@@ -66,6 +66,17 @@ class Outcomes:
     orphan_files: list[Path] = field(default_factory=list)
     journalled: int = 0  # of `sent`, those this process's journal holds
 
+    def merged(self, later: Outcomes) -> Outcomes:
+        """These outcomes and those sorted after them, to record together."""
+        return Outcomes(
+            sent=self.sent + later.sent,
+            failed=self.failed + later.failed,
+            retry=self.retry + later.retry,
+            released=self.released + later.released,
+            orphan_files=self.orphan_files + later.orphan_files,
+            journalled=self.journalled + later.journalled,
+        )
+
     def __bool__(self) -> bool:
         return bool(self.sent or self.failed or self.retry or self.released or self.orphan_files)
 
@@ -273,20 +284,27 @@ class Sender:
     # --- recording ----------------------------------------------------------------------
 
     async def _record_pending(self) -> None:
-        """Records every waiting outcome in one transaction; raises (and keeps them) on failure."""
-        p = self.pending
-        async with self._unit_of_work() as uow:
-            await record_sent(uow, p.sent)
-            await record_failed(uow, p.failed)
-            await schedule_retries(uow, p.retry)
-            await release(uow, p.released)
+        """Records every waiting outcome in one transaction; raises (and keeps them) on failure.
+
+        The batch on the wire sorts its outcomes into a fresh `pending` meanwhile: what it adds
+        while this transaction is open is recorded next time, never dropped with this one.
+        """
+        p, self.pending = self.pending, Outcomes()
+        try:
+            async with self._unit_of_work() as uow:
+                await record_sent(uow, p.sent)
+                await record_failed(uow, p.failed)
+                await schedule_retries(uow, p.retry)
+                await release(uow, p.released)
+        except BaseException:
+            self.pending = p.merged(self.pending)
+            raise
         journalled = p.journalled
         self.sent += len(p.sent)
         self.failed += len(p.failed)
         for path in p.orphan_files:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        self.pending = Outcomes()
         self._journal.recorded(journalled)
         for item, reason in p.failed:
             log.error("delivery %s/%s failed for good: %s", item.program_id, item.key, reason)

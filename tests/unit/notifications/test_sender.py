@@ -380,3 +380,28 @@ async def test_sends_journalled_by_a_process_that_died_are_recorded_not_resent(
     assert len(sink.messages) == 3
     assert {d.status for d in (await by_recipient(db)).values()} == {"sent"}
     assert not dead.path.exists()
+
+
+class _Slow:
+    """A unit of work that takes its time to open (a busy database)."""
+
+    def __init__(self, db: HandlerDb) -> None:
+        self.db = db
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[Any]:
+        async with self.db.unit_of_work() as uow:
+            yield uow
+            await asyncio.sleep(0.05)  # before the commit: the batch on the wire finishes
+
+
+async def test_outcomes_sorted_while_a_batch_is_recorded_are_recorded_too(db, tmp_path, smtp_port):
+    await queue_many(db, 30)
+    sink = Sink()
+    with smtp_server(sink, smtp_port):
+        async with sender(db, tmp_path, batch=4) as s:
+            s._unit_of_work = _Slow(db)
+            assert await s.run_due() == 30
+    assert len(sink.messages) == 30
+    assert {d.status for d in (await by_recipient(db)).values()} == {"sent"}
+    assert [x for x, _ in await outbox(db)] == ["mentorship.notification.sent"] * 30
