@@ -163,6 +163,7 @@ def _ssp(arc_start, arc_mentor, arc_score, free, load, load_cost, unmatched_cost
                 break
             settled[n_settled] = a
             n_settled += 1
+            reached = False
             if a < n:  # a mentee: to its other candidates, and to "unmatched" if it is not
                 for arc in range(arc_start[a], arc_start[a + 1]):
                     b = n + arc_mentor[arc]
@@ -182,6 +183,8 @@ def _ssp(arc_start, arc_mentor, arc_score, free, load, load_cost, unmatched_cost
                         dist[sink] = nd
                         pred[sink] = a
                         size = _heap_push(heap_keys, heap_nodes, size, nd, sink)
+                    if nd == d:  # nothing left in the heap is shorter: done
+                        reached = True
             else:  # a mentor: back to one of its mentees, or on to the sink if it has room
                 j = a - n
                 for s in range(slot_start[j], slot_start[j] + new_load[j]):
@@ -199,6 +202,12 @@ def _ssp(arc_start, arc_mentor, arc_score, free, load, load_cost, unmatched_cost
                         dist[sink] = nd
                         pred[sink] = a
                         size = _heap_push(heap_keys, heap_nodes, size, nd, sink)
+                    if nd == d:  # nothing left in the heap is shorter: done
+                        reached = True
+            if reached:
+                break
+        if total == _INF:
+            total = dist[sink]
         # potentials: settled nodes move by their distance short of the sink's
         for k in range(n_settled):
             v = settled[k]

@@ -178,6 +178,7 @@ def search(e, m, ch, t, w, price, floor, k, chunk_min_price):  # type: ignore[no
     found_s = np.full((n, k), -1, dtype=np.int64)
     best_value = np.empty(n, dtype=np.int64)
     bounds = np.empty(n_chunks, dtype=np.int64)
+    open_chunks = np.empty(n_chunks, dtype=np.int64)
     members = ch[0]
     starts = ch[6]
     scored = 0
@@ -188,20 +189,21 @@ def search(e, m, ch, t, w, price, floor, k, chunk_min_price):  # type: ignore[no
         top = floor[i]
         f_lo = np.searchsorted(t[2], i * t[3])
         f_hi = np.searchsorted(t[2], (i + 1) * t[3])
+        n_open = 0
         for c in range(n_chunks):
             b = chunk_bound(i, c, e, ch, t, w)
-            bounds[c] = b - chunk_min_price[c] if b >= 0 else np.int64(-(2**62))
-        while True:
-            pick = -1
-            pick_bound = threshold
-            for c in range(n_chunks):
-                if bounds[c] > pick_bound:
-                    pick_bound = bounds[c]
-                    pick = c
-            if pick < 0:
+            if b >= 0 and b - chunk_min_price[c] > threshold:
+                bounds[n_open] = b - chunk_min_price[c]
+                open_chunks[n_open] = c
+                n_open += 1
+        # best bound first: once a bound cannot beat the threshold, neither can the rest
+        order = np.argsort(-bounds[:n_open], kind="mergesort")
+        for o in range(n_open):
+            pick = open_chunks[order[o]]
+            pick_bound = bounds[order[o]]
+            if pick_bound <= threshold:
                 break
             ub = pick_bound + chunk_min_price[pick]
-            bounds[pick] = np.int64(-(2**62))
             for x in range(starts[pick], starts[pick + 1]):
                 j = members[x]
                 if ub - price[j] <= threshold:
