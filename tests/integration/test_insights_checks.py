@@ -99,6 +99,12 @@ async def test_read_models_rebuilt_from_the_stream_equal_the_live_ones(
             await timers_done(running)
             found = await read_models(running.sessions)
     assert found.keys() == expected.keys()
+    # pairs.scored_at is the instant health was last scored: a contact deadline that passed
+    # between two events fires or not depending on when those events arrived (see
+    # docs/insights.md); what coordinators see (health, score, reasons) must be equal
+    scored_at = list(store.PairView.__table__.c.keys()).index("scored_at")
+    for rows in (found, expected):
+        rows["pairs"] = [row[:scored_at] + row[scored_at + 1 :] for row in rows["pairs"]]
     for table in expected:
         assert found[table] == expected[table], table
 

@@ -13,7 +13,7 @@ function el(name, attrs, text) {
 
 // bars: [{label, value, shown, cls}]; max: the scale's top (1 for shares)
 function barChart(container, bars, max, format) {
-  const width = 40 * Math.max(bars.length, 1) + 20, height = 160, top = max || 1;
+  const width = Math.max(500, 40 * bars.length + 20), height = 160, top = max || 1;
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
   bars.forEach((bar, i) => {
     const x = 10 + i * 40, h = bar.value === null ? 0 : (bar.value / top) * 110;
@@ -26,6 +26,9 @@ function barChart(container, bars, max, format) {
     svg.appendChild(el("text", { class: "label", x: x + 14, y: 145, "text-anchor": "middle" },
       bar.short || bar.label));
   });
+  if (!bars.length) {
+    svg.appendChild(el("text", { class: "label", x: 10, y: 80 }, "nothing to show yet"));
+  }
   container.replaceChildren(svg);
 }
 
