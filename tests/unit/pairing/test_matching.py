@@ -254,11 +254,22 @@ def populations(draw: st.DrawFn):
     return mentors, mentees, load
 
 
-def feasible(m: Profile, e: Profile) -> bool:
+def above(person: Profile, everyone: dict[str, Profile]) -> set[str]:
+    """Everyone up the person's reporting line."""
+    found: set[str] = set()
+    boss = person.manager_id
+    while boss is not None and boss not in found:
+        found.add(boss)
+        boss = everyone[boss].manager_id if boss in everyone else None
+    return found
+
+
+def feasible(m: Profile, e: Profile, everyone: dict[str, Profile] | None = None) -> bool:
+    people = everyone or {m.participant_id: m, e.participant_id: e}
     return (
         bool(set(m.languages) & set(e.languages))
-        and e.manager_id != m.participant_id
-        and m.manager_id != e.participant_id
+        and m.participant_id not in above(e, people)
+        and e.participant_id not in above(m, people)
         and weekly_overlap_minutes(m.availability, e.availability, week_of=WEEK) >= 60
         and max(
             (
@@ -322,10 +333,11 @@ def test_no_unmatched_mentee_could_have_had_a_mentor_with_room_left(population):
         for m in mentors
     }
     by_id = {e.participant_id: e for e in mentees}
+    everyone = {p.participant_id: p for p in (*mentors, *mentees)}
     for mentee_id in result.unmatched_mentee_ids:
         for m in mentors:
             if room[m.participant_id] > 0:
-                assert not feasible(m, by_id[mentee_id])
+                assert not feasible(m, by_id[mentee_id], everyone)
 
 
 @PROPERTY
