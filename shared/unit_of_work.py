@@ -4,6 +4,7 @@ emits (the transactional outbox) and writes in batches (upserts)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import operator
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -65,14 +66,14 @@ class UnitOfWork:
         """
         cached = self._loaded.get((model, key), _MISSING)
         if cached is not _MISSING:
-            return cast(R | None, cached)
+            return cast("R | None", cached)
         return await self.session.get(model, key)
 
     def add(self, row: DeclarativeBase) -> None:
         """Adds a new row to the session; later `get`s in the same batch see it."""
         self.session.add(row)
-        key = inspect(row).mapper.primary_key_from_instance(row)
-        self._loaded[(type(row), tuple(key))] = row
+        model = type(row)
+        self._loaded[(model, tuple(getattr(row, name) for name in _primary_key(model)))] = row
 
     def preloaded(self, model: type[Any], rows: dict[tuple[Any, ...], Any]) -> None:
         """Records rows loaded for the batch (the consumer's step; None for a missing key)."""
@@ -122,6 +123,13 @@ class UnitOfWork:
 
 
 _MISSING = object()
+
+
+@functools.cache
+def _primary_key(model: type[Any]) -> tuple[str, ...]:
+    """The attribute names of a mapped class's primary key, in its column order."""
+    mapper = inspect(model)
+    return tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)
 R = TypeVar("R")
 
 

@@ -7,7 +7,8 @@ event wait for the events it refers to (a pair's sessions wait for its pair.form
 
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from services.insights import pair_events as pairs
 from services.insights import session_events as sessions
@@ -49,7 +50,7 @@ from shared.events import (
     SessionUnschedulable,
 )
 from shared.timers import Due
-from shared.unit_of_work import UnitOfWork
+from shared.unit_of_work import Preload, UnitOfWork
 
 WAITING = "waiting for the next matching round"
 
@@ -61,7 +62,7 @@ async def on_any_event(event: Event, uow: UnitOfWork) -> None:
 
 def _consented(event: ParticipantRegistered) -> dict[str, Any] | None:
     # a registration may say outright that consent was withdrawn (an optional newer field)
-    if getattr(event, "demographics_consent", True) is False or not event.demographics:
+    if vars(event).get("demographics_consent", True) is False or not event.demographics:
         return None
     return dict(sorted(event.demographics.items()))
 
@@ -69,25 +70,27 @@ def _consented(event: ParticipantRegistered) -> dict[str, Any] | None:
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
     """Counts the participant under its role and consented groups (a re-registration moves
     them)."""
-    person = await writes.get_row(
-        uow.session, ParticipantView, event.program_id, event.participant_id
-    )
+    key = (event.program_id, event.participant_id)
+    person = await uow.get(ParticipantView, key)
     role, demographics = event.role.value, _consented(event)
-    if person is None:
-        person = ParticipantView(
-            program_id=event.program_id,
-            participant_id=event.participant_id,
-            role=role,
-            timezone=event.timezone,
-            display_name=event.display_name,
-            cohort=getattr(event, "cohort", None) or event.occurred_at.strftime("%Y-%m"),
-            matched=False,
-            active=True,
-            registered_at=event.occurred_at,
-            unmatched_reason=WAITING if role == "mentee" else None,
-            demographics=demographics,
-        )
-        writes.remember(uow.session, person)
+    if person is None:  # the usual case: written with the batch's one upsert statement
+        values = {
+            "program_id": event.program_id,
+            "participant_id": event.participant_id,
+            "role": role,
+            "timezone": event.timezone,
+            "display_name": event.display_name,
+            "cohort": vars(event).get("cohort") or event.occurred_at.strftime("%Y-%m"),
+            "matched": False,
+            "active": True,
+            "registered_at": event.occurred_at,
+            "unmatched_reason": WAITING if role == "mentee" else None,
+            "demographics": demographics,
+        }
+        uow.upsert(ParticipantView, values)
+        # later registrations of the batch see it (and write it again when they change it)
+        person = cast(ParticipantView, SimpleNamespace(**values))
+        uow.preloaded(ParticipantView, {key: person})
         writes.add_to(uow, event.program_id, f"participants.{role}")
         writes.add_for_groups(uow, person, "people")
     else:
@@ -100,6 +103,8 @@ async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWor
             writes.add_for_groups(uow, person, "people", 1)
         person.role, person.timezone = role, event.timezone
         person.display_name = event.display_name
+        if isinstance(person, SimpleNamespace):  # new in this batch: not an ORM row
+            uow.upsert(ParticipantView, vars(person))
     writes.count_event(uow, program_id=event.program_id, subject=event.subject)
 
 
@@ -195,7 +200,11 @@ _PLANNED = (PairFormed, SessionScheduled)
 _DUE = (PairFormed, CheckinDue)
 
 _PROJECTED: list[Subscription[Any]] = [
-    Subscription(ParticipantRegistered, on_participant_registered),
+    Subscription(
+        ParticipantRegistered,
+        on_participant_registered,
+        preload=(Preload(ParticipantView, lambda e: (e.program_id, e.participant_id)),),
+    ),
     # the registration published before a zone change is applied first (another subject)
     Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=_REGISTERED),
     Subscription(ParticipantLeft, on_participant_left, after=_REGISTERED),
