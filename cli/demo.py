@@ -105,17 +105,19 @@ async def _drive(system: System, program_id: str, token: str) -> dict[str, Any]:
     return {"people": people, **seen, "overview": overview}
 
 
-def _awaited(overview: dict[str, Any], emails_seen: int) -> str:
+def _awaited(overview: dict[str, Any], seen: dict[str, list[Any]]) -> str:
     """What the demo still waits for, in words; '' once everything has happened."""
-    if overview["events_seen"].get("mentorship.matching.completed", 0) < 1:
+    if overview["matching_rounds"] < 1:
         return "the matching round"
-    if overview["sessions_scheduled"] < overview["pairs_formed"]:
-        return f"kickoffs of {overview['pairs_formed'] - overview['sessions_scheduled']} pairs"
-    emails = max(2 * overview["sessions_scheduled"] - overview["emails_sent"], 0)
-    if emails:
+    planned = {session.pair_id for session in seen["sessions"]}
+    unplanned = [pair for pair in seen["pairs"] if pair.pair_id not in planned]
+    if unplanned:
+        return f"kickoffs of {len(unplanned)} pairs"
+    emails = sum(len(session.attendee_ids) for session in seen["sessions"]) - len(seen["sent"])
+    if emails > 0:
         return f"{emails} invitation emails"
-    if emails_seen < overview["emails_sent"]:
-        return "the last notification.sent events"
+    if overview["emails"].get("sent", 0) < len(seen["sent"]):
+        return "insights to count the last emails"
     return ""
 
 
@@ -130,11 +132,11 @@ async def _wait_for_outcome(
     async with httpx.AsyncClient(timeout=5) as client:
         while True:
             overview: dict[str, Any] = (await client.get(url, headers=headers)).json()
-            awaited = _awaited(overview, len(seen["sent"]))
+            awaited = _awaited(overview, seen)
             line = (
-                f"  participants {overview['mentors'] + overview['mentees']}, "
-                f"pairs {overview['pairs_formed']}, sessions {overview['sessions_scheduled']}, "
-                f"emails sent {overview['emails_sent']}"
+                f"  participants {sum(overview['participants'].values())}, "
+                f"pairs {len(seen['pairs'])}, sessions planned {len(seen['sessions'])}, "
+                f"emails sent {overview['emails'].get('sent', 0)}"
             )
             elapsed = time.monotonic() - started
             if line != last or time.monotonic() - last_said >= QUIET_PROGRESS_SECONDS:
@@ -226,5 +228,6 @@ def run_demo(settings: Settings, *, keep_running: bool) -> int:
             if system.wait_until_stopped() != 0:
                 return 1
         print("\nStopping ...")
-    ok = result["overview"]["sessions_scheduled"] == len(result["pairs"]) > 0
+    planned = {session.pair_id for session in result["sessions"]}
+    ok = bool(result["pairs"]) and all(pair.pair_id in planned for pair in result["pairs"])
     return 0 if ok else 1
