@@ -72,8 +72,7 @@ class UnitOfWork:
     def add(self, row: DeclarativeBase) -> None:
         """Adds a new row to the session; later `get`s in the same batch see it."""
         self.session.add(row)
-        model = type(row)
-        self._loaded[(model, tuple(getattr(row, name) for name in _primary_key(model)))] = row
+        self._loaded[(type(row), _key_of(row))] = row
 
     def preloaded(self, model: type[Any], rows: dict[tuple[Any, ...], Any]) -> None:
         """Records rows loaded for the batch (the consumer's step; None for a missing key)."""
@@ -130,6 +129,13 @@ def _primary_key(model: type[Any]) -> tuple[str, ...]:
     """The attribute names of a mapped class's primary key, in its column order."""
     mapper = inspect(model)
     return tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)
+
+
+def _key_of(row: Any) -> tuple[Any, ...]:
+    """A mapped row's primary key, in its column order."""
+    return tuple(getattr(row, name) for name in _primary_key(row.__class__))
+
+
 R = TypeVar("R")
 
 
@@ -156,7 +162,7 @@ class Preload(Generic[E]):
             chunk = keys[start : start + 500]
             statement = select(self.model).where(tuple_(*columns).in_(chunk))
             for row in await session.scalars(statement):
-                found[tuple(mapper.primary_key_from_instance(row))] = row
+                found[_key_of(row)] = row
         return found
 
 
