@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace
 from sqlalchemy import Table, and_, bindparam, select, tuple_, update
 
 from services.notifications import deliveries, mime, store
@@ -29,6 +30,7 @@ from shared.backoff import backoff
 from shared.clock import Clock
 from shared.db import Sessions
 from shared.events import Channel, NotificationFailed, NotificationSent
+from shared.telemetry import context_from_traceparent, tracer
 from shared.timers import Due, TimerHandler, TimerRunner
 from shared.unit_of_work import UnitOfWork
 
@@ -229,7 +231,7 @@ class Sender:
         d = store.Delivery
         async with self._sessions() as session:
             rows = await session.execute(
-                select(d.delivery_id, d.recipient_email, d.message, d.status).where(
+                select(d.delivery_id, d.recipient_email, d.message, d.status, d.traceparent).where(
                     tuple_(d.program_id, d.delivery_id).in_(
                         [(item.program_id, item.key) for item in items]
                     )
@@ -251,9 +253,19 @@ class Sender:
             ):
                 return None
             recipient = mime.mailbox("", row.recipient_email).address
-            attempt = await connection.send(
-                sender=self._sender, recipient=recipient, message=row.message
-            )
+            # the send is a span of the trace that asked for this email
+            with tracer().start_as_current_span(
+                "smtp send",
+                context=context_from_traceparent(row.traceparent),
+                kind=trace.SpanKind.CLIENT,
+            ) as span:
+                if span.is_recording():
+                    span.set_attribute("mentorship.delivery_id", row.delivery_id)
+                attempt = await connection.send(
+                    sender=self._sender, recipient=recipient, message=row.message
+                )
+                if span.is_recording():
+                    span.set_attribute("mentorship.outcome", attempt.outcome)
             if attempt.outcome == Outcome.SENT:
                 # before anything else can happen to this process: the 250 is noted
                 self._journal.append(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from cli.demo import PROGRAM_HEADER, _awaited, program_mails
 
@@ -30,14 +32,25 @@ def test_only_mails_of_this_program_count_even_to_the_same_people(tmp_path):
     assert found == [ours, tagged]
 
 
-def _overview(**values: int) -> dict[str, object]:
-    counts = {"pairs_formed": 2, "sessions_scheduled": 2, "emails_sent": 4} | values
-    return {"events_seen": {"mentorship.matching.completed": 1}, **counts}
+def _overview(rounds: int = 1, emails_sent: int = 4) -> dict[str, object]:
+    return {"matching_rounds": rounds, "emails": {"sent": emails_sent}}
+
+
+def _seen(pairs: int = 2, planned: int = 2, sent: int = 4) -> dict[str, list[Any]]:
+    """Two pairs; each planned session has two attendees."""
+    return {
+        "pairs": [SimpleNamespace(pair_id=f"p{i}") for i in range(pairs)],
+        "sessions": [
+            SimpleNamespace(pair_id=f"p{i}", attendee_ids=["mentor", "mentee"])
+            for i in range(planned)
+        ],
+        "sent": [object()] * sent,
+    }
 
 
 def test_the_demo_says_what_it_still_waits_for():
-    assert _awaited(_overview() | {"events_seen": {}}, 0) == "the matching round"
-    assert _awaited(_overview(sessions_scheduled=1), 0) == "kickoffs of 1 pairs"
-    assert _awaited(_overview(emails_sent=1), 1) == "3 invitation emails"
-    assert _awaited(_overview(), 3) == "the last notification.sent events"
-    assert _awaited(_overview(), 4) == ""
+    assert _awaited(_overview(rounds=0), _seen()) == "the matching round"
+    assert _awaited(_overview(), _seen(planned=1, sent=2)) == "kickoffs of 1 pairs"
+    assert _awaited(_overview(), _seen(sent=1)) == "3 invitation emails"
+    assert _awaited(_overview(emails_sent=3), _seen()) == "insights to count the last emails"
+    assert _awaited(_overview(), _seen()) == ""
