@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     checkin_escalation_by_program: dict[str, str] = Field(
         default_factory=dict, description='per program, e.g. {"prog-a": "24,48,72"} (JSON)'
     )
+    reminder_hours: str = Field(
+        default="24,1",
+        description="notifications: hours before each session a reminder goes out ('' for none)",
+    )
     cpu_workers: int = Field(
         default=1, ge=1, description="worker processes for CPU-heavy work (matching, MIME)"
     )
