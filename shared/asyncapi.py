@@ -39,11 +39,15 @@ def document(
             title=f"{model.subject}:{service}",
             description=(model.__doc__ or "").strip() or None,
         )(consume)
+    consumed = {model.subject for model in consumes}
     for model in emits:
+        # a subject the service both consumes and emits needs a channel of its own for each
+        # side, else faststream keeps only one of them
+        suffix = ":emits" if model.subject in consumed else ""
         broker.publisher(
             model.subject,
             schema=model,
-            title=f"{model.subject}:{service}",
+            title=f"{model.subject}:{service}{suffix}",
             description=(model.__doc__ or "").strip() or None,
         )
     spec = AsyncAPI(

@@ -26,6 +26,16 @@ def test_every_subscription_and_emitted_event_is_a_channel_with_its_schema(name)
         e.subject for e in definition.emits
     }
     assert addresses == wanted
+    # one operation per consumed subject and one per emitted one, also for a subject that a
+    # service both consumes and emits (nothing overwritten)
+    actions = sorted(
+        (op["action"], document["channels"][op["channel"]["$ref"].rsplit("/", 1)[-1]]["address"])
+        for op in document["operations"].values()
+    )
+    assert actions == sorted(
+        [("receive", s.event.subject) for s in definition.subscriptions]
+        + [("send", e.subject) for e in definition.emits]
+    )
     schemas = document["components"]["schemas"]
     for event in [s.event for s in definition.subscriptions] + list(definition.emits):
         assert event.__name__ in schemas
