@@ -62,13 +62,15 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
         mentees=await store.active_profiles(session, program_id=program, role=Role.MENTEE),
         pairings=await store.active_pairings(session, program_id=program),
         week_of=uow.clock.now().date(),
+        closed=await store.closed_pairings(session, program_id=program),
     )
     # matching is CPU-bound: in the pool, the loop keeps acking, relaying and answering health
     result = await uow.cpu.run(rounds.match, standing)
     outcome = rounds.outcome(
         program_id=program, round_id=event.round_id, result=result, now=uow.clock.now()
     )
-    store.add_round(session, outcome)
+    await store.add_round(session, outcome)
+    await session.flush()  # a mentee paired by a concurrent round fails here, before any emit
     for announced in outcome.events:
         uow.emit(announced)
 

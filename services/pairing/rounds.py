@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from services.pairing.matching import MatchResult, Profile, propose_pairs
 from shared.events import Event, MatchingCompleted, PairFormed
 
+PROPOSED = "proposed"  # waiting for both people's consent; holds the mentor's slot
 ACTIVE = "active"
+PAUSED = "paused"
 ENDED = "ended"
+DECLINED = "declined"
+EXPIRED = "expired"  # nobody answered the proposal in time
+OPEN = (PROPOSED, ACTIVE, PAUSED)  # a mentee has at most one open pair; each takes a slot
+CLOSED = (ENDED, DECLINED, EXPIRED)  # never formed or proposed again
 # matching.completed stays bounded: it counts every unmatched mentee and names at most these many
 UNMATCHED_SAMPLE = 100
 
@@ -22,8 +28,9 @@ class Standing:
 
     mentors: tuple[Profile, ...]
     mentees: tuple[Profile, ...]
-    pairings: tuple[tuple[str, str], ...]  # (mentor_id, mentee_id) of every pair not ended
+    pairings: tuple[tuple[str, str], ...]  # (mentor_id, mentee_id) of every open pair
     week_of: dt.date
+    closed: tuple[tuple[str, str], ...] = ()  # (mentor_id, mentee_id) ended, declined, expired
 
 
 def match(standing: Standing) -> MatchResult:
@@ -34,6 +41,7 @@ def match(standing: Standing) -> MatchResult:
         [m for m in standing.mentees if m.participant_id not in paired],
         current_load=Counter(mentor_id for mentor_id, _ in standing.pairings),
         week_of=standing.week_of,
+        ended=standing.closed,
     )
 
 

@@ -1,17 +1,35 @@
-"""pairing's tables and queries; every record is keyed by (program_id, id)."""
+"""pairing's tables and queries; every record is keyed by (program_id, id).
+
+The database keeps the program whole also when two replicas race: a mentee has at most one open
+pair (a partial unique index), a mentor's slots are a counter taken by a checked UPDATE in the
+round's own transaction, and a (mentor, mentee) pair exists once, so one that ended or was
+declined is never formed again. The transaction that loses such a race fails and is retried on
+what the winner committed.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.pairing.matching import Profile
 from services.pairing.profiles import ProfileChange
-from services.pairing.rounds import ACTIVE, ENDED, RoundOutcome
+from services.pairing.rounds import ACTIVE, CLOSED, OPEN, RoundOutcome
 from shared.errors import UnknownReference
 from shared.outbox import add_delivery_tables
 from shared.records import get_or_raise
@@ -42,6 +60,11 @@ class Participant(Base):
     manager_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     active: Mapped[bool] = mapped_column(default=True)
     registered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # a mentor's open pairs, taken with `take_slots` (never more than capacity at that moment)
+    active_pairs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+OPEN_STATUS = text("status IN ('proposed', 'active', 'paused')")
 
 
 class Pair(Base):
@@ -55,6 +78,18 @@ class Pair(Base):
     language: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default=ACTIVE)
     formed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("program_id", "mentor_id", "mentee_id", name="uq_pairs_once"),
+        Index(
+            "uq_pairs_open_mentee",
+            "program_id",
+            "mentee_id",
+            unique=True,
+            postgresql_where=OPEN_STATUS,
+            sqlite_where=OPEN_STATUS,
+        ),
+    )
 
 
 class MatchingRound(Base):
@@ -136,14 +171,68 @@ async def active_profiles(
     return tuple(_profile(row) for row in rows)
 
 
-async def active_pairings(session: AsyncSession, *, program_id: str) -> tuple[tuple[str, str], ...]:
-    """(mentor_id, mentee_id) of the program's pairs that are not ended."""
+async def pairings(
+    session: AsyncSession, *, program_id: str, statuses: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    """(mentor_id, mentee_id) of the program's pairs in these statuses."""
     rows = await session.execute(
-        select(Pair.mentor_id, Pair.mentee_id).where(
-            Pair.program_id == program_id, Pair.status != ENDED
-        )
+        select(Pair.mentor_id, Pair.mentee_id)
+        .where(Pair.program_id == program_id, Pair.status.in_(statuses))
+        .order_by(Pair.mentee_id, Pair.mentor_id)
     )
     return tuple((mentor_id, mentee_id) for mentor_id, mentee_id in rows)
+
+
+async def active_pairings(session: AsyncSession, *, program_id: str) -> tuple[tuple[str, str], ...]:
+    """(mentor_id, mentee_id) of the program's open pairs (proposed, active or paused)."""
+    return await pairings(session, program_id=program_id, statuses=OPEN)
+
+
+async def closed_pairings(session: AsyncSession, *, program_id: str) -> tuple[tuple[str, str], ...]:
+    """(mentor_id, mentee_id) of the program's pairs that ended, were declined or expired."""
+    return await pairings(session, program_id=program_id, statuses=CLOSED)
+
+
+class SlotTaken(Exception):
+    """A mentor's free slot went to another transaction meanwhile (retried on the new state)."""
+
+
+async def take_slots(session: AsyncSession, *, program_id: str, mentor_ids: list[str]) -> None:
+    """Counts new open pairs against their mentors' capacity, or raises SlotTaken.
+
+    One checked UPDATE per mentor: on PostgreSQL a concurrent one waits for the row and then
+    re-checks against the committed count, so two transactions never both take the last slot.
+    """
+    for mentor_id, count in sorted(Counter(mentor_ids).items()):  # one lock order: no deadlock
+        result = await session.execute(
+            update(Participant)
+            .where(
+                Participant.program_id == program_id,
+                Participant.participant_id == mentor_id,
+                Participant.active_pairs + count <= Participant.capacity,
+            )
+            .values(active_pairs=Participant.active_pairs + count)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise SlotTaken(
+                f"mentor {mentor_id!r} of program {program_id!r} has no {count} free slot(s) "
+                "left; the round is retried on the pairs formed meanwhile"
+            )
+
+
+async def free_slot(session: AsyncSession, *, program_id: str, mentor_id: str) -> None:
+    """Gives a closed pair's slot back to its mentor."""
+    await session.execute(
+        update(Participant)
+        .where(
+            Participant.program_id == program_id,
+            Participant.participant_id == mentor_id,
+            Participant.active_pairs > 0,
+        )
+        .values(active_pairs=Participant.active_pairs - 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def get_round(
@@ -153,8 +242,13 @@ async def get_round(
     return await session.get(MatchingRound, (program_id, round_id))
 
 
-def add_round(session: AsyncSession, outcome: RoundOutcome) -> None:
-    """Stores a completed round and the pairs it formed."""
+async def add_round(session: AsyncSession, outcome: RoundOutcome) -> None:
+    """Stores a completed round and the pairs it formed, their mentors' slots taken."""
+    await take_slots(
+        session,
+        program_id=outcome.program_id,
+        mentor_ids=[pair.mentor_id for pair in outcome.pairs],
+    )
     session.add_all(
         Pair(
             program_id=outcome.program_id,
