@@ -5,13 +5,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar
 
-from services.scheduling.invitations import PRODID, Invitation, Person, cancel, request
+from services.scheduling.invitations import (
+    PRODID,
+    Instance,
+    Invitation,
+    Person,
+    cancel,
+    fold,
+    parameter,
+    request,
+    text,
+)
 
 UTC = dt.UTC
 
@@ -209,3 +220,94 @@ def test_cancel_lines_are_crlf_and_folded():
     assert "\n" not in text.replace("\r\n", "")
     assert max(len(line.encode()) for line in text.split("\r\n")) <= 75
     assert re.search(r"^STATUS:CANCELLED$", text.replace("\r\n", "\n"), re.MULTILINE)
+
+
+# --- the writer: folding, escaping ------------------------------------------------------------
+
+
+def test_a_line_of_75_octets_is_not_folded_and_one_of_76_is():
+    assert fold("X:" + "a" * 73) == "X:" + "a" * 73 + "\r\n"
+    assert fold("X:" + "a" * 74) == "X:" + "a" * 73 + "\r\n a\r\n"
+
+
+def test_folding_never_splits_a_multi_byte_character():
+    line = "X:" + "a" * 72 + "é" + "b"  # é would be octets 75 and 76
+    first, second = fold(line).split("\r\n")[:2]
+    assert first == "X:" + "a" * 72  # 74 octets: é moves to the next line whole
+    assert second == " éb"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n")))
+def test_folded_lines_unfold_to_the_line_and_fit_in_75_octets(value):
+    folded = fold("DESCRIPTION:" + value)
+    assert folded.endswith("\r\n")
+    physical = folded[:-2].split("\r\n")
+    assert all(len(p.encode()) <= 75 for p in physical)
+    assert all(p.startswith(" ") for p in physical[1:])
+    assert "".join([physical[0], *(p[1:] for p in physical[1:])]) == "DESCRIPTION:" + value
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("a,b;c\\d", "a\\,b\\;c\\\\d"),
+        ("one\ntwo\r\nthree\rfour", "one\\ntwo\\nthree\\nfour"),
+        ("tab\tkept, bell\x07 and nul\x00 dropped", "tab\tkept\\, bell and nul dropped"),
+        ("Zoë: 日本", "Zoë: 日本"),
+    ],
+)
+def test_text_values_are_escaped(value, written):
+    assert text(value) == written
+
+
+def test_parameter_values_are_quoted_with_caret_escapes():
+    assert parameter('Ann "the" ^boss^\nB') == "\"Ann ^'the^' ^^boss^^^nB\""
+    _, event = parse(request(invitation(attendees=[Person("a@example.org", 'Ann "x": y; z')])))
+    assert attendees_of(event)[0].params["CN"] == 'Ann "x": y; z'
+
+
+def test_a_hostile_address_or_url_cannot_start_a_new_property():
+    text_ = request(
+        invitation(
+            attendees=[Person("a@example.org\r\nATTENDEE:mailto:evil@example.org", "A")],
+            url="https://meet.example/x\r\nATTACH:https://evil.example",
+        )
+    )
+    lines = unfolded_lines(text_)
+    assert not any(line.startswith(("ATTACH", "ATTENDEE:")) for line in lines)
+    _, event = parse(text_)
+    assert len(attendees_of(event)) == 1
+
+
+def test_a_series_with_moves_and_exdates_parses_in_both_parsers():
+    import recurring_ical_events
+
+    berlin = ZoneInfo("Europe/Berlin")
+    first = dt.datetime(2027, 3, 22, 9, tzinfo=berlin)  # the week before Berlin's DST switch
+    week = dt.timedelta(weeks=1)
+    moved = Instance(
+        first + week, first + week + dt.timedelta(hours=5), first + week + dt.timedelta(hours=6)
+    )
+    text_ = request(
+        invitation(
+            start=first,
+            end=first + dt.timedelta(hours=1),
+            rrule="FREQ=WEEKLY;INTERVAL=1;COUNT=4",
+            exdates=[first + 2 * week],
+            overrides=[moved],
+        )
+    )
+    cal = Calendar.from_ical(text_)
+    assert [e["SEQUENCE"] for e in cal.walk("VEVENT")] == [0, 0]
+    starts = [
+        e["DTSTART"].dt
+        for e in recurring_ical_events.of(cal).between(first - week, first + 5 * week)
+    ]
+    # the wall clock of the rule holds across the switch (09:00 before and after), the moved
+    # one is at 14:00, the excluded one is gone
+    assert [(s.date().isoformat(), s.hour) for s in starts] == [
+        ("2027-03-22", 9),
+        ("2027-03-29", 14),
+        ("2027-04-12", 9),
+    ]
