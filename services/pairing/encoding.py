@@ -184,7 +184,7 @@ def encode(
         mentors=m,
         tables=(feasible, hours.astype(np.int64), keys, np.int64(len(keep))),
         weights=weights,
-        chunks=_chunks(m),
+        chunks=_by_class(_chunks(m), feasible),
         mentee_classes=mentee_cls,
         mentor_classes=mentor_cls,
         overlap=shared,
@@ -193,6 +193,16 @@ def encode(
         free=(capacity - load_all)[keep],
         load=load_all[keep],
     )
+
+
+def _by_class(chunks: tuple[Any, ...], feasible: NDArray[np.bool_]) -> tuple[Any, ...]:
+    """Appends, per mentee class, the chunks whose class shares enough time with it (CSR)."""
+    zone = chunks[1]
+    lists = [np.flatnonzero(feasible[x, zone]) for x in range(feasible.shape[0])]
+    start = np.zeros(len(lists) + 1, dtype=np.int64)
+    start[1:] = np.cumsum([len(c) for c in lists])
+    flat = np.concatenate(lists).astype(np.int64) if lists else np.zeros(0, dtype=np.int64)
+    return (*chunks, start, flat)
 
 
 def _chunks(m: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -32,6 +32,7 @@ class Flow:
     mentee_dual: NDArray[np.int64]  # u_i
     mentor_price: NDArray[np.int64]  # v_j
     new_load: NDArray[np.int64]  # mentees each mentor takes in this round
+    potential: NDArray[np.int64] | None = None  # the node potentials, to warm-start from
 
 
 def solve(
@@ -42,15 +43,49 @@ def solve(
     load: NDArray[np.int64],
     load_cost: int,
     unmatched_cost: int,
+    *,
+    warm: Flow | None = None,
+    reroute: NDArray[np.bool_] | None = None,
 ) -> Flow:
     """The min-cost assignment over the candidate arcs (CSR by mentee), with its duals.
 
     free[j]: places mentor j has left; load[j]: mentees it has already (the k-th place, counted
     from zero, costs load_cost * k).
+
+    warm, reroute: the optimum of a previous solve on a subset of these arcs, and the mentees
+    whose new arcs it may violate (every mentee with a new arc). Only those are routed again
+    from the previous flow and potentials; every other mentee keeps its place unless a shorter
+    path moves it (the result is the same optimum a cold solve finds).
     """
     n, m = len(arc_start) - 1, len(free)
+    if warm is None or warm.potential is None:
+        q0 = np.zeros(n + m + 1, dtype=np.int64)
+        assigned0 = np.full(n, UNPROCESSED, dtype=np.int64)
+        score0 = np.zeros(n, dtype=np.int64)
+        used0 = np.zeros(m, dtype=np.int64)
+        q0[n : n + m] = -load_cost * load
+    else:
+        q0 = warm.potential.copy()
+        assigned0 = warm.assigned.copy()
+        score0 = warm.assigned_score.copy()
+        used0 = warm.new_load.copy()
+        if reroute is not None:
+            assigned0[reroute] = UNPROCESSED
+            score0[reroute] = 0
     assigned, score, q, new_load = _ssp(
-        arc_start, arc_mentor, arc_score, free, load, load_cost, unmatched_cost, n, m
+        arc_start,
+        arc_mentor,
+        arc_score,
+        free,
+        load,
+        load_cost,
+        unmatched_cost,
+        n,
+        m,
+        q0,
+        assigned0,
+        score0,
+        used0,
     )
     sink = q[n + m]
     return Flow(
@@ -59,6 +94,7 @@ def solve(
         mentee_dual=q[:n] - sink,
         mentor_price=sink - q[n : n + m],
         new_load=new_load,
+        potential=q,
     )
 
 
@@ -100,19 +136,43 @@ def _heap_pop(keys, nodes, size):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True)
-def _ssp(arc_start, arc_mentor, arc_score, free, load, load_cost, unmatched_cost, n, m):  # type: ignore[no-untyped-def]
+def _ssp(  # type: ignore[no-untyped-def]
+    arc_start,
+    arc_mentor,
+    arc_score,
+    free,
+    load,
+    load_cost,
+    unmatched_cost,
+    n,
+    m,
+    q,
+    assigned,
+    assigned_score,
+    used,
+):
+    """Routes every UNPROCESSED mentee; the others keep their flow and the potentials q stay
+    optimal duals throughout (every residual arc has a reduced cost >= 0).
+
+    A mentee routed again leaves its mentor's place used but empty: that mentor has a deficit
+    and ends a path like the sink does, while the sink takes as many units as it lacks; when it
+    lacks none, a path goes on through it (a place given up, or an unmatched mentee matched).
+    """
     sink = n + m
     nodes_total = n + m + 1
-    q = np.zeros(nodes_total, dtype=np.int64)
-    for j in range(m):
-        q[n + j] = -load_cost * load[j]
-    assigned = np.full(n, UNPROCESSED, dtype=np.int64)
-    assigned_score = np.zeros(n, dtype=np.int64)
     slot_start = np.zeros(m + 1, dtype=np.int64)
     for j in range(m):
         slot_start[j + 1] = slot_start[j] + free[j]
     slot_mentee = np.full(max(slot_start[m], 1), -1, dtype=np.int64)
-    new_load = np.zeros(m, dtype=np.int64)
+    inflow = np.zeros(m, dtype=np.int64)
+    sink_lacks = n
+    for i in range(n):
+        if assigned[i] >= 0:
+            _add(slot_mentee, slot_start, inflow, assigned[i], i)
+        elif assigned[i] == UNMATCHED:
+            sink_lacks -= 1
+    for j in range(m):
+        sink_lacks -= used[j]
 
     dist = np.full(nodes_total, _INF, dtype=np.int64)
     stamp = np.zeros(nodes_total, dtype=np.int64)
@@ -120,11 +180,14 @@ def _ssp(arc_start, arc_mentor, arc_score, free, load, load_cost, unmatched_cost
     pred = np.full(nodes_total, -1, dtype=np.int64)
     pred_score = np.zeros(nodes_total, dtype=np.int64)
     settled = np.empty(nodes_total, dtype=np.int64)
-    heap_cap = len(arc_mentor) + slot_start[m] + 2 * n + 16
+    heap_cap = len(arc_mentor) + slot_start[m] + 2 * n + 2 * m + 16
     heap_keys = np.empty(heap_cap, dtype=np.int64)
     heap_nodes = np.empty(heap_cap, dtype=np.int64)
+    gen = 0
 
     for source in range(n):
+        if assigned[source] != UNPROCESSED:
+            continue
         best = q[sink] - unmatched_cost
         best_arc = -1
         for a in range(arc_start[source], arc_start[source + 1]):
@@ -135,17 +198,31 @@ def _ssp(arc_start, arc_mentor, arc_score, free, load, load_cost, unmatched_cost
                 best = value
                 best_arc = a
         q[source] = best
-        # fast path: the tight arc leads straight to the sink at no reduced cost
+        # fast paths: the tight arc ends where a unit is missing, at no reduced cost
         if best_arc < 0:
-            assigned[source] = UNMATCHED
-            continue
-        j = arc_mentor[best_arc]
-        if new_load[j] < free[j] and load_cost * (load[j] + new_load[j]) + q[n + j] == q[sink]:
-            _add(slot_mentee, slot_start, new_load, j, source)
-            assigned[source] = j
-            assigned_score[source] = arc_score[best_arc]
-            continue
-        gen = source + 1
+            if sink_lacks > 0:
+                assigned[source] = UNMATCHED
+                sink_lacks -= 1
+                continue
+        else:
+            j = arc_mentor[best_arc]
+            if used[j] > inflow[j]:
+                _add(slot_mentee, slot_start, inflow, j, source)
+                assigned[source] = j
+                assigned_score[source] = arc_score[best_arc]
+                continue
+            if (
+                sink_lacks > 0
+                and used[j] < free[j]
+                and load_cost * (load[j] + used[j]) + q[n + j] == q[sink]
+            ):
+                _add(slot_mentee, slot_start, inflow, j, source)
+                used[j] += 1
+                sink_lacks -= 1
+                assigned[source] = j
+                assigned_score[source] = arc_score[best_arc]
+                continue
+        gen += 1
         size = 0
         n_settled = 0
         dist[source] = 0
@@ -153,13 +230,17 @@ def _ssp(arc_start, arc_mentor, arc_score, free, load, load_cost, unmatched_cost
         pred[source] = -1
         size = _heap_push(heap_keys, heap_nodes, size, 0, source)
         total = _INF
+        end = -1
         while size > 0:
             d, a, size = _heap_pop(heap_keys, heap_nodes, size)
             if done[a] == gen or d > dist[a]:
                 continue
             done[a] = gen
-            if a == sink:
-                total = d
+            if a == sink and sink_lacks > 0:
+                total, end = d, a
+                break
+            if n <= a < sink and used[a - n] > inflow[a - n]:
+                total, end = d, a
                 break
             settled[n_settled] = a
             n_settled += 1
@@ -183,11 +264,11 @@ def _ssp(arc_start, arc_mentor, arc_score, free, load, load_cost, unmatched_cost
                         dist[sink] = nd
                         pred[sink] = a
                         size = _heap_push(heap_keys, heap_nodes, size, nd, sink)
-                    if nd == d:  # nothing left in the heap is shorter: done
+                    if nd == d and sink_lacks > 0:  # nothing left in the heap is shorter
                         reached = True
-            else:  # a mentor: back to one of its mentees, or on to the sink if it has room
+            elif a < sink:  # a mentor: back to one of its mentees, or on to the sink if it has room
                 j = a - n
-                for s in range(slot_start[j], slot_start[j] + new_load[j]):
+                for s in range(slot_start[j], slot_start[j] + inflow[j]):
                     b = slot_mentee[s]
                     nd = d + assigned_score[b] + q[a] - q[b]
                     if stamp[b] != gen or nd < dist[b]:
@@ -195,42 +276,64 @@ def _ssp(arc_start, arc_mentor, arc_score, free, load, load_cost, unmatched_cost
                         dist[b] = nd
                         pred[b] = a
                         size = _heap_push(heap_keys, heap_nodes, size, nd, b)
-                if new_load[j] < free[j]:
-                    nd = d + load_cost * (load[j] + new_load[j]) + q[a] - q[sink]
+                if used[j] < free[j]:
+                    nd = d + load_cost * (load[j] + used[j]) + q[a] - q[sink]
                     if stamp[sink] != gen or nd < dist[sink]:
                         stamp[sink] = gen
                         dist[sink] = nd
                         pred[sink] = a
                         size = _heap_push(heap_keys, heap_nodes, size, nd, sink)
-                    if nd == d:  # nothing left in the heap is shorter: done
+                    if nd == d and sink_lacks > 0:  # nothing left in the heap is shorter
                         reached = True
+            else:  # the sink, lacking nothing: a mentor gives a place up, or an unmatched
+                # mentee leaves "unmatched"
+                for j in range(m):
+                    if used[j] > 0:
+                        b = n + j
+                        nd = d - load_cost * (load[j] + used[j] - 1) + q[sink] - q[b]
+                        if stamp[b] != gen or nd < dist[b]:
+                            stamp[b] = gen
+                            dist[b] = nd
+                            pred[b] = sink
+                            size = _heap_push(heap_keys, heap_nodes, size, nd, b)
+                for b in range(n):
+                    if assigned[b] == UNMATCHED:
+                        nd = d - unmatched_cost + q[sink] - q[b]
+                        if stamp[b] != gen or nd < dist[b]:
+                            stamp[b] = gen
+                            dist[b] = nd
+                            pred[b] = sink
+                            size = _heap_push(heap_keys, heap_nodes, size, nd, b)
             if reached:
+                total, end = dist[sink], sink
                 break
-        if total == _INF:
-            total = dist[sink]
-        # potentials: settled nodes move by their distance short of the sink's
+        # potentials: settled nodes move by their distance short of the end's
         for k in range(n_settled):
             v = settled[k]
             q[v] -= total - dist[v]
-        # augment along the path, from the sink back to the source
-        node = pred[sink]
-        if node < n:  # the path ends with a mentee giving its place up: it stays unmatched
-            old = assigned[node]
-            if old >= 0:
-                _remove(slot_mentee, slot_start, new_load, old, node)
-            assigned[node] = UNMATCHED
-            assigned_score[node] = 0
-            node = pred[node]  # the mentor it left, or -1 when it is the source itself
-        while node >= 0:  # node is a mentor; the mentee before it on the path moves in
-            mentee = pred[node]
-            old = assigned[mentee]
-            if old >= 0:
-                _remove(slot_mentee, slot_start, new_load, old, mentee)
-            _add(slot_mentee, slot_start, new_load, node - n, mentee)
-            assigned[mentee] = node - n
-            assigned_score[mentee] = pred_score[node]
-            node = pred[mentee]  # the mentor it left, or -1 for the source
-    return assigned, assigned_score, q, new_load
+        # augment along the path, from its end back to the source (each arc's flow flips)
+        if end == sink:
+            sink_lacks -= 1
+        node = end
+        while node >= 0:
+            u = pred[node]
+            if node == sink:
+                if u < n:  # mentee u ends unmatched
+                    assigned[u] = UNMATCHED
+                    assigned_score[u] = 0
+                else:  # mentor u uses one more place
+                    used[u - n] += 1
+            elif node >= n:  # a mentor
+                if u == sink:  # it gives its last place up
+                    used[node - n] -= 1
+                else:  # mentee u moves in
+                    _add(slot_mentee, slot_start, inflow, node - n, u)
+                    assigned[u] = node - n
+                    assigned_score[u] = pred_score[node]
+            elif u >= n and u != sink:  # a mentee leaving mentor u (its new place is set)
+                _remove(slot_mentee, slot_start, inflow, u - n, node)
+            node = u if node != source else -1
+    return assigned, assigned_score, q, used
 
 
 @numba.njit(cache=True)

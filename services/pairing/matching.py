@@ -109,10 +109,23 @@ def _optimise(
     found_j, found_s, _, scored = _search(enc, price, floor, FIRST_CANDIDATES)
     tails, heads, scores = _arcs(found_j, found_s)
     iterations = 0
+    solved: flow.Flow | None = None
+    reroute = None
     while True:
         iterations += 1
         start, heads, scores, tails = _csr(tails, heads, scores, n_mentees)
-        solved = flow.solve(start, heads, scores, enc.free, enc.load, load_cost, u_cost)
+        # warm: only the mentees with new arcs are routed again, from the last optimum
+        solved = flow.solve(
+            start,
+            heads,
+            scores,
+            enc.free,
+            enc.load,
+            load_cost,
+            u_cost,
+            warm=solved,
+            reroute=reroute,
+        )
         price = solved.mentor_price
         floor = solved.mentee_dual
         found_j, found_s, best, more = _search(enc, price, floor, ADDED_PER_ROUND)
@@ -120,6 +133,8 @@ def _optimise(
         new_t, new_h, new_s = _arcs(found_j, found_s)
         if len(new_t) == 0 or iterations >= MAX_ITERATIONS:
             break
+        reroute = np.zeros(n_mentees, dtype=np.bool_)
+        reroute[new_t] = True
         tails = np.concatenate([tails, new_t])
         heads = np.concatenate([heads, new_h])
         scores = np.concatenate([scores, new_s])
@@ -135,21 +150,20 @@ def _search(
     enc: Encoded, price: NDArray[np.int64], floor: NDArray[np.int64], k: int
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], int]:
     ch = enc.chunks
+    price = price.astype(np.int64)
     order, starts = ch[0], ch[6]
-    if len(order):
-        chunk_min = np.minimum.reduceat(price[order], starts[:-1]).astype(np.int64)
-    else:
-        chunk_min = np.zeros(0, dtype=np.int64)
+    # each chunk's members by ascending price: a scan stops at the first one too dear
+    chunk_of = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    by_price = order[np.lexsort((order, price[order], chunk_of))] if len(order) else order
     found_j, found_s, best, scored = pricing.search(
         enc.mentees,
         enc.mentors,
-        ch,
+        (by_price, *ch[1:]),
         enc.tables,
         enc.weights,
-        price.astype(np.int64),
+        price,
         floor.astype(np.int64),
         k,
-        chunk_min,
     )
     return found_j, found_s, best, int(scored)
 

@@ -122,13 +122,21 @@ def _total(i, j, e, m, t, w, f_lo, f_hi):  # type: ignore[no-untyped-def]
     return total + e[10][i]
 
 
-@numba.njit(cache=True)
-def chunk_bound(i, c, e, ch, t, w):  # type: ignore[no-untyped-def]
-    """The best score any mentor of chunk c could reach with mentee i, or -1 if none can."""
-    ze = e[0][i]
-    zc = ch[1][c]
-    if not t[0][ze, zc]:
-        return -1
+@numba.njit(cache=True, inline="always")
+def _seniority_span(i, e, w):  # type: ignore[no-untyped-def]
+    """The mentor seniority levels (as bits) that earn mentee i the seniority points."""
+    span = np.uint64(0)
+    sen = e[8][i]
+    if sen >= 0:
+        lo, hi = max(sen + w[4], 0), min(sen + w[5], 63)
+        for level in range(lo, hi + 1):
+            span |= np.uint64(1) << np.uint64(level)
+    return span
+
+
+@numba.njit(cache=True, inline="always")
+def _bound(i, c, e, ch, t, w, span):  # type: ignore[no-untyped-def]
+    """chunk_bound without the class check (the caller visits feasible classes only)."""
     if (e[1][i] & ch[2][c]) == 0:
         return -1
     best = ch[3]
@@ -149,91 +157,112 @@ def chunk_bound(i, c, e, ch, t, w):  # type: ignore[no-untyped-def]
             hits += 1
     n_goals = e[6][i]
     bound += (w[1] * hits) // n_goals if n_goals > 0 else 0
-    bound += t[1][ze, zc]
+    bound += t[1][e[0][i], ch[1][c]]
     if (e[7][i] & ch[4][c]) != 0:
         bound += w[2]
-    sen = e[8][i]
-    if sen >= 0:
-        lo, hi = max(sen + w[4], 0), min(sen + w[5], 63)
-        if lo <= hi:
-            span = np.uint64(0)
-            for level in range(lo, hi + 1):
-                span |= np.uint64(1) << np.uint64(level)
-            if (ch[5][c] & span) != 0:
-                bound += w[3]
+    if (ch[5][c] & span) != 0:
+        bound += w[3]
     return bound + e[10][i]
 
 
 @numba.njit(cache=True)
-def search(e, m, ch, t, w, price, floor, k, chunk_min_price):  # type: ignore[no-untyped-def]
+def chunk_bound(i, c, e, ch, t, w):  # type: ignore[no-untyped-def]
+    """The best score any mentor of chunk c could reach with mentee i, or -1 if none can."""
+    if not t[0][e[0][i], ch[1][c]]:
+        return -1
+    return _bound(i, c, e, ch, t, w, _seniority_span(i, e, w))
+
+
+BLOCK = 256  # mentees per parallel task
+
+
+@numba.njit(cache=True, parallel=True)
+def search(e, m, ch, t, w, price, floor, k):  # type: ignore[no-untyped-def]
     """For each mentee i, up to k pairs with score - price[j] > floor[i], best first.
 
     Returns (mentor index, score) arrays of shape (n, k), -1 where fewer were found, the best
     value max(floor[i], max over every feasible j of score - price[j]) per mentee, and how
     many pairs were scored. The chunk bounds make the best value exact without scoring all.
+    ch[0] lists each chunk's members by ascending price (matching.py sorts them each pass), so
+    a chunk's cheapest member comes first and a scan stops at the first member too dear; ch[7]
+    and ch[8] list the chunks each mentee class shares enough time with (CSR by class). The
+    mentees are searched in parallel blocks (numba prange).
     """
     n = len(e[0])
     n_chunks = len(ch[1])
     found_j = np.full((n, k), -1, dtype=np.int64)
     found_s = np.full((n, k), -1, dtype=np.int64)
     best_value = np.empty(n, dtype=np.int64)
-    bounds = np.empty(n_chunks, dtype=np.int64)
-    open_chunks = np.empty(n_chunks, dtype=np.int64)
     members = ch[0]
     starts = ch[6]
-    scored = 0
-    for i in range(n):
-        vals = np.full(k, np.int64(-(2**62)), dtype=np.int64)
-        count = 0
-        threshold = floor[i]
-        top = floor[i]
-        f_lo = np.searchsorted(t[2], i * t[3])
-        f_hi = np.searchsorted(t[2], (i + 1) * t[3])
-        n_open = 0
-        for c in range(n_chunks):
-            b = chunk_bound(i, c, e, ch, t, w)
-            if b >= 0 and b - chunk_min_price[c] > threshold:
-                bounds[n_open] = b - chunk_min_price[c]
-                open_chunks[n_open] = c
-                n_open += 1
-        # best bound first: once a bound cannot beat the threshold, neither can the rest
-        order = np.argsort(-bounds[:n_open], kind="mergesort")
-        for o in range(n_open):
-            pick = open_chunks[order[o]]
-            pick_bound = bounds[order[o]]
-            if pick_bound <= threshold:
-                break
-            ub = pick_bound + chunk_min_price[pick]
-            for x in range(starts[pick], starts[pick + 1]):
-                j = members[x]
-                if ub - price[j] <= threshold:
+    class_start = ch[7]
+    class_chunks = ch[8]
+    n_blocks = (n + BLOCK - 1) // BLOCK
+    scored_by_block = np.zeros(n_blocks, dtype=np.int64)
+    for blk in numba.prange(n_blocks):
+        bounds = np.empty(max(n_chunks, 1), dtype=np.int64)
+        open_chunks = np.empty(max(n_chunks, 1), dtype=np.int64)
+        vals = np.empty(k, dtype=np.int64)
+        scored = 0
+        for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+            vals[:] = np.int64(-(2**62))
+            count = 0
+            threshold = floor[i]
+            top = floor[i]
+            f_lo = np.searchsorted(t[2], i * t[3])
+            f_hi = np.searchsorted(t[2], (i + 1) * t[3])
+            span = _seniority_span(i, e, w)
+            ze = e[0][i]
+            n_open = 0
+            for x in range(class_start[ze], class_start[ze + 1]):
+                c = class_chunks[x]
+                if starts[c] == starts[c + 1]:
                     continue
-                s = _total(i, j, e, m, t, w, f_lo, f_hi)
-                scored += 1
-                if s < 0:
-                    continue
-                value = s - price[j]
-                if value > top:
-                    top = value
-                if value <= threshold:
-                    continue
-                # insert into the top-k list (kept sorted, best first)
-                pos = count if count < k else k - 1
-                while pos > 0 and vals[pos - 1] < value:
-                    if pos < k:
-                        vals[pos] = vals[pos - 1]
-                        found_j[i, pos] = found_j[i, pos - 1]
-                        found_s[i, pos] = found_s[i, pos - 1]
-                    pos -= 1
-                vals[pos] = value
-                found_j[i, pos] = j
-                found_s[i, pos] = s
-                if count < k:
-                    count += 1
-                if count == k and vals[k - 1] > threshold:
-                    threshold = vals[k - 1]
-        best_value[i] = top
-    return found_j, found_s, best_value, scored
+                b = _bound(i, c, e, ch, t, w, span)
+                cheapest = price[members[starts[c]]]
+                if b >= 0 and b - cheapest > threshold:
+                    bounds[n_open] = b - cheapest
+                    open_chunks[n_open] = c
+                    n_open += 1
+            # best bound first: once a bound cannot beat the threshold, neither can the rest
+            order = np.argsort(-bounds[:n_open], kind="mergesort")
+            for o in range(n_open):
+                pick = open_chunks[order[o]]
+                pick_bound = bounds[order[o]]
+                if pick_bound <= threshold:
+                    break
+                ub = pick_bound + price[members[starts[pick]]]
+                for x in range(starts[pick], starts[pick + 1]):
+                    j = members[x]
+                    if ub - price[j] <= threshold:
+                        break  # members by ascending price: the rest cannot beat it either
+                    s = _total(i, j, e, m, t, w, f_lo, f_hi)
+                    scored += 1
+                    if s < 0:
+                        continue
+                    value = s - price[j]
+                    if value > top:
+                        top = value
+                    if value <= threshold:
+                        continue
+                    # insert into the top-k list (kept sorted, best first)
+                    pos = count if count < k else k - 1
+                    while pos > 0 and vals[pos - 1] < value:
+                        if pos < k:
+                            vals[pos] = vals[pos - 1]
+                            found_j[i, pos] = found_j[i, pos - 1]
+                            found_s[i, pos] = found_s[i, pos - 1]
+                        pos -= 1
+                    vals[pos] = value
+                    found_j[i, pos] = j
+                    found_s[i, pos] = s
+                    if count < k:
+                        count += 1
+                    if count == k and vals[k - 1] > threshold:
+                        threshold = vals[k - 1]
+            best_value[i] = top
+        scored_by_block[blk] = scored
+    return found_j, found_s, best_value, scored_by_block.sum()
 
 
 @numba.njit(cache=True)
