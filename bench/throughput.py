@@ -344,7 +344,7 @@ async def _participants(port: int, n: int) -> tuple[int, int]:
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
     body = response.json()
-    return int(body["mentors"]) + int(body["mentees"]), n
+    return sum(int(v) for v in body.get("participants", {}).values()), n
 
 
 async def system_raw(url: str, folder: Path, database_url: str | None, n: int) -> float:
