@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from services.notifications import store
-from services.notifications.handlers import SUBSCRIPTIONS
+from services.notifications import reminders, store
+from services.notifications.handlers import SUBSCRIPTIONS, on_reminder_due
 from services.notifications.sender import run_sender
 from shared.events import NotificationFailed, NotificationSent
 from shared.service import ServiceDefinition
+from shared.timers import TimerHandler, timer_loop
+
+# timers other than sends (those are the sender's): a reminder queues its mails when due
+TIMERS = {reminders.REMINDER: TimerHandler(done=on_reminder_due, retry_base_seconds=30.0)}
 
 
 def definition() -> ServiceDefinition:
@@ -18,5 +22,5 @@ def definition() -> ServiceDefinition:
         tables=store.delivery_tables,
         subscriptions=SUBSCRIPTIONS,
         emits=[NotificationSent, NotificationFailed],
-        loops=[run_sender],
+        loops=[run_sender, timer_loop(store.timers, TIMERS)],
     )

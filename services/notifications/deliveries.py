@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.notifications import mime
-from services.notifications.messages import InvitationMail, Partner, Recipient
+from services.notifications.messages import InvitationMail, Mail, NoticeMail, Partner, Recipient
 from services.notifications.mime import Mailbox
 from shared.events import SessionCancelled, SessionRescheduled, SessionScheduled
 
@@ -39,7 +39,7 @@ class PlannedDelivery:
     kind: str
     source_event_id: str
     message_id: str
-    mail: InvitationMail
+    mail: Mail
 
 
 @dataclass(frozen=True)
@@ -166,4 +166,52 @@ def invitations(
         start=event.start,
         end=event.end,
         session_kind=event.kind.value,
+    )
+
+
+def logical_id(*parts: str) -> str:
+    """A stable id for a notification that no single event names (a reminder, a ladder level)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(("notifications", *parts))))
+
+
+def notice(
+    *,
+    program_id: str,
+    source_id: str,
+    recipient: Attendee,
+    kind: str,
+    template: str,
+    subject: str,
+    fields: dict[str, object],
+    context: SessionContext,
+    unsubscribe: str | None = None,
+) -> PlannedDelivery:
+    """One notice (no calendar object) to one recipient; source_id makes it one per logical
+    notification (an event id, or a logical_id)."""
+    key = idempotency_key(
+        program_id=program_id, source_event_id=source_id, recipient_id=recipient.participant_id
+    )
+    delivery = delivery_id(key)
+    mail_id = message_id(delivery, context.sender)
+    mail = NoticeMail(
+        sender=context.sender,
+        recipient=Recipient(recipient.name, recipient.email, recipient.timezone, recipient.role),
+        template=template,
+        subject=subject,
+        fields=fields,
+        message_id=mail_id,
+        sent_at=context.now,
+        program_name=context.program_name,
+        reply_to=context.reply_to,
+        unsubscribe=unsubscribe,
+    )
+    return PlannedDelivery(
+        delivery_id=delivery,
+        idempotency_key=key,
+        recipient_id=recipient.participant_id,
+        recipient_email=recipient.email,
+        kind=kind,
+        source_event_id=source_id,
+        message_id=mail_id,
+        mail=mail,
     )

@@ -7,9 +7,15 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from services.notifications import deliveries, store
-from services.notifications.deliveries import PlannedDelivery, SessionChange, SessionContext
-from services.notifications.messages import compose_invitations
+from services.notifications import deliveries, messages, reminders, store
+from services.notifications.deliveries import (
+    Attendee,
+    PlannedDelivery,
+    SessionChange,
+    SessionContext,
+)
+from services.notifications.messages import Partner, Recipient, compose_invitations
+from services.notifications.mime import one_line
 from shared.consumer import Subscription
 from shared.events import (
     NotificationFailed,
@@ -23,6 +29,7 @@ from shared.events.sessions import SessionCancelled, SessionRescheduled
 from shared.links import SESSION_HELD, LinkSigner, link_signer, link_url
 from shared.settings import Settings
 from shared.telemetry import current_traceparent
+from shared.timers import Due
 from shared.unit_of_work import UnitOfWork
 
 INLINE_MAILS = 4  # up to this many mails per event are composed without the CPU pool
@@ -68,8 +75,19 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
 
 
 async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None:
-    """Queues one iMIP invitation per attendee, each in the attendee's own time zone."""
+    """Queues one iMIP invitation per attendee, each in the attendee's own time zone, and arms
+    the reminders before the session (each occurrence of a series)."""
     await _queue_session_mails(event, uow, start=event.start, end=event.end, kind=event.kind.value)
+    now = uow.clock.now()
+    await reminders.arm(
+        uow.session,
+        program_id=event.program_id,
+        occurrences=reminders.scheduled_occurrences(event, now),
+        before=reminders.offsets(uow.settings.reminder_hours),
+        now=now,
+        payload=_reminder_payload(event, event.kind.value),
+        replace=False,  # a new session (a re-planned series is a new one): nothing to withdraw
+    )
 
 
 async def on_session_rescheduled(event: SessionRescheduled, uow: UnitOfWork) -> None:
@@ -77,6 +95,14 @@ async def on_session_rescheduled(event: SessionRescheduled, uow: UnitOfWork) -> 
     kind = getattr(event, "kind", None)
     await _queue_session_mails(
         event, uow, start=event.start, end=event.end, kind=kind.value if kind else "session"
+    )
+    await reminders.arm(  # moves its reminders; those now in the past are withdrawn
+        uow.session,
+        program_id=event.program_id,
+        occurrences=[reminders.rescheduled_occurrence(event)],
+        before=reminders.offsets(uow.settings.reminder_hours),
+        now=uow.clock.now(),
+        payload=_reminder_payload(event, kind.value if kind else "session"),
     )
 
 
@@ -92,6 +118,98 @@ async def on_session_cancelled(event: SessionCancelled, uow: UnitOfWork) -> None
         end=start + dt.timedelta(hours=1),
         kind=kind.value if kind else "session",
     )
+    await reminders.withdraw(
+        uow.session, program_id=event.program_id, prefixes=reminders.cancelled_prefixes(event)
+    )
+
+
+def _reminder_payload(event: SessionScheduled | SessionRescheduled, kind: str) -> dict[str, object]:
+    return {
+        "session_id": event.session_id if not event.series_id else event.series_id,
+        "pair_id": event.pair_id,
+        "kind": kind,
+        "attendee_ids": list(event.attendee_ids),
+        "video_url": event.video_url,
+    }
+
+
+def _hours_phrase(minutes: int) -> str:
+    if minutes % 1440 == 0:
+        days = minutes // 1440
+        return "tomorrow" if days == 1 else f"in {days} days"
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return "in 1 hour" if hours == 1 else f"in {hours} hours"
+    return f"in {minutes} minutes"
+
+
+async def on_reminder_due(item: Due, uow: UnitOfWork) -> None:
+    """A reminder timer is due: queues one reminder per attendee, in each one's own zone, with
+    the "we met" link. A session already begun (the service was away) gets none."""
+    p = item.payload
+    start = dt.datetime.fromisoformat(p["start"])
+    end = dt.datetime.fromisoformat(p["end"])
+    now = uow.clock.now()
+    if now >= start:
+        return
+    contacts = await store.contacts_or_raise(
+        uow.session, program_id=item.program_id, participant_ids=list(p["attendee_ids"])
+    )
+    attendees = [c.attendee() for c in contacts]
+    settings = uow.settings
+    context = SessionContext(
+        sender=deliveries.sender_address(settings.mail_from, settings.mail_from_name),
+        program_name=settings.mail_from_name,
+        now=now,
+    )
+    signer = _signer(settings)
+    source = deliveries.logical_id("reminder", item.program_id, item.key, start.isoformat())
+    kind = str(p.get("kind") or "session").replace("_", " ")
+    soon = _hours_phrase(int(p.get("minutes") or 0))
+    planned = []
+    for attendee in attendees:
+        others = [a for a in attendees if a is not attendee]
+        names = " and ".join(one_line(a.name) for a in others)
+        data = {
+            "program_id": item.program_id,
+            "session_id": p["session_id"],
+            "participant_id": attendee.participant_id,
+        }
+        if p.get("recurrence_id"):
+            data["recurrence_id"] = p["recurrence_id"]
+        held = link_url(
+            settings, signer, SESSION_HELD, data, end + dt.timedelta(days=HELD_LINK_DAYS)
+        )
+        partners = [Partner(a.name, a.timezone, a.role) for a in others]
+        recipient = Recipient(attendee.name, attendee.email, attendee.timezone, attendee.role)
+        planned.append(
+            deliveries.notice(
+                program_id=item.program_id,
+                source_id=source,
+                recipient=attendee,
+                kind="session.reminder",
+                template="reminder",
+                subject=f"Reminder: mentorship {kind} with {names} {soon}, "
+                f"{messages.short_when(start, attendee.timezone)}",
+                fields={
+                    "headline": f"Your mentorship {kind} with {names} is {soon}.",
+                    "when_local": messages.when_local(start, end, attendee.timezone),
+                    "other_names": names,
+                    "role_line": messages.role_line(recipient, partners),
+                    "partner_times": _partner_times(start, others),
+                    "location": p.get("video_url") or "",
+                    "agenda": messages.PURPOSES.get(str(p.get("kind")), ""),
+                    "held_link": held,
+                },
+                context=context,
+            )
+        )
+    await _queue_all(item.program_id, planned, uow)
+
+
+def _partner_times(start: dt.datetime, others: list[Attendee]) -> list[str]:
+    mail_like = [Partner(a.name, a.timezone, a.role) for a in others]
+    return messages.partner_times_at(start, mail_like)
 
 
 @functools.lru_cache(maxsize=4)
@@ -148,6 +266,11 @@ async def _queue_session_mails(
         end=end,
         session_kind=kind,
     )
+    await _queue_all(event.program_id, planned, uow)
+
+
+async def _queue_all(program_id: str, planned: list[PlannedDelivery], uow: UnitOfWork) -> None:
+    """Composes and stores the deliveries not queued already (a redelivery queues nothing)."""
     queued = await store.queued_keys(uow.session, keys=[p.idempotency_key for p in planned])
     planned = [p for p in planned if p.idempotency_key not in queued]
     if not planned:
@@ -156,11 +279,11 @@ async def _queue_session_mails(
     # ~0.5 ms a mail: a session's few are cheaper composed here than sent to the CPU pool and
     # back (a round trip costs more on a busy machine); larger sets go to the pool
     if len(mails) <= INLINE_MAILS:
-        messages = compose_invitations(mails)
+        composed = compose_invitations(mails)
     else:
-        messages = await uow.cpu.run(compose_invitations, mails)
-    for plan, message in zip(planned, messages, strict=True):
-        await _queue(event.program_id, plan, message, uow)
+        composed = await uow.cpu.run(compose_invitations, mails)
+    for plan, message in zip(planned, composed, strict=True):
+        await _queue(program_id, plan, message, uow)
 
 
 async def _queue(

@@ -1,10 +1,11 @@
 """Composing emails: iMIP invitations, updates and cancellations (RFC 6047) with text, HTML and
-calendar parts, rendered from the templates (pure; run it in the CPU pool)."""
+calendar parts, and the other notices (reminders, pairs, check-ins ...) with text and HTML parts,
+all rendered from the templates (pure; run it in the CPU pool)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -109,9 +110,14 @@ def role_line(recipient: Recipient, partners: Sequence[Partner]) -> str:
 
 def partner_times(mail: InvitationMail) -> list[str]:
     """Each partner's local time at the start, e.g. 'for Eli it is 23:00 JST (Asia/Tokyo)'."""
+    return partner_times_at(mail.start, mail.partners)
+
+
+def partner_times_at(start: dt.datetime, partners: Sequence[Partner]) -> list[str]:
+    """Each partner's local time at `start`."""
     lines = []
-    for partner in mail.partners:
-        local = mail.start.astimezone(ZoneInfo(partner.timezone))
+    for partner in partners:
+        local = start.astimezone(ZoneInfo(partner.timezone))
         lines.append(
             f"For {mime.one_line(partner.name)} it is {local:%H:%M} {local.tzname()} on "
             f"{local:%A} ({partner.timezone})."
@@ -189,12 +195,93 @@ def compose_invitation(mail: InvitationMail) -> bytes:
     )
 
 
-def compose_invitations(mails: Sequence[InvitationMail]) -> list[bytes | str]:
-    """The wire bytes of each invitation, or why it cannot be built (for the CPU pool)."""
+@dataclass(frozen=True)
+class NoticeMail:
+    """An email without a calendar object: templates/<template>.{txt,html} with `fields`.
+
+    Every string in `fields` (also inside lists and dicts) is user text as far as the templates
+    know: it is made one line (controls, line separators, bidi marks removed) before rendering,
+    and the HTML template escapes it (autoescape).
+    """
+
+    sender: Mailbox
+    recipient: Recipient
+    template: str
+    subject: str
+    fields: Mapping[str, object]
+    message_id: str
+    sent_at: dt.datetime
+    program_name: str
+    reply_to: Mailbox | None = None
+    unsubscribe: str | None = None  # one-click unsubscribe URL (RFC 8058), non-essential kinds
+
+
+Mail = InvitationMail | NoticeMail
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, str):
+        return mime.one_line(value, 2000)
+    if isinstance(value, Mapping):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def notice_context(mail: NoticeMail) -> dict[str, object]:
+    """What a notice's templates see: its fields made inert, the recipient and the program."""
+    context = {str(k): _clean(v) for k, v in mail.fields.items()}
+    context.update(
+        recipient_name=mime.one_line(mail.recipient.name),
+        recipient_timezone=mail.recipient.timezone,
+        program_name=mime.one_line(mail.program_name),
+        coordinator=mime.one_line(mail.reply_to.name or mail.reply_to.address)
+        if mail.reply_to
+        else "",
+        unsubscribe=mail.unsubscribe or "",
+    )
+    return context
+
+
+def compose_notice(mail: NoticeMail) -> bytes:
+    """multipart/alternative[text/plain, text/html] bytes; BadAddress when it cannot be written."""
+    context = notice_context(mail)
+    recipient = mime.mailbox(mail.recipient.name, mail.recipient.email)
+    headers = [
+        ("From", mime.address_header(mail.sender)),
+        ("To", mime.address_header(recipient)),
+        ("Subject", mime.unstructured(mail.subject)),
+        ("Date", mime.date_header(mail.sent_at)),
+        ("Message-ID", mail.message_id),
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Auto-Response-Suppress", "OOF, AutoReply"),
+    ]
+    if mail.reply_to is not None:
+        headers.append(("Reply-To", mime.address_header(mail.reply_to)))
+    if mail.unsubscribe:
+        headers.append(("List-Unsubscribe", f"<{mime.one_line(mail.unsubscribe)}>"))
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    return mime.write_message(
+        headers,
+        text=_templates.get_template(f"{mail.template}.txt").render(context),
+        html=_templates.get_template(f"{mail.template}.html").render(context),
+    )
+
+
+def compose_mail(mail: Mail) -> bytes:
+    """The wire bytes of an invitation or a notice."""
+    if isinstance(mail, NoticeMail):
+        return compose_notice(mail)
+    return compose_invitation(mail)
+
+
+def compose_invitations(mails: Sequence[Mail]) -> list[bytes | str]:
+    """The wire bytes of each mail, or why it cannot be built (for the CPU pool)."""
     out: list[bytes | str] = []
     for mail in mails:
         try:
-            out.append(compose_invitation(mail))
+            out.append(compose_mail(mail))
         except mime.BadAddress as exc:
             out.append(str(exc))
     return out

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from cli.launcher import free_port
 from cli.mailcatcher import MailCatcher
-from services.notifications import store
+from services.notifications import deliveries, store
 from services.notifications.app import definition
 from shared.service import Running
 from tests.support.factories import envelope, publish, registration
@@ -72,7 +72,9 @@ def parsed(catcher: MailCatcher) -> list[Any]:
 async def timer_states(rt: Running) -> list[tuple[str, int, str | None]]:
     async with rt.sessions() as session:
         rows = await session.execute(
-            select(store.timers.c.status, store.timers.c.attempts, store.timers.c.last_error)
+            select(store.timers.c.status, store.timers.c.attempts, store.timers.c.last_error).where(
+                store.timers.c.kind == deliveries.SEND
+            )
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]
 

@@ -88,7 +88,11 @@ async def all_deliveries(db: HandlerDb) -> list[store.Delivery]:
 
 async def all_timers(db: HandlerDb) -> list[dict[str, Any]]:
     async with db.sessions() as session:
-        rows = await session.execute(select(store.timers).order_by(store.timers.c.key))
+        rows = await session.execute(  # the sends (reminders: test_reminders.py)
+            select(store.timers)
+            .where(store.timers.c.kind == deliveries.SEND)
+            .order_by(store.timers.c.key)
+        )
         return [dict(r._mapping) for r in rows]
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from cli.launcher import free_port
 from cli.mailcatcher import MailCatcher
-from services.notifications import store
+from services.notifications import deliveries, store
 from services.notifications.breaker import Breaker
 from services.notifications.handlers import on_participant_registered, on_session_scheduled
 from services.notifications.journal import SentJournal
@@ -152,7 +152,9 @@ async def queue_many(db: HandlerDb, count: int, *, email_of: Any = None) -> None
 async def next_due(db: HandlerDb) -> dt.datetime | None:
     async with db.sessions() as session:
         due = await session.scalar(
-            select(store.timers.c.due_at).where(store.timers.c.status == "pending")
+            select(store.timers.c.due_at).where(
+                store.timers.c.status == "pending", store.timers.c.kind == deliveries.SEND
+            )
         )
     return None if due is None else due.replace(tzinfo=dt.UTC)  # SQLite hands it back naive
 

@@ -1,0 +1,184 @@
+"""Reminders before each session, on durable timers: armed when a session is scheduled, moved
+when it is rescheduled, withdrawn when it is cancelled.
+
+One timer item per occurrence and offset (kind REMINDER), keyed `<session>|<occurrence>|<minutes>`:
+a single session is keyed by its session id (occurrence empty), an occurrence of a series by the
+series id and its RECURRENCE-ID, which is what session.rescheduled and session.cancelled name.
+When the item is due, the handler queues one reminder per attendee (handlers.on_reminder_due).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import icalendar
+import recurring_ical_events
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notifications import store
+from shared.events import SessionCancelled, SessionRescheduled, SessionScheduled
+from shared.unit_of_work import Upsert, write_upserts
+
+REMINDER = "notifications.reminder"  # timer kind; its key names the occurrence and the offset
+SERIES_HORIZON = dt.timedelta(days=400)  # occurrences of a series armed ahead, at most
+SERIES_LIMIT = 120
+
+
+def offsets(setting: str) -> list[dt.timedelta]:
+    """'24,1' -> [24 h, 1 h] before the start (duplicates and non-positive values dropped)."""
+    hours = {float(part) for part in setting.replace(";", ",").split(",") if part.strip()}
+    return [dt.timedelta(hours=h) for h in sorted(hours, reverse=True) if h > 0]
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One session (or one occurrence of a series) a reminder is about."""
+
+    base: str  # the session id, or the series id
+    recurrence_id: dt.datetime | None
+    start: dt.datetime
+    end: dt.datetime
+
+
+def _utc(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)  # an all-day date
+
+
+def occurrence_prefix(base: str, recurrence_id: dt.datetime | None) -> str:
+    """The start of the timer keys of one occurrence."""
+    rid = "" if recurrence_id is None else recurrence_id.astimezone(dt.UTC).isoformat()
+    return f"{base}|{rid}|"
+
+
+def timer_key(occurrence: Occurrence, offset: dt.timedelta) -> str:
+    """The reminder's timer key: the occurrence and how many minutes before it."""
+    minutes = int(offset.total_seconds() // 60)
+    return occurrence_prefix(occurrence.base, occurrence.recurrence_id) + str(minutes)
+
+
+def series_occurrences(
+    ical: str, *, series_id: str, after: dt.datetime, horizon: dt.timedelta = SERIES_HORIZON
+) -> list[Occurrence]:
+    """The occurrences of a series' VCALENDAR (rule, exceptions, moved ones) starting after
+    `after`, within the horizon and at most SERIES_LIMIT."""
+    calendar = icalendar.Calendar.from_ical(ical)
+    found = []
+    for component in recurring_ical_events.of(calendar).between(after, after + horizon):
+        start = _utc(component.decoded("DTSTART"))
+        end = _utc(component.decoded("DTEND")) if "DTEND" in component else start
+        rid = component.get("RECURRENCE-ID")
+        recurrence_id = _utc(rid.dt) if rid is not None else start
+        if start > after:
+            found.append(Occurrence(series_id, recurrence_id, start, end))
+    found.sort(key=lambda o: o.start)
+    return found[:SERIES_LIMIT]
+
+
+def scheduled_occurrences(event: SessionScheduled, now: dt.datetime) -> list[Occurrence]:
+    """What session.scheduled plans: one session, or the occurrences of a series."""
+    if event.rrule and event.series_id:
+        occurrences = series_occurrences(event.ical, series_id=event.series_id, after=now)
+        if occurrences:
+            return occurrences
+        return [Occurrence(event.series_id, event.start, event.start, event.end)]
+    return [Occurrence(event.session_id, None, event.start, event.end)]
+
+
+def rescheduled_occurrence(event: SessionRescheduled) -> Occurrence:
+    """The one session or occurrence session.rescheduled moved."""
+    if event.series_id and event.recurrence_id is not None:
+        return Occurrence(event.series_id, event.recurrence_id, event.start, event.end)
+    return Occurrence(event.session_id, None, event.start, event.end)
+
+
+def cancelled_prefixes(event: SessionCancelled) -> list[str]:
+    """The timer key prefixes of what session.cancelled cancels (a whole series: all of it)."""
+    if event.series_id:
+        if not event.recurrence_ids:
+            return [f"{event.series_id}|"]
+        return [occurrence_prefix(event.series_id, rid) for rid in event.recurrence_ids]
+    return [occurrence_prefix(event.session_id, None)]
+
+
+def _row(
+    program_id: str, key: str, due: dt.datetime, payload: dict[str, object]
+) -> dict[str, object]:
+    return {
+        "program_id": program_id,
+        "kind": REMINDER,
+        "key": key,
+        "due_at": due.astimezone(dt.UTC),
+        "status": "pending",
+        "payload": payload,
+        "attempts": 0,
+        "leased_until": None,
+        "lease_token": None,
+        "last_error": None,
+        "finished_at": None,
+    }
+
+
+async def withdraw(session: AsyncSession, *, program_id: str, prefixes: Iterable[str]) -> None:
+    """Removes the pending reminders whose keys start with these prefixes (now, not at commit)."""
+    t = store.timers
+    for prefix in prefixes:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        await session.execute(
+            delete(t).where(
+                t.c.program_id == program_id,
+                t.c.kind == REMINDER,
+                t.c.status == "pending",
+                t.c.key.like(f"{escaped}%", escape="\\"),
+            )
+        )
+
+
+async def arm(
+    session: AsyncSession,
+    *,
+    program_id: str,
+    occurrences: Sequence[Occurrence],
+    before: Sequence[dt.timedelta],
+    now: dt.datetime,
+    payload: dict[str, object],
+    replace: bool = True,
+) -> int:
+    """Arms (or moves) each occurrence's reminders that are still ahead; withdraws those that
+    are not (a session moved to within the hour gets no 24 h reminder). Returns how many."""
+    rows = []
+    for occurrence in occurrences:
+        for offset in before:
+            due = occurrence.start - offset
+            if due <= now:
+                continue
+            rows.append(
+                _row(
+                    program_id,
+                    timer_key(occurrence, offset),
+                    due,
+                    payload
+                    | {
+                        "start": occurrence.start.isoformat(),
+                        "end": occurrence.end.isoformat(),
+                        "recurrence_id": occurrence.recurrence_id.isoformat()
+                        if occurrence.recurrence_id
+                        else None,
+                        "minutes": int(offset.total_seconds() // 60),
+                    },
+                )
+            )
+    if replace:  # at once (not at the batch's commit), as is the arming below
+        await withdraw(
+            session,
+            program_id=program_id,
+            prefixes=[occurrence_prefix(o.base, o.recurrence_id) for o in occurrences],
+        )
+    if rows:
+        await write_upserts(session, [Upsert(store.timers, row) for row in rows])
+    return len(rows)
