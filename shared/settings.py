@@ -108,6 +108,28 @@ class Settings(BaseSettings):
         default="24,1",
         description="notifications: hours before each session a reminder goes out ('' for none)",
     )
+    pairing_consent_required: bool = Field(
+        default=False,
+        description="pairing: rounds propose pairs (pair.proposed) and form them only once both "
+        "people accept; off: rounds form pairs at once",
+    )
+    pairing_consent_by_program: dict[str, bool] = Field(
+        default_factory=dict, description='per program, e.g. {"prog-a": true} (JSON)'
+    )
+    pairing_proposal_hours: float = Field(
+        default=72, gt=0, description="pairing: a proposal nobody answered expires after this"
+    )
+    pairing_coordinator_secret: SecretStr | None = Field(
+        default=None,
+        description="pairing: bearer token for POST /programs/{p}/matching; unset: the endpoint "
+        "is refused (403)",
+    )
+    coordinators: dict[str, str] = Field(
+        default_factory=dict,
+        description='notifications: per program, its coordinator, e.g. {"prog-a": "Ada Lee '
+        '<ada@example.org>"} (JSON): Reply-To of its mails, recipient of at-risk alerts and '
+        "the last level of overdue check-ins",
+    )
     cpu_workers: int = Field(
         default=1, ge=1, description="worker processes for CPU-heavy work (matching, MIME)"
     )
