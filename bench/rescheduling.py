@@ -8,6 +8,11 @@ is the latency from publishing participant.timezone_changed to the arrival of th
 session.rescheduled (and its first), p50/p99 over the pairs, on a real nats-server with the
 scheduling service as it runs in production (consumer, unit of work, outbox relay).
 
+Each change comes alone (`--gap`, default 0.3 s, between one pair's last update and the next
+change): zone changes are rare, and back to back (`--gap 0`) every change also waits for the
+cross-subject barrier's next consumer-info poll (shared/barrier.py polls at most every 0.2 s, and
+a waiter that finds a poll too recent sleeps a whole interval), which is not re-planning work.
+
 Baseline, measured in the same run on the same server: a raw JetStream publish (PubAck awaited)
 to a plain subscriber's receipt, p50/p99 over as many round trips. This machine is shared and
 noisy; compare the ratio, not the absolute times. Target: p99 < 200 ms.
@@ -116,7 +121,7 @@ async def _until(check: Any, within: float, what: str) -> None:
         await asyncio.sleep(0.002)
 
 
-async def run(pairs: int, database_url: str | None, fetch_timeout: float) -> None:
+async def run(pairs: int, database_url: str | None, fetch_timeout: float, gap: float) -> None:
     folder = Path(tempfile.mkdtemp(prefix="mentorship-bench-"))
     server = NatsServer(free_port(), folder / "nats", folder / "nats.log")
     server.start()
@@ -157,6 +162,7 @@ async def run(pairs: int, database_url: str | None, fetch_timeout: float) -> Non
                 "every pair's kickoff and series",
             )
             for i in range(pairs):
+                await asyncio.sleep(gap)
                 pair = f"p{i}"
                 expected = arrivals.counts[("scheduled", pair)]
                 change = _envelope(
@@ -229,9 +235,15 @@ def main() -> None:
         help="MENTORSHIP_FETCH_TIMEOUT_SECONDS for the service: a pull that is already waiting "
         "returns only when its batch is full or this much time has passed (nats-py)",
     )
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=0.3,
+        help="seconds between one change's last update and the next change (0: back to back)",
+    )
     args = parser.parse_args()
-    print(f"consumer fetch timeout: {args.fetch_timeout} s")
-    asyncio.run(run(args.pairs, args.database_url, args.fetch_timeout))
+    print(f"consumer fetch timeout: {args.fetch_timeout} s, gap between changes: {args.gap} s")
+    asyncio.run(run(args.pairs, args.database_url, args.fetch_timeout, args.gap))
 
 
 if __name__ == "__main__":

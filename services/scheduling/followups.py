@@ -10,12 +10,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Sequence
 from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.scheduling import checkins, store
 from services.scheduling.plans import Status
 from shared.events import CheckinDue, CheckinOverdue, SessionHeld, SessionMissed
-from shared.timers import Due, TimerHandler, cancel, schedule
+from shared.timers import PENDING, Due, TimerHandler, cancel, schedule
 from shared.unit_of_work import UnitOfWork
 
 MISSED, DUE, OVERDUE = "session.missed", "checkin.due", "checkin.overdue"
@@ -30,6 +36,56 @@ async def arm_missed(uow: UnitOfWork, row: store.Session) -> None:
         uow.session, store.timers, program_id=row.program_id, kind=MISSED, key=row.session_id,
         due_at=due,
     )  # fmt: skip
+
+
+async def arm_missed_many(uow: UnitOfWork, rows: Sequence[store.Session]) -> None:
+    """`arm_missed` for many sessions in one statement (a series, or a re-plan of one).
+
+    The same row values as `shared.timers.schedule` writes: pending, no lease, no attempts. One
+    statement, compiled once and cached, sent with a parameter set per session (executemany).
+    """
+    after = dt.timedelta(hours=uow.settings.missed_after_hours)
+    values: list[dict[str, Any]] = [
+        {
+            "program_id": row.program_id,
+            "kind": MISSED,
+            "key": row.session_id,
+            "due_at": store.utc(row.end) + after,  # type: ignore[arg-type]
+            "status": PENDING,
+            "payload": {},
+            "attempts": 0,
+            "leased_until": None,
+            "lease_token": None,
+            "last_error": None,
+            "finished_at": None,
+        }
+        for row in {r.session_id: r for r in rows if r.end is not None}.values()
+    ]
+    if values:
+        await uow.session.execute(_arm_statement(uow.session.get_bind().dialect.name), values)
+
+
+@functools.cache
+def _arm_statement(dialect: str) -> Any:
+    insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(store.timers)
+    changed = ("due_at", "status", "payload", "attempts", "leased_until", "lease_token")
+    changes = {name: insert.excluded[name] for name in (*changed, "last_error", "finished_at")}
+    return insert.on_conflict_do_update(index_elements=["program_id", "kind", "key"], set_=changes)
+
+
+async def disarm_missed_many(uow: UnitOfWork, rows: Sequence[store.Session]) -> None:
+    """`disarm_missed` for many sessions of one program in one statement."""
+    if not rows:
+        return
+    t = store.timers
+    await uow.session.execute(
+        delete(t).where(
+            t.c.program_id == rows[0].program_id,
+            t.c.kind == MISSED,
+            t.c.key.in_([r.session_id for r in rows]),
+            t.c.status == PENDING,
+        )
+    )
 
 
 async def disarm_missed(uow: UnitOfWork, row: store.Session) -> None:

@@ -77,6 +77,7 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
     schedules = meetings.Schedules(uow, event.program_id)
     for row in rows:
         await meetings.recheck(uow, row, why=why, schedules=schedules)
+    await schedules.finish()
 
 
 async def on_participant_unavailable(event: ParticipantUnavailable, uow: UnitOfWork) -> None:
@@ -193,6 +194,7 @@ async def on_pair_resumed(event: PairResumed, uow: UnitOfWork) -> None:
             await meetings.recheck(
                 uow, row, why="the pair resumed", reinstate=True, schedules=schedules
             )
+    await schedules.finish()
     meeting = await store.get_meeting(
         uow.session,
         program_id=event.program_id,

@@ -54,6 +54,37 @@ class Schedules:
     people: dict[str, store.Person] = field(default_factory=dict)
     planned: dict[str, dict[str, Interval]] = field(default_factory=dict)
     absent: dict[str, list[Interval]] = field(default_factory=dict)
+    # held here, not only in the session's weak identity map: a flushed meeting is otherwise
+    # collected and loaded again for the next occurrence
+    meetings: dict[str, store.Meeting] = field(default_factory=dict)
+    to_arm: dict[str, store.Session] = field(default_factory=dict)
+    availabilities: dict[str, tuple[tuple[str, str], Availability]] = field(default_factory=dict)
+
+    async def meeting(self, row: store.Session) -> store.Meeting:
+        key = row.meeting_id or row.session_id
+        if key not in self.meetings:
+            self.meetings[key] = await store.meeting_of(self.uow.session, row)
+        return self.meetings[key]
+
+    def _availability(self, person: store.Person) -> Availability:
+        # kept while the person's zone and hours stay what they are (a handler may change them)
+        key = (person.timezone, repr(person.working_hours))
+        known = self.availabilities.get(person.participant_id)
+        if known is None or known[0] != key:
+            availability = Availability.from_json(person.timezone, person.working_hours)
+            self.availabilities[person.participant_id] = known = (key, availability)
+        return known[1]
+
+    def arm(self, row: store.Session) -> None:
+        """The session's missed-session check is (re)armed by `finish`, in one statement."""
+        self.to_arm[row.session_id] = row
+
+    async def finish(self) -> None:
+        """Writes what was deferred: the missed-session checks of moved occurrences."""
+        rows, self.to_arm = list(self.to_arm.values()), {}
+        await followups.arm_missed_many(
+            self.uow, [r for r in rows if r.status == Status.SCHEDULED.value]
+        )
 
     async def person(self, participant_id: str) -> store.Person:
         if participant_id not in self.people:
@@ -71,7 +102,7 @@ class Schedules:
     async def planner(self, participant_id: str, *, exclude: str) -> Planner:
         person = await self.person(participant_id)
         busy = [i for sid, i in self.planned[participant_id].items() if sid != exclude]
-        availability = Availability.from_json(person.timezone, person.working_hours)
+        availability = self._availability(person)
         return Planner(
             participant_id, availability, busy + self.absent[participant_id], person.edge_burden
         )
@@ -90,14 +121,20 @@ def _person(row: store.Person, role: Role) -> announcements.Person:
     return announcements.Person(row.participant_id, row.email, row.display_name, row.timezone, role)
 
 
-async def view(uow: UnitOfWork, meeting: store.Meeting) -> announcements.Meeting:
+async def view(
+    uow: UnitOfWork, meeting: store.Meeting, schedules: Schedules | None = None
+) -> announcements.Meeting:
     """The meeting as announcements need it, with the attendees' current addresses."""
-    mentor = await store.person_or_raise(
-        uow.session, program_id=meeting.program_id, participant_id=meeting.mentor_id
-    )
-    mentee = await store.person_or_raise(
-        uow.session, program_id=meeting.program_id, participant_id=meeting.mentee_id
-    )
+    if schedules is not None:
+        mentor = await schedules.person(meeting.mentor_id)
+        mentee = await schedules.person(meeting.mentee_id)
+    else:
+        mentor = await store.person_or_raise(
+            uow.session, program_id=meeting.program_id, participant_id=meeting.mentor_id
+        )
+        mentee = await store.person_or_raise(
+            uow.session, program_id=meeting.program_id, participant_id=meeting.mentee_id
+        )
     s = uow.settings
     return announcements.Meeting(
         program_id=meeting.program_id,
@@ -171,8 +208,7 @@ async def add_plan(
         for o in plan.occurrences
     ]
     uow.session.add_all(rows)
-    for row in rows:
-        await followups.arm_missed(uow, row)
+    await followups.arm_missed_many(uow, rows)
     await _burden(uow, program_id, plan.burdened())
     shown = await view(uow, meeting)
     now = uow.clock.now()
@@ -223,8 +259,8 @@ async def recheck(
     `force`: it must move (declined). `reinstate`: a cancelled occurrence is announced again,
     at its time if both can still make it.
     """
-    meeting = await store.meeting_of(uow.session, row)
     known = schedules or Schedules(uow, row.program_id)
+    meeting = await known.meeting(row)
     mentor = await known.planner(meeting.mentor_id, exclude=row.session_id)
     mentee = await known.planner(meeting.mentee_id, exclude=row.session_id)
     now = uow.clock.now()
@@ -243,7 +279,7 @@ async def recheck(
         end = start + dt.timedelta(minutes=meeting.minutes)
         decision = replanning.Move(Slot(Interval(start, end)), "at its usual time")
     if isinstance(decision, replanning.Move):
-        await move(uow, meeting, row, decision, why=why)
+        await move(uow, meeting, row, decision, why=why, schedules=known)
     elif isinstance(decision, replanning.Impossible):
         if not reinstate:
             await cancel(uow, meeting, [row], reason=f"{why}: {decision.reason}")
@@ -255,6 +291,8 @@ async def recheck(
             )
         )  # fmt: skip
     known.update(row)
+    if schedules is None:
+        await known.finish()
     return decision
 
 
@@ -265,17 +303,22 @@ async def move(
     decision: replanning.Move,
     *,
     why: str,
+    schedules: Schedules,
 ) -> None:
-    """Moves one occurrence: SEQUENCE + 1 and a session.rescheduled with the update."""
+    """Moves one occurrence: SEQUENCE + 1 and a session.rescheduled with the update.
+
+    Its missed-session check is re-armed by `schedules.finish()`.
+    """
     previous = store.utc(row.start or row.recurrence_id)  # type: ignore[arg-type]
     meeting.sequence += 1
     row.start, row.end = decision.slot.interval.start, decision.slot.interval.end
     row.status, row.sequence = Status.SCHEDULED.value, meeting.sequence
-    await followups.arm_missed(uow, row)
-    await _burden(uow, row.program_id, decision.slot.edge_of)
+    schedules.arm(row)
+    for participant_id in decision.slot.edge_of:
+        (await schedules.person(participant_id)).edge_burden += 1
     uow.emit(
         announcements.rescheduled(
-            await view(uow, meeting), occurrence(row), previous_start=previous,
+            await view(uow, meeting, schedules), occurrence(row), previous_start=previous,
             reason=f"{why}; {decision.reason}", now=uow.clock.now(),
         )
     )  # fmt: skip
@@ -293,7 +336,7 @@ async def cancel(
             row.start = store.utc(row.recurrence_id)
             row.end = row.start + dt.timedelta(minutes=meeting.minutes)
         row.status, row.sequence, row.note = Status.CANCELLED.value, meeting.sequence, reason[:500]
-        await followups.disarm_missed(uow, row)
+    await followups.disarm_missed_many(uow, rows)
     uow.emit(
         announcements.cancelled(
             await view(uow, meeting), [occurrence(r) for r in rows], reason=reason,

@@ -8,11 +8,20 @@ only shared time is at the edge of someone's day, burdens whoever was burdened l
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from shared.worktime import Availability, Interval, covers, intersect, subtract, working_intervals
+from shared.worktime import (
+    Availability,
+    Hours,
+    Interval,
+    covers,
+    intersect,
+    subtract,
+    working_intervals,
+)
 
 QUARTER = 15
 EDGE = dt.timedelta(minutes=60)  # a slot this close to the start or end of a working day
@@ -69,16 +78,30 @@ def _window_days(start: dt.datetime, end: dt.datetime) -> tuple[dt.date, int]:
     return first, (end.date() - first).days + 3
 
 
-def _work(person: Planner, start: dt.datetime, end: dt.datetime) -> list[Interval]:
+def _work(person: Planner, start: dt.datetime, end: dt.datetime) -> Sequence[Interval]:
     first, days = _window_days(start, end)
-    return working_intervals(person.availability, first, days)
+    who = person.availability
+    hours = tuple((h.weekday, h.start, h.end) for h in who.hours)
+    return _working(who.timezone, hours, first, days)
+
+
+@functools.lru_cache(maxsize=4096)
+def _working(
+    timezone: str, hours: tuple[tuple[int, dt.time, dt.time], ...], first: dt.date, days: int
+) -> tuple[Interval, ...]:
+    # re-planning a series asks for the same people's same days again and again (each
+    # occurrence is checked at its rule time, then searched around): computed once each
+    availability = Availability(timezone, [Hours(*h) for h in hours])
+    return tuple(working_intervals(availability, first, days))
 
 
 def _blocked(people: Sequence[Planner], buffer: dt.timedelta) -> list[Interval]:
     return [Interval(b.start - buffer, b.end + buffer) for p in people for b in p.busy]
 
 
-def _edges(slot: Interval, people: Sequence[Planner], work: Sequence[list[Interval]]) -> list[str]:
+def _edges(
+    slot: Interval, people: Sequence[Planner], work: Sequence[Sequence[Interval]]
+) -> list[str]:
     edged = []
     for person, intervals in zip(people, work, strict=True):
         for block in intervals:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from icalendar import Calendar
+from sqlalchemy import select
 
 from services.scheduling import store
 from services.scheduling.handlers import (
@@ -107,6 +108,33 @@ async def test_a_timezone_change_moves_every_later_occurrence_into_the_new_overl
         if row.start and row.start.replace(tzinfo=UTC) >= dt.datetime(2027, 3, 21, tzinfo=UTC):
             span = Interval(row.start.replace(tzinfo=UTC), row.end.replace(tzinfo=UTC))  # type: ignore[union-attr]
             assert inside(nine_to_five(NEW_YORK), span)
+
+
+async def test_a_whole_series_is_re_planned_in_a_few_statements_and_its_checks_re_armed(db):
+    await formed_pair(db)
+    change = event(
+        ParticipantTimezoneChanged, participant_id="e", old_timezone="Europe/Berlin",
+        new_timezone=NEW_YORK, effective_date="2027-03-01",
+    )  # fmt: skip
+    with db.statements() as sent:
+        uow = await db.apply(on_timezone_changed, change)
+    moved = [e for e in uow.emitted if isinstance(e, SessionRescheduled)]
+    assert len(moved) >= 20
+    # loads (the person, the rows, both people's busy time, the meetings), one write per table
+    # and the re-armed checks in one statement: a statement per occurrence was 137 in all
+    assert len(sent) <= 25, sent
+    assert sum(s.startswith("INSERT INTO timers") for s in sent) == 1
+    async with db.sessions() as session:
+        armed = dict(
+            (await session.execute(
+                select(store.timers.c.key, store.timers.c.due_at).where(
+                    store.timers.c.kind == "session.missed", store.timers.c.status == "pending"
+                )
+            )).all()
+        )  # fmt: skip
+    for e in moved:  # each moved occurrence is checked for a confirmation after its new end
+        due = armed[e.session_id].replace(tzinfo=UTC)
+        assert due == e.end + dt.timedelta(hours=db.settings.missed_after_hours)
 
 
 async def test_an_absence_cancels_its_occurrences_with_recurrence_ids_and_the_rhythm_resumes(db):
