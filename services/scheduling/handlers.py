@@ -12,6 +12,7 @@ from shared.consumer import Subscription
 from shared.events import (
     CharterAgreed,
     CheckinSubmitted,
+    MilestoneReached,
     PairEnded,
     PairFormed,
     PairPaused,
@@ -21,6 +22,7 @@ from shared.events import (
     ParticipantUnavailable,
     ParticipantUpdated,
     SessionHeld,
+    SessionKind,
     SessionResponded,
 )
 from shared.unit_of_work import UnitOfWork
@@ -165,6 +167,37 @@ async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:
     )  # fmt: skip
 
 
+async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None:
+    """A milestone reached: a feedback moment at the next fair slot both can make."""
+    program = event.program_id
+    session_id = plans.feedback_session_id(program, event.pair_id, event.milestone_id)
+    if await store.get_meeting(uow.session, program_id=program, meeting_id=session_id):
+        return  # this milestone has its feedback moment already
+    kickoff = await store.get_meeting(
+        uow.session, program_id=program, meeting_id=plans.kickoff_session_id(program, event.pair_id)
+    )
+    if kickoff is None:
+        return  # a pair scheduling never planned (no pair.formed): nobody to invite
+    ids = {"program_id": program, "pair_id": event.pair_id}
+    ids |= {"mentor": kickoff.mentor_id, "mentee": kickoff.mentee_id}
+    mentor_row = await store.person_or_raise(
+        uow.session, program_id=program, participant_id=kickoff.mentor_id
+    )
+    mentee_row = await store.person_or_raise(
+        uow.session, program_id=program, participant_id=kickoff.mentee_id
+    )
+    rules = meetings.rules_of(uow)
+    plan = plans.plan_single(
+        session_id,
+        SessionKind.FEEDBACK_MOMENT,
+        await meetings.planner(uow, mentor_row),
+        await meetings.planner(uow, mentee_row),
+        not_before=uow.clock.now() + rules.notice,
+        rules=rules,
+    )
+    await meetings.add_plan(uow, plan, **ids)
+
+
 async def on_pair_paused(event: PairPaused, uow: UnitOfWork) -> None:
     """Occurrences until the pause ends (or all future ones) are cancelled."""
     until = None
@@ -282,5 +315,6 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(SessionResponded, on_session_responded, after=(PairFormed,)),
     Subscription(SessionHeld, on_session_held, after=(PairFormed,)),
     Subscription(CharterAgreed, on_charter_agreed, after=(PairFormed,)),
+    Subscription(MilestoneReached, on_milestone_reached, after=(PairFormed,)),
     Subscription(CheckinSubmitted, on_checkin_submitted),
 ]

@@ -42,6 +42,11 @@ def kickoff_session_id(program_id: str, pair_id: str) -> str:
     return _name(program_id, pair_id, SessionKind.KICKOFF.value)
 
 
+def feedback_session_id(program_id: str, pair_id: str, milestone_id: str) -> str:
+    """The id of the feedback moment planned when a pair reached one milestone."""
+    return _name(program_id, pair_id, SessionKind.FEEDBACK_MOMENT.value, milestone_id)
+
+
 def series_id(program_id: str, pair_id: str, generation: int = 0) -> str:
     """The id of a pair's series; a re-planned series (new cadence) is a new generation."""
     return _name(program_id, pair_id, "series", str(generation))
@@ -115,7 +120,23 @@ def plan_kickoff(
     rules: Rules,
 ) -> MeetingPlan:
     """The pair's kickoff in both people's working hours, written in the mentor's zone."""
-    profile = kinds.profile(SessionKind.KICKOFF)
+    session_id = kickoff_session_id(program_id, pair_id)
+    return plan_single(
+        session_id, SessionKind.KICKOFF, mentor, mentee, not_before=not_before, rules=rules
+    )
+
+
+def plan_single(
+    session_id: str,
+    kind: SessionKind,
+    mentor: Planner,
+    mentee: Planner,
+    *,
+    not_before: dt.datetime,
+    rules: Rules,
+) -> MeetingPlan:
+    """One session of a kind (its default length) at the first fair slot both can make."""
+    profile = kinds.profile(kind)
     found = find_slot(
         mentor,
         mentee,
@@ -124,14 +145,13 @@ def plan_kickoff(
         until=not_before + rules.horizon,
         rules=rules,
     )
-    session_id = kickoff_session_id(program_id, pair_id)
     if isinstance(found, NoSlot):
         planned = Planned(session_id, None, None, Status.UNSCHEDULABLE, found.reason)
     else:
         planned = Planned(session_id, None, found.interval, Status.SCHEDULED, None, found.edge_of)
     return MeetingPlan(
         session_id,
-        SessionKind.KICKOFF,
+        kind,
         profile.minutes,
         mentor.availability.timezone,
         None,

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from services.scheduling import store
 from services.scheduling.handlers import (
+    on_milestone_reached,
     on_pair_ended,
     on_pair_formed,
     on_pair_paused,
@@ -26,6 +27,7 @@ from services.scheduling.handlers import (
 from services.scheduling.planning import Planner
 from shared.errors import UnknownReference
 from shared.events import (
+    MilestoneReached,
     PairEnded,
     PairFormed,
     PairPaused,
@@ -231,3 +233,37 @@ async def test_a_reply_for_an_unknown_session_names_what_to_publish(db):
     )  # fmt: skip
     with pytest.raises(UnknownReference, match=r"session\.scheduled"):
         await db.apply(on_session_responded, reply)
+
+
+async def test_a_milestone_reached_plans_one_feedback_moment_both_can_make(db):
+    kickoff, regular = await formed_pair(db)
+    reached = event(MilestoneReached, pair_id="p", milestone_id="ms-1", title="First talk given")
+    uow = await db.apply(on_milestone_reached, reached)
+    [moment] = uow.emitted
+    assert isinstance(moment, SessionScheduled)
+    assert moment.kind == "feedback_moment" and moment.series_id is None
+    assert moment.end - moment.start == dt.timedelta(minutes=30)
+    assert moment.agenda.startswith("A milestone was reached")
+    assert moment.uid not in (kickoff.uid, regular.uid)
+    assert moment.start >= db.clock.now() + dt.timedelta(hours=db.settings.session_notice_hours)
+    slot = Interval(moment.start, moment.end)
+    assert inside(nine_to_five("Europe/Berlin"), slot)
+    # never on top of the pair's other sessions (kickoff or series), with the buffer
+    buffer = dt.timedelta(minutes=db.settings.session_buffer_minutes)
+    for row in await rows(db):
+        if row.session_id != moment.session_id and row.start and row.end:
+            start, end = row.start.replace(tzinfo=UTC), row.end.replace(tzinfo=UTC)
+            assert end + buffer <= moment.start or moment.end + buffer <= start
+    [vevent] = Calendar.from_ical(moment.ical).walk("VEVENT")
+    assert str(vevent["SUMMARY"]).startswith("Feedback moment")
+    again = await db.apply(on_milestone_reached, reached)
+    assert again.emitted == []  # the same milestone again plans nothing more
+    other = event(MilestoneReached, pair_id="p", milestone_id="ms-2", title="Second")
+    [second] = (await db.apply(on_milestone_reached, other)).emitted
+    assert isinstance(second, SessionScheduled) and second.session_id != moment.session_id
+    assert second.start >= moment.end + buffer or second.end + buffer <= moment.start
+
+
+async def test_a_milestone_of_a_pair_scheduling_never_planned_plans_nothing(db):
+    reached = event(MilestoneReached, pair_id="nobody", milestone_id="ms", title="x")
+    assert (await db.apply(on_milestone_reached, reached)).emitted == []
