@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.pairing import profiles, rounds, store
+from services.pairing import consent, profiles, rounds, store
 from shared.consumer import Subscription
 from shared.events import (
     MatchingRequested,
@@ -52,7 +52,8 @@ async def on_participant_left(event: ParticipantLeft, uow: UnitOfWork) -> None:
 
 
 async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> None:
-    """Pairs the program's unpaired mentees and announces each pair and the round's outcome."""
+    """Pairs (or, with consent, proposes) the program's unpaired mentees and announces each pair
+    and the round's outcome; a dry run announces only the outcome and keeps nothing."""
     session, program = uow.session, event.program_id
     if await store.get_round(session, program_id=program, round_id=event.round_id):
         return  # the round ran already; a second request for it changes nothing
@@ -66,11 +67,15 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
     )
     # matching is CPU-bound: in the pool, the loop keeps acking, relaying and answering health
     result = await uow.cpu.run(rounds.match, standing)
+    now = uow.clock.now()
     outcome = rounds.outcome(
-        program_id=program, round_id=event.round_id, result=result, now=uow.clock.now()
-    )
-    await store.add_round(session, outcome)
-    await session.flush()  # a mentee paired by a concurrent round fails here, before any emit
+        program_id=program, round_id=event.round_id, result=result, now=now,
+        proposal_expires_at=consent.deadline(uow.settings, program, now), dry_run=event.dry_run,
+    )  # fmt: skip
+    if not event.dry_run:
+        await store.add_round(session, outcome)
+        await session.flush()  # a mentee paired by a concurrent round fails here
+        await consent.arm_expiry(uow, program, outcome.pairs)
     for announced in outcome.events:
         uow.emit(announced)
 

@@ -7,8 +7,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from services.pairing.matching import MatchResult, Profile, propose_pairs
-from shared.events import Event, MatchingCompleted, PairFormed
+from services.pairing.matching import MatchResult, Profile, Proposal, propose_pairs
+from shared.events import Event, MatchingCompleted, PairFormed, PairProposed
 
 PROPOSED = "proposed"  # waiting for both people's consent; holds the mentor's slot
 ACTIVE = "active"
@@ -52,13 +52,15 @@ def pair_id(program_id: str, round_id: str, mentee_id: str) -> str:
 
 @dataclass(frozen=True)
 class NewPair:
-    """A pair a round formed, as it is stored."""
+    """A pair a round formed or proposed, as it is stored."""
 
     pair_id: str
     mentor_id: str
     mentee_id: str
     language: str
     status: str
+    reasons: tuple[str, ...] = ()
+    expires_at: dt.datetime | None = None  # of a proposal
 
 
 @dataclass(frozen=True)
@@ -72,31 +74,69 @@ class RoundOutcome:
     events: tuple[Event, ...]
 
 
-def outcome(
-    *, program_id: str, round_id: str, result: MatchResult, now: dt.datetime
-) -> RoundOutcome:
-    """Each proposal becomes an active pair announced by pair.formed; matching.completed last."""
-    pairs = tuple(
-        NewPair(
-            pair_id=pair_id(program_id, round_id, p.mentee_id),
-            mentor_id=p.mentor_id,
-            mentee_id=p.mentee_id,
-            language=p.language,
-            status=ACTIVE,
-        )
-        for p in result.pairs
-    )
-    formed = [
-        PairFormed(
+def announce(
+    program_id: str, round_id: str, pair: NewPair, proposal: Proposal, now: dt.datetime
+) -> Event:
+    """pair.formed for a pair formed at once; pair.proposed (why, until when) for a proposal."""
+    if pair.status == PROPOSED:
+        return PairProposed(
             program_id=program_id,
             occurred_at=now,
             pair_id=pair.pair_id,
             round_id=round_id,
             mentor_id=pair.mentor_id,
             mentee_id=pair.mentee_id,
-            language=pair.language,
+            score=proposal.score,
             reasons=list(proposal.reasons),
+            language=pair.language,
+            expires_at=pair.expires_at,
         )
+    return PairFormed(
+        program_id=program_id,
+        occurred_at=now,
+        pair_id=pair.pair_id,
+        round_id=round_id,
+        mentor_id=pair.mentor_id,
+        mentee_id=pair.mentee_id,
+        language=pair.language,
+        reasons=list(proposal.reasons),
+    )
+
+
+def new_pair(
+    pair_id: str, proposal: Proposal, *, proposal_expires_at: dt.datetime | None
+) -> NewPair:
+    """An active pair, or (when consent is asked) a proposal until `proposal_expires_at`."""
+    return NewPair(
+        pair_id=pair_id,
+        mentor_id=proposal.mentor_id,
+        mentee_id=proposal.mentee_id,
+        language=proposal.language,
+        status=ACTIVE if proposal_expires_at is None else PROPOSED,
+        reasons=proposal.reasons,
+        expires_at=proposal_expires_at,
+    )
+
+
+def outcome(
+    *,
+    program_id: str,
+    round_id: str,
+    result: MatchResult,
+    now: dt.datetime,
+    proposal_expires_at: dt.datetime | None = None,
+    dry_run: bool = False,
+) -> RoundOutcome:
+    """Each match becomes an active pair announced by pair.formed, or (consent asked) a proposal
+    announced by pair.proposed; matching.completed last. A dry run forms and announces no pair."""
+    pairs = tuple(
+        new_pair(
+            pair_id(program_id, round_id, p.mentee_id), p, proposal_expires_at=proposal_expires_at
+        )
+        for p in result.pairs
+    )
+    announced = [
+        announce(program_id, round_id, pair, proposal, now)
         for pair, proposal in zip(pairs, result.pairs, strict=True)
     ]
     completed = MatchingCompleted(
@@ -106,5 +146,8 @@ def outcome(
         pairs_formed=len(pairs),
         unmatched_mentees=len(result.unmatched_mentee_ids),
         unmatched_mentee_ids=result.unmatched_mentee_ids[:UNMATCHED_SAMPLE],
+        dry_run=dry_run,
     )
-    return RoundOutcome(program_id, round_id, now, pairs, (*formed, completed))
+    if dry_run:
+        return RoundOutcome(program_id, round_id, now, (), (completed,))
+    return RoundOutcome(program_id, round_id, now, pairs, (*announced, completed))

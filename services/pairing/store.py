@@ -29,10 +29,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.pairing.matching import Profile
 from services.pairing.profiles import ProfileChange
-from services.pairing.rounds import ACTIVE, CLOSED, OPEN, RoundOutcome
+from services.pairing.rounds import ACTIVE, CLOSED, OPEN, NewPair, RoundOutcome
 from shared.errors import UnknownReference
 from shared.outbox import add_delivery_tables
 from shared.records import get_or_raise
+from shared.timers import add_timer_table
 from shared.unit_of_work import UnitOfWork
 from shared.worktime import Availability
 
@@ -42,6 +43,7 @@ class Base(DeclarativeBase):
 
 
 delivery = add_delivery_tables(Base.metadata)
+timers = add_timer_table(Base.metadata)  # proposals' expiry
 
 
 class Participant(Base):
@@ -78,6 +80,11 @@ class Pair(Base):
     language: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default=ACTIVE)
     formed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    reasons: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # a proposal's deadline and each person's answer (accepted, declined) while consent is asked
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    mentor_answer: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    mentee_answer: Mapped[str | None] = mapped_column(String(10), nullable=True)
 
     __table_args__ = (
         UniqueConstraint("program_id", "mentor_id", "mentee_id", name="uq_pairs_once"),
@@ -143,7 +150,8 @@ async def ensure_has_participants(session: AsyncSession, *, program_id: str) -> 
         )
 
 
-def _profile(row: Participant) -> Profile:
+def profile(row: Participant) -> Profile:
+    """The matching profile of a participant's row."""
     return Profile(
         participant_id=row.participant_id,
         availability=Availability.from_json(row.timezone, row.working_hours),
@@ -168,7 +176,7 @@ async def active_profiles(
         )
         .order_by(Participant.registered_at, Participant.participant_id)
     )
-    return tuple(_profile(row) for row in rows)
+    return tuple(profile(row) for row in rows)
 
 
 async def pairings(
@@ -259,6 +267,8 @@ async def add_round(session: AsyncSession, outcome: RoundOutcome) -> None:
             language=pair.language,
             status=pair.status,
             formed_at=outcome.completed_at,
+            reasons=list(pair.reasons),
+            expires_at=pair.expires_at,
         )
         for pair in outcome.pairs
     )
@@ -268,5 +278,43 @@ async def add_round(session: AsyncSession, outcome: RoundOutcome) -> None:
             round_id=outcome.round_id,
             completed_at=outcome.completed_at,
             pairs_formed=len(outcome.pairs),
+        )
+    )
+
+
+async def pair_for_update(session: AsyncSession, *, program_id: str, pair_id: str) -> Pair | None:
+    """A pair, locked until the transaction ends (two answers to one proposal apply in turn)."""
+    pair: Pair | None = await session.scalar(
+        select(Pair)
+        .where(Pair.program_id == program_id, Pair.pair_id == pair_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return pair
+
+
+async def participant(
+    session: AsyncSession, *, program_id: str, participant_id: str
+) -> Participant | None:
+    """A participant of the program, or None."""
+    return await session.get(Participant, (program_id, participant_id))
+
+
+def add_pair(
+    session: AsyncSession, *, program_id: str, round_id: str, pair: NewPair, now: dt.datetime
+) -> None:
+    """Stores one new pair (a re-match); its mentor's slot is taken by the caller."""
+    session.add(
+        Pair(
+            program_id=program_id,
+            pair_id=pair.pair_id,
+            round_id=round_id,
+            mentor_id=pair.mentor_id,
+            mentee_id=pair.mentee_id,
+            language=pair.language,
+            status=pair.status,
+            formed_at=now,
+            reasons=list(pair.reasons),
+            expires_at=pair.expires_at,
         )
     )

@@ -18,6 +18,7 @@ class MatchingRequested(Event):
 
     round_id: Id
     requested_by: str | None = None
+    dry_run: bool = Field(default=False, description="a preview: matching.completed, no pairs")
 
 
 class MatchingCompleted(Event):
@@ -30,6 +31,7 @@ class MatchingCompleted(Event):
         max_length=100,
         description="a sample of at most 100 unmatched mentees; the count is unmatched_mentees",
     )
+    dry_run: bool = Field(default=False, description="a preview: pairs_formed were not formed")
 
 
 class PairProposed(Event):
@@ -41,6 +43,13 @@ class PairProposed(Event):
     mentee_id: Id
     score: float
     reasons: list[str] = no_items()
+    language: str | None = None
+    expires_at: dt.datetime | None = Field(
+        default=None, description="unanswered by then, the proposal expires (pair.declined)"
+    )
+    replaces_pair_id: str | None = Field(
+        default=None, description="the declined or expired proposal this one re-matches"
+    )
 
 
 class PairAccepted(Event):

@@ -1,0 +1,101 @@
+"""What participants click in pairing's mails: accept or decline a proposed pair (thin).
+
+GET shows the proposal with two buttons that POST the answer (mail scanners prefetch GET links;
+a GET never changes anything). Tokens are shared.links tokens of kind PAIR_RESPONSE, data
+{program_id, proposal_id, participant_id}.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from services.pairing import consent, rounds, store
+from shared.links import PAIR_RESPONSE, LinkExpired, LinkInvalid, link_signer
+from shared.service import Running
+
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>
+<body><main><h1>{title}</h1>{body}</main></body></html>"""
+
+
+def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    """An HTML page; `body` is HTML already escaped by the caller."""
+    return HTMLResponse(PAGE.format(title=html.escape(title), body=body), status_code=status)
+
+
+def running_of(request: Request) -> Running:
+    """The started service behind the HTTP app."""
+    running: Running | None = request.app.state.service.running
+    if running is None:
+        raise RuntimeError("pairing is starting; try again in a moment")
+    return running
+
+
+def _verify(request: Request, token: str) -> dict[str, Any] | HTMLResponse:
+    running = running_of(request)
+    try:
+        return link_signer(running.settings).verify(
+            token, PAIR_RESPONSE.purpose, running.clock.now()
+        )
+    except (LinkInvalid, LinkExpired) as exc:
+        return page("This link cannot be used", f"<p>{html.escape(str(exc))}</p>", 400)
+
+
+def router() -> APIRouter:
+    """The accept/decline page."""
+    links = APIRouter(tags=["links"])
+
+    @links.get(PAIR_RESPONSE.path, response_class=HTMLResponse)
+    async def proposal_page(request: Request, t: str) -> HTMLResponse:
+        """The proposal, why it was made, and the two answers."""
+        data = _verify(request, t)
+        if isinstance(data, HTMLResponse):
+            return data
+        async with running_of(request).sessions() as session:
+            pair = await session.get(store.Pair, (data["program_id"], data["proposal_id"]))
+        if pair is None:
+            return page("Unknown proposal", "<p>This proposal does not exist (any more).</p>", 404)
+        if pair.status != rounds.PROPOSED:
+            closed = consent.ALREADY.get(pair.status, "This proposal is closed.")
+            return page("Already decided", f"<p>{html.escape(closed)}</p>", 409)
+        you_are = "mentor" if data["participant_id"] == pair.mentor_id else "mentee"
+        other = pair.mentee_id if you_are == "mentor" else pair.mentor_id
+        reasons = "".join(f"<li>{html.escape(r)}</li>" for r in pair.reasons or [])
+        token = html.escape(t)
+        body = (
+            f"<p>You are proposed as the {you_are} of {html.escape(other)}.</p>"
+            f"<p>Why:</p><ul>{reasons}</ul>"
+            f'<form method="post"><input type="hidden" name="t" value="{token}">'
+            '<button type="submit" name="answer" value="accept">Accept</button> '
+            '<label>Reason (optional) <input name="reason" maxlength="500"></label> '
+            '<button type="submit" name="answer" value="decline">Decline</button></form>'
+        )
+        return page("A mentoring match for you", body)
+
+    @links.post(PAIR_RESPONSE.path, response_class=HTMLResponse)
+    async def respond(request: Request) -> HTMLResponse:
+        """Records the answer: pair.accepted (both: pair.formed) or pair.declined (re-match)."""
+        form = parse_qs((await request.body()).decode(), keep_blank_values=True)
+        data = _verify(request, (form.get("t") or [""])[0])
+        if isinstance(data, HTMLResponse):
+            return data
+        choice = (form.get("answer") or [""])[0]
+        if choice not in ("accept", "decline"):
+            return page("Please choose", "<p>Answer with Accept or Decline.</p>", 422)
+        reason = (form.get("reason") or [""])[0].strip()[:500] or None
+        running = running_of(request)
+        async with running.unit_of_work() as uow:
+            reply = await consent.answer(
+                uow, program_id=data["program_id"], pair_id=data["proposal_id"],
+                participant_id=data["participant_id"], accept=choice == "accept", reason=reason,
+            )  # fmt: skip
+        running.relay.wake()
+        title = "Thank you" if reply.status == 200 else "This proposal is closed"
+        return page(title, f"<p>{html.escape(reply.message)}</p>", reply.status)
+
+    return links
