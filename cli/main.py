@@ -17,7 +17,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from cli import feeds, migrate, outbox, tokens
+from cli import feeds, migrate, outbox, roster, tokens
 from cli.launcher import LaunchError, System
 from cli.runtime import STATE_FILE, NatsTarget, nats_target
 from shared.bus import STREAM, StreamMissing, connect_once, ensure_stream
@@ -329,6 +329,7 @@ def parser() -> argparse.ArgumentParser:
     migrate.add_parser(sub)
     outbox.add_parser(sub)
     feeds.add_parser(sub)
+    roster.add_parser(sub)
     return p
 
 

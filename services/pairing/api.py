@@ -1,4 +1,5 @@
-"""What participants click in pairing's mails: accept or decline a proposed pair (thin).
+"""pairing's HTTP (thin): the accept/decline page participants reach from their mails, and the
+coordinator's trigger of a matching round.
 
 GET shows the proposal with two buttons that POST the answer (mail scanners prefetch GET links;
 a GET never changes anything). Tokens are shared.links tokens of kind PAIR_RESPONSE, data
@@ -8,13 +9,17 @@ a GET never changes anything). Tokens are shared.links tokens of kind PAIR_RESPO
 from __future__ import annotations
 
 import html
+import secrets
+import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field, ValidationError
 
 from services.pairing import consent, rounds, store
+from shared.events import MatchingRequested
 from shared.links import PAIR_RESPONSE, LinkExpired, LinkInvalid, link_signer
 from shared.service import Running
 
@@ -99,3 +104,52 @@ def router() -> APIRouter:
         return page(title, f"<p>{html.escape(reply.message)}</p>", reply.status)
 
     return links
+
+
+class RoundRequest(BaseModel):
+    """What a coordinator asks of a round."""
+
+    dry_run: bool = Field(default=False, description="a preview: matching.completed, no pairs")
+    round_id: str | None = Field(default=None, description="default: a new id")
+
+
+def new_round_id(program_id: str) -> str:
+    """A fresh round id (a retried request with the same id runs the round once)."""
+    return f"{program_id}-{uuid.uuid4().hex[:12]}"
+
+
+def coordination() -> APIRouter:
+    """POST /programs/{program_id}/matching: publishes matching.requested (internal use)."""
+    api = APIRouter(tags=["coordination"])
+
+    @api.post("/programs/{program_id}/matching", status_code=202)
+    async def request_matching(
+        program_id: str,
+        request: Request,
+        ask: RoundRequest | None = None,
+        authorization: str | None = Header(default=None),
+    ) -> JSONResponse:
+        """Asks for a matching round (or a dry run); matching.completed reports its outcome."""
+        running = running_of(request)
+        secret = running.settings.pairing_coordinator_secret
+        if secret is None:
+            detail = "off: set MENTORSHIP_PAIRING_COORDINATOR_SECRET to use this endpoint"
+            return JSONResponse({"detail": detail}, status_code=403)
+        given = (authorization or "").removeprefix("Bearer ").encode()
+        if not secrets.compare_digest(given, secret.get_secret_value().encode()):
+            return JSONResponse({"detail": "wrong or missing bearer token"}, status_code=401)
+        ask = ask or RoundRequest()
+        async with running.unit_of_work() as uow:
+            try:
+                event = MatchingRequested(
+                    program_id=program_id, occurred_at=uow.clock.now(),
+                    round_id=ask.round_id or new_round_id(program_id),
+                    requested_by="coordinator (HTTP)", dry_run=ask.dry_run,
+                )  # fmt: skip
+            except ValidationError as exc:
+                return JSONResponse({"detail": exc.errors(include_url=False)}, status_code=422)
+            uow.emit(event)
+        running.relay.wake()
+        return JSONResponse({"round_id": event.round_id, "dry_run": event.dry_run}, status_code=202)
+
+    return api

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from services.pairing import api, consent, store
 from services.pairing.handlers import SUBSCRIPTIONS
-from shared.events import MatchingCompleted, PairAccepted, PairDeclined, PairFormed, PairProposed
+from shared.events import (
+    MatchingCompleted,
+    MatchingRequested,
+    PairAccepted,
+    PairDeclined,
+    PairFormed,
+    PairProposed,
+)
 from shared.service import ServiceDefinition
 from shared.timers import timer_loop
 
@@ -20,7 +27,14 @@ def definition() -> ServiceDefinition:
         metadata=store.Base.metadata,
         tables=store.delivery,
         subscriptions=SUBSCRIPTIONS,
-        emits=[PairProposed, PairAccepted, PairDeclined, PairFormed, MatchingCompleted],
-        routers=[api.router],
+        emits=[
+            MatchingRequested,
+            PairProposed,
+            PairAccepted,
+            PairDeclined,
+            PairFormed,
+            MatchingCompleted,
+        ],
+        routers=[api.router, api.coordination],
         loops=[timer_loop(store.timers, consent.TIMERS)],
     )
