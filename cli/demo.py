@@ -10,6 +10,7 @@ import email.policy
 import json
 import time
 import uuid
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -184,12 +185,22 @@ def _report(system: System, result: dict[str, Any]) -> None:
             f"  {mentor['display_name']:<18} mentors {mentee['display_name']:<18} "
             f"[{'; '.join(pair.reasons)}]"
         )
-    print(f"\nKickoff sessions ({len(result['sessions'])}), in each person's local time:")
-    for session in sorted(result["sessions"], key=lambda s: s.start):
-        print(f"  {session.start:%Y-%m-%d %H:%M} UTC")
-        for pid in session.attendee_ids:
-            person = people[pid]
-            print(f"      {person['display_name']:<18} {_local(session.start, person['timezone'])}")
+    sessions = result["sessions"]
+    kinds = Counter(str(session.kind) for session in sessions)
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    print(f"\nSessions planned ({len(sessions)}: {summary}), first occurrences in local time:")
+    by_pair: dict[str, list[Any]] = {}
+    for session in sorted(sessions, key=lambda s: s.start):
+        by_pair.setdefault(session.pair_id, []).append(session)
+    for planned in by_pair.values():
+        names = [people[pid]["display_name"] for pid in planned[0].attendee_ids]
+        print(f"  {' & '.join(names)}")
+        for session in planned:
+            local = " | ".join(
+                _local(session.start, people[pid]["timezone"]) for pid in session.attendee_ids
+            )
+            repeats = f", repeating {session.rrule}" if session.rrule else ""
+            print(f"      {session.kind!s:<9} {local}{repeats}")
     sent = {notification.message_id for notification in result["sent"]}
     mails: list[Path] = []
     if system.catcher is None:
