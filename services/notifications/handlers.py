@@ -3,36 +3,36 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from pathlib import Path
 from typing import Any
 
-from services.notifications import deliveries, messages, reminders, store
+from services.notifications import deliveries, messages, notices, reminders, store
 from services.notifications.deliveries import (
     Attendee,
-    PlannedDelivery,
     SessionChange,
     SessionContext,
 )
-from services.notifications.messages import Partner, Recipient, compose_invitations
+from services.notifications.messages import Partner, Recipient
 from services.notifications.mime import one_line
+from services.notifications.queueing import queue_all, signer_for
 from shared.consumer import Subscription
 from shared.events import (
-    NotificationFailed,
+    CheckinDue,
+    CheckinOverdue,
+    MatchingCompleted,
+    MilestoneReached,
+    PairAtRisk,
     PairFormed,
+    PairProposed,
     ParticipantRegistered,
     ParticipantTimezoneChanged,
+    SessionMissed,
     SessionScheduled,
 )
-from shared.events.envelope import Channel
 from shared.events.sessions import SessionCancelled, SessionRescheduled
-from shared.links import SESSION_HELD, LinkSigner, link_signer, link_url
-from shared.settings import Settings
-from shared.telemetry import current_traceparent
+from shared.links import SESSION_HELD, link_url
 from shared.timers import Due
 from shared.unit_of_work import UnitOfWork
 
-INLINE_MAILS = 4  # up to this many mails per event are composed without the CPU pool
 HELD_LINK_DAYS = 14  # a "we met" link holds this long after the session's end
 
 
@@ -61,7 +61,7 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
 
 
 async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
-    """Keeps why the pair was matched, for its session mails."""
+    """Keeps why the pair was matched, for its session mails, and tells both (charter prompt)."""
     uow.upsert(
         store.Pair,
         {
@@ -72,6 +72,7 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
             "reasons": list(event.reasons),
         },
     )
+    await notices.on_pair_formed_mail(event, uow)
 
 
 async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None:
@@ -162,7 +163,7 @@ async def on_reminder_due(item: Due, uow: UnitOfWork) -> None:
         program_name=settings.mail_from_name,
         now=now,
     )
-    signer = _signer(settings)
+    signer = signer_for(settings)
     source = deliveries.logical_id("reminder", item.program_id, item.key, start.isoformat())
     kind = str(p.get("kind") or "session").replace("_", " ")
     soon = _hours_phrase(int(p.get("minutes") or 0))
@@ -204,23 +205,12 @@ async def on_reminder_due(item: Due, uow: UnitOfWork) -> None:
                 context=context,
             )
         )
-    await _queue_all(item.program_id, planned, uow)
+    await queue_all(item.program_id, planned, uow)
 
 
 def _partner_times(start: dt.datetime, others: list[Attendee]) -> list[str]:
     mail_like = [Partner(a.name, a.timezone, a.role) for a in others]
     return messages.partner_times_at(start, mail_like)
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_signer(data_dir: str, secret: str | None) -> LinkSigner:
-    return link_signer(Settings(data_dir=Path(data_dir), link_secret=secret))
-
-
-def _signer(settings: Settings) -> LinkSigner:
-    """The link signer, read once per secret (not per event)."""
-    secret = settings.link_secret.get_secret_value() if settings.link_secret else None
-    return _cached_signer(str(settings.data_dir), secret)
 
 
 async def _session_context(event: SessionChange, uow: UnitOfWork) -> SessionContext:
@@ -230,7 +220,7 @@ async def _session_context(event: SessionChange, uow: UnitOfWork) -> SessionCont
     session_id = getattr(event, "session_id", None)
     end = getattr(event, "end", None)
     if session_id and end is not None and not isinstance(event, SessionCancelled):
-        signer = _signer(settings)
+        signer = signer_for(settings)
         expires = end + dt.timedelta(days=HELD_LINK_DAYS)
         held_links = {
             pid: link_url(
@@ -266,69 +256,7 @@ async def _queue_session_mails(
         end=end,
         session_kind=kind,
     )
-    await _queue_all(event.program_id, planned, uow)
-
-
-async def _queue_all(program_id: str, planned: list[PlannedDelivery], uow: UnitOfWork) -> None:
-    """Composes and stores the deliveries not queued already (a redelivery queues nothing)."""
-    queued = await store.queued_keys(uow.session, keys=[p.idempotency_key for p in planned])
-    planned = [p for p in planned if p.idempotency_key not in queued]
-    if not planned:
-        return  # every attendee has this email already
-    mails = [p.mail for p in planned]
-    # ~0.5 ms a mail: a session's few are cheaper composed here than sent to the CPU pool and
-    # back (a round trip costs more on a busy machine); larger sets go to the pool
-    if len(mails) <= INLINE_MAILS:
-        composed = compose_invitations(mails)
-    else:
-        composed = await uow.cpu.run(compose_invitations, mails)
-    for plan, message in zip(planned, composed, strict=True):
-        await _queue(program_id, plan, message, uow)
-
-
-async def _queue(
-    program_id: str, plan: PlannedDelivery, message: bytes | str, uow: UnitOfWork
-) -> None:
-    """Stores the delivery with its send due now, or, when it cannot be built, fails it."""
-    now = uow.clock.now()
-    if isinstance(message, str):  # the address cannot be written: the others still go
-        row = store.add_delivery(
-            uow.session,
-            program_id=program_id,
-            planned=plan,
-            message=b"",
-            traceparent=current_traceparent(),
-            status="failed",
-            error=message,
-        )
-        uow.emit(
-            NotificationFailed(
-                program_id=program_id,
-                delivery_id=row.delivery_id,
-                recipient_id=row.recipient_id,
-                kind=row.kind,
-                channel=Channel.EMAIL,
-                source_event_id=row.source_event_id,
-                occurred_at=now,
-                attempts=1,
-                reason=message,
-            )
-        )
-        return
-    # a batch of events writes its deliveries and timers in one statement per table
-    uow.upsert(
-        store.Delivery,
-        store.delivery_row(
-            program_id=program_id,
-            planned=plan,
-            message=message,
-            traceparent=current_traceparent(),
-        ),
-    )
-    uow.upsert(
-        store.timers,
-        store.send_timer_row(program_id=program_id, delivery_id=plan.delivery_id, due_at=now),
-    )
+    await queue_all(event.program_id, planned, uow)
 
 
 _PEOPLE = (ParticipantRegistered, ParticipantTimezoneChanged)
@@ -336,8 +264,15 @@ _PEOPLE = (ParticipantRegistered, ParticipantTimezoneChanged)
 SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(ParticipantRegistered, on_participant_registered),
     Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)),
-    Subscription(PairFormed, on_pair_formed),
+    Subscription(PairFormed, on_pair_formed, after=_PEOPLE),
     Subscription(SessionScheduled, on_session_scheduled, after=(*_PEOPLE, PairFormed)),
     Subscription(SessionRescheduled, on_session_rescheduled, after=(*_PEOPLE, SessionScheduled)),
     Subscription(SessionCancelled, on_session_cancelled, after=(*_PEOPLE, SessionScheduled)),
+    Subscription(PairProposed, notices.on_pair_proposed, after=_PEOPLE),
+    Subscription(MatchingCompleted, notices.on_matching_completed, after=_PEOPLE),
+    Subscription(CheckinDue, notices.on_checkin_due, after=_PEOPLE),
+    Subscription(CheckinOverdue, notices.on_checkin_overdue, after=(*_PEOPLE, PairFormed)),
+    Subscription(SessionMissed, notices.on_session_missed, after=(*_PEOPLE, PairFormed)),
+    Subscription(MilestoneReached, notices.on_milestone_reached, after=(*_PEOPLE, PairFormed)),
+    Subscription(PairAtRisk, notices.on_pair_at_risk, after=(*_PEOPLE, PairFormed)),
 ]

@@ -1,0 +1,385 @@
+"""The mails that are not about a calendar entry: one handler per event, one template pair per
+kind (templates/<kind>.{txt,html}, extending notice_base).
+
+Each notification is one per logical thing (the proposal, the check-in and its level, the
+milestone), not per event: a copy of an event with another id queues nothing more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from email.utils import parseaddr
+from typing import Any
+
+from services.notifications import deliveries, mime, store
+from services.notifications.deliveries import Attendee, PlannedDelivery, SessionContext
+from services.notifications.messages import short_when
+from services.notifications.queueing import queue_all, signer_for
+from shared.events import (
+    CheckinDue,
+    CheckinOverdue,
+    MatchingCompleted,
+    MilestoneReached,
+    PairAtRisk,
+    PairFormed,
+    PairProposed,
+    SessionMissed,
+)
+from shared.links import CHECKIN_REPORT, PAIR_RESPONSE, LinkKind, link_url
+from shared.settings import Settings
+from shared.unit_of_work import UnitOfWork
+
+log = logging.getLogger("mentorship.notifications.notices")
+
+PROPOSAL_LINK_DAYS = 7  # when the event does not say when the proposal expires
+CHECKIN_LINK_DAYS = 30  # a check-in form link holds this long after the check-in was due
+COORDINATOR = "coordinator"  # the recipient id of a program's coordinator
+
+
+def coordinator(settings: Settings, program_id: str) -> Attendee | None:
+    """The program's coordinator (MENTORSHIP_COORDINATORS), if configured and writable."""
+    configured = settings.coordinators.get(program_id)
+    if not configured:
+        return None
+    name, address = parseaddr(configured)
+    if not address:
+        return None
+    return Attendee(COORDINATOR, name or "Program coordinator", address, "UTC", COORDINATOR)
+
+
+def context(uow: UnitOfWork, program_id: str) -> SessionContext:
+    """Sender, program name, the coordinator as Reply-To, now."""
+    settings = uow.settings
+    coord = coordinator(settings, program_id)
+    reply_to = None
+    if coord is not None:
+        try:
+            reply_to = mime.mailbox(coord.name, coord.email)
+        except mime.BadAddress:
+            log.warning("the coordinator of %s cannot be written as Reply-To", program_id)
+    return SessionContext(
+        sender=deliveries.sender_address(settings.mail_from, settings.mail_from_name),
+        program_name=settings.mail_from_name,
+        now=uow.clock.now(),
+        reply_to=reply_to,
+    )
+
+
+def _link(uow: UnitOfWork, kind: LinkKind, data: dict[str, Any], expires: dt.datetime) -> str:
+    return link_url(uow.settings, signer_for(uow.settings), kind, data, expires)
+
+
+async def _people(uow: UnitOfWork, program_id: str, ids: Sequence[str]) -> dict[str, Attendee]:
+    contacts = await store.contacts_or_raise(
+        uow.session, program_id=program_id, participant_ids=ids
+    )
+    return {c.participant_id: c.attendee() for c in contacts}
+
+
+async def _queue(uow: UnitOfWork, program_id: str, planned: list[PlannedDelivery]) -> None:
+    await queue_all(program_id, planned, uow)
+
+
+def _plan(
+    uow: UnitOfWork,
+    program_id: str,
+    source: str,
+    recipient: Attendee,
+    kind: str,
+    subject: str,
+    fields: dict[str, object],
+) -> PlannedDelivery:
+    return deliveries.notice(
+        program_id=program_id,
+        source_id=source,
+        recipient=recipient,
+        kind=kind,
+        template=kind.replace(".", "_"),
+        subject=subject,
+        fields=fields,
+        context=context(uow, program_id),
+    )
+
+
+async def on_pair_proposed(event: PairProposed, uow: UnitOfWork) -> None:
+    """Both people hear who was proposed, why, and answer with an accept/decline link."""
+    people = await _people(uow, event.program_id, [event.mentor_id, event.mentee_id])
+    source = deliveries.logical_id("pair.proposed", event.program_id, event.pair_id)
+    expires = getattr(event, "expires_at", None) or (
+        uow.clock.now() + dt.timedelta(days=PROPOSAL_LINK_DAYS)
+    )
+    planned = []
+    for pid, other_id, role in (
+        (event.mentor_id, event.mentee_id, "mentee"),
+        (event.mentee_id, event.mentor_id, "mentor"),
+    ):
+        other = people[other_id]
+        link = _link(
+            uow,
+            PAIR_RESPONSE,
+            {"program_id": event.program_id, "proposal_id": event.pair_id, "participant_id": pid},
+            expires,
+        )
+        planned.append(
+            _plan(
+                uow,
+                event.program_id,
+                source,
+                people[pid],
+                "pair.proposed",
+                f"Proposed: {other.name} as your {role}",
+                {
+                    "headline": f"We propose {other.name} as your {role}.",
+                    "reasons": list(event.reasons),
+                    "partner_timezone": other.timezone,
+                    "respond_link": link,
+                    "expires": expires.astimezone(dt.UTC).strftime("%d %B %Y %H:%M UTC"),
+                },
+            )
+        )
+    await _queue(uow, event.program_id, planned)
+
+
+async def on_pair_formed_mail(event: PairFormed, uow: UnitOfWork) -> None:
+    """Both people hear that they are a pair, and are asked to agree their charter."""
+    people = await _people(uow, event.program_id, [event.mentor_id, event.mentee_id])
+    source = deliveries.logical_id("pair.formed", event.program_id, event.pair_id)
+    planned = []
+    for pid, other_id, role in (
+        (event.mentor_id, event.mentee_id, "mentee"),
+        (event.mentee_id, event.mentor_id, "mentor"),
+    ):
+        other = people[other_id]
+        planned.append(
+            _plan(
+                uow,
+                event.program_id,
+                source,
+                people[pid],
+                "pair.formed",
+                f"You are matched: {other.name} is your {role}",
+                {
+                    "headline": f"{other.name} is your {role}.",
+                    "reasons": list(event.reasons),
+                    "partner_timezone": other.timezone,
+                    "language": event.language,
+                },
+            )
+        )
+    await _queue(uow, event.program_id, planned)
+
+
+async def on_matching_completed(event: MatchingCompleted, uow: UnitOfWork) -> None:
+    """Mentees left unmatched hear why, and that they stay in the next round."""
+    if getattr(event, "dry_run", False) or not event.unmatched_mentee_ids:
+        return
+    people = await _people(uow, event.program_id, list(event.unmatched_mentee_ids))
+    source = deliveries.logical_id("unmatched", event.program_id, event.round_id)
+    planned = [
+        _plan(
+            uow,
+            event.program_id,
+            source,
+            person,
+            "pairing.unmatched",
+            "No mentor for you in this round yet",
+            {
+                "headline": "This matching round found no mentor for you yet.",
+                "why": "Every mentor whose languages, working hours and skills fit you was at "
+                "capacity in this round.",
+            },
+        )
+        for person in people.values()
+    ]
+    await _queue(uow, event.program_id, planned)
+
+
+async def on_checkin_due(event: CheckinDue, uow: UnitOfWork) -> None:
+    """The participant gets the link to the check-in form."""
+    people = await _people(uow, event.program_id, [event.participant_id])
+    person = people[event.participant_id]
+    link = _link(
+        uow,
+        CHECKIN_REPORT,
+        {
+            "program_id": event.program_id,
+            "checkin_id": event.checkin_id,
+            "participant_id": event.participant_id,
+        },
+        event.due_at + dt.timedelta(days=CHECKIN_LINK_DAYS),
+    )
+    source = deliveries.logical_id("checkin.due", event.program_id, event.checkin_id)
+    plan = _plan(
+        uow,
+        event.program_id,
+        source,
+        person,
+        "checkin.due",
+        "Your mentorship check-in is due",
+        {
+            "headline": "It is time for your mentorship check-in.",
+            "due": _local(event.due_at, person.timezone),
+            "report_link": link,
+        },
+    )
+    await _queue(uow, event.program_id, [plan])
+
+
+async def on_checkin_overdue(event: CheckinOverdue, uow: UnitOfWork) -> None:
+    """The escalation ladder, each level once: 1 the participant, 2 the participant and the
+    mentor, 3 the coordinator."""
+    level = event.escalation_level
+    if level < 1:
+        return
+    pair = await store.get_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
+    mentee = (await _people(uow, event.program_id, [event.participant_id]))[event.participant_id]
+    recipients: list[Attendee] = []
+    if level in (1, 2):
+        recipients.append(mentee)
+    if level == 2 and pair is not None and pair.mentor_id != event.participant_id:
+        mentor = await store.get_contact(
+            uow.session, program_id=event.program_id, participant_id=pair.mentor_id
+        )
+        if mentor is not None:
+            recipients.append(mentor.attendee())
+    if level >= 3:
+        coord = coordinator(uow.settings, event.program_id)
+        if coord is None:
+            log.warning(
+                "check-in %s overdue at level 3 but %s has no coordinator configured",
+                event.checkin_id,
+                event.program_id,
+            )
+            return
+        recipients.append(coord)
+    link = _link(
+        uow,
+        CHECKIN_REPORT,
+        {
+            "program_id": event.program_id,
+            "checkin_id": event.checkin_id,
+            "participant_id": event.participant_id,
+        },
+        event.due_at + dt.timedelta(days=CHECKIN_LINK_DAYS),
+    )
+    source = deliveries.logical_id(
+        "checkin.overdue", event.program_id, event.checkin_id, str(level)
+    )
+    planned = []
+    for person in recipients:
+        about_self = person.participant_id == event.participant_id
+        planned.append(
+            _plan(
+                uow,
+                event.program_id,
+                source,
+                person,
+                "checkin.overdue",
+                "Your check-in is overdue"
+                if about_self
+                else f"{mentee.name}'s check-in is overdue",
+                {
+                    "headline": "Your mentorship check-in is overdue."
+                    if about_self
+                    else f"{mentee.name}'s mentorship check-in is overdue.",
+                    "due": _local(event.due_at, person.timezone),
+                    "level": level,
+                    "report_link": link if about_self else "",
+                    "for_coordinator": person.participant_id == COORDINATOR,
+                },
+            )
+        )
+    await _queue(uow, event.program_id, planned)
+
+
+async def on_session_missed(event: SessionMissed, uow: UnitOfWork) -> None:
+    """Both people of the pair hear the session was recorded as missed, and what to do."""
+    pair = await store.get_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
+    if pair is None:
+        return
+    people = await _people(uow, event.program_id, [pair.mentor_id, pair.mentee_id])
+    source = deliveries.logical_id("session.missed", event.program_id, event.session_id)
+    planned = [
+        _plan(
+            uow,
+            event.program_id,
+            source,
+            person,
+            "session.missed",
+            "Your mentorship session was missed",
+            {
+                "headline": "Nobody confirmed your last mentorship session, so it is recorded "
+                "as missed.",
+                "reason": event.reason or "",
+            },
+        )
+        for person in people.values()
+    ]
+    await _queue(uow, event.program_id, planned)
+
+
+async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None:
+    """The pair celebrates the milestone, and each is asked for feedback on the way there."""
+    pair = await store.get_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
+    if pair is None:
+        return
+    people = await _people(uow, event.program_id, [pair.mentor_id, pair.mentee_id])
+    celebrate = deliveries.logical_id("milestone", event.program_id, event.milestone_id)
+    feedback = deliveries.logical_id("feedback", event.program_id, event.milestone_id)
+    planned = []
+    for person in people.values():
+        planned.append(
+            _plan(
+                uow,
+                event.program_id,
+                celebrate,
+                person,
+                "milestone.reached",
+                f"Milestone reached: {event.title}",
+                {"headline": "Your pair reached a milestone.", "title": event.title},
+            )
+        )
+        planned.append(
+            _plan(
+                uow,
+                event.program_id,
+                feedback,
+                person,
+                "feedback.request",
+                f"How is it going? Feedback after {event.title}",
+                {"headline": "How is your mentorship going?", "title": event.title},
+            )
+        )
+    await _queue(uow, event.program_id, planned)
+
+
+async def on_pair_at_risk(event: PairAtRisk, uow: UnitOfWork) -> None:
+    """The coordinator hears which pair is at risk and why."""
+    coord = coordinator(uow.settings, event.program_id)
+    if coord is None:
+        return
+    pair = await store.get_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
+    names = ""
+    if pair is not None:
+        people = await _people(uow, event.program_id, [pair.mentor_id, pair.mentee_id])
+        names = " and ".join(p.name for p in people.values())
+    plan = _plan(
+        uow,
+        event.program_id,
+        str(event.event_id),
+        coord,
+        "pair.at_risk",
+        f"Pair at risk: {names or event.pair_id}",
+        {
+            "headline": f"The pair {names or event.pair_id} may need your help.",
+            "reasons": list(event.reasons),
+            "score": f"{event.score:.2f}",
+        },
+    )
+    await _queue(uow, event.program_id, [plan])
+
+
+def _local(at: dt.datetime, timezone: str) -> str:
+    return short_when(at, timezone)
