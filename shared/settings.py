@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     session_buffer_minutes: int = Field(default=15, ge=0, description="between a person's sessions")
     session_cadence_days: int = Field(default=14, ge=1, le=92, description="until a charter says")
     missed_after_hours: float = Field(default=24, gt=0, description="unconfirmed -> session.missed")
+    session_rhythms: str = Field(
+        default="",
+        description="scheduling: extra series per pair, e.g. 'coffee_chat,quarterly_reflection'",
+    )
     checkin_escalation_hours: str = Field(
         default="48,96,168", description="hours after a check-in is due: levels 1, 2, 3"
     )

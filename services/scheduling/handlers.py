@@ -6,7 +6,8 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.scheduling import checkins, followups, meetings, plans, series, store
+from services.scheduling import checkins, followups, kinds, meetings, plans, series, store
+from services.scheduling.planning import NoSlot
 from services.scheduling.plans import Status
 from shared.consumer import Subscription
 from shared.events import (
@@ -148,8 +149,44 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
     if plan.series is not None:
         await meetings.add_plan(uow, plan.series, **ids)
     elif plan.series_reason is not None:
-        meetings.unschedulable_series(uow, reason=plan.series_reason, **ids)
+        meetings.unschedulable_series(
+            uow,
+            reason=plan.series_reason,
+            kind=SessionKind.REGULAR,
+            **ids,  # type: ignore[arg-type]
+        )
+    kickoff = plan.kickoff.occurrences[0].slot
+    for kind in kinds.rhythms(uow.settings.session_rhythms):
+        await _plan_rhythm(uow, kind, kickoff.start if kickoff else uow.clock.now(), **ids)
     await followups.start_checkins(uow, **ids, cadence_days=checkins.cadence_days(None))
+
+
+async def _plan_rhythm(
+    uow: UnitOfWork, kind: SessionKind, after: dt.datetime, *, program_id: str, pair_id: str,
+    mentor: str, mentee: str,
+) -> None:  # fmt: skip
+    """A series of one extra kind, clear of the sessions planned so far (kickoff, series)."""
+    cadence, offset = kinds.RHYTHMS[kind]
+    people = [
+        await meetings.planner(
+            uow, await store.person_or_raise(uow.session, program_id=program_id, participant_id=p)
+        )
+        for p in (mentor, mentee)
+    ]
+    rules = meetings.rules_of(uow)
+    planned = plans.plan_series(
+        program_id, pair_id, people[0], people[1], cadence=cadence, rules=rules, kind=kind,
+        not_before=max(after + dt.timedelta(days=offset), uow.clock.now() + rules.notice),
+    )  # fmt: skip
+    if isinstance(planned, NoSlot):
+        meetings.unschedulable_series(
+            uow, program_id=program_id, pair_id=pair_id, mentor=mentor, mentee=mentee,
+            reason=planned.reason, kind=kind,
+        )  # fmt: skip
+    else:
+        await meetings.add_plan(
+            uow, planned, program_id=program_id, pair_id=pair_id, mentor=mentor, mentee=mentee
+        )
 
 
 async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.scheduling.series import Cadence
 from shared.events import SessionKind
 
 
@@ -68,3 +69,29 @@ PROFILES: dict[SessionKind, KindProfile] = {
 def profile(kind: SessionKind) -> KindProfile:
     """The defaults of one kind of session."""
     return PROFILES[kind]
+
+
+# kinds planned as their own series beside the regular one-to-ones, when a program asks for
+# them (MENTORSHIP_SESSION_RHYTHMS); each starts this many days after the kickoff
+RHYTHMS: dict[SessionKind, tuple[Cadence, int]] = {
+    SessionKind.COFFEE_CHAT: (Cadence.MONTHLY, 14),
+    SessionKind.QUARTERLY_REFLECTION: (Cadence.QUARTERLY, 90),
+}
+
+
+def rhythms(setting: str) -> list[SessionKind]:
+    """The extra series a setting names ('coffee_chat,quarterly_reflection'), in that order.
+
+    Raises ValueError naming the kinds that can be, for anything else.
+    """
+    chosen = []
+    for name in (n.strip() for n in setting.split(",")):
+        if not name:
+            continue
+        kind = next((k for k in RHYTHMS if k.value == name), None)
+        if kind is None:
+            known = ", ".join(k.value for k in RHYTHMS)
+            raise ValueError(f"{name!r} is not a session rhythm; use one of: {known}")
+        if kind not in chosen:
+            chosen.append(kind)
+    return chosen

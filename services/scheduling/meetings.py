@@ -226,12 +226,13 @@ async def add_plan(
 
 
 def unschedulable_series(
-    uow: UnitOfWork, *, program_id: str, pair_id: str, mentor: str, mentee: str, reason: str
-) -> None:
+    uow: UnitOfWork, *, program_id: str, pair_id: str, mentor: str, mentee: str, reason: str,
+    kind: SessionKind = SessionKind.REGULAR,
+) -> None:  # fmt: skip
     """The pair has no time for a series at all: session.unschedulable with the reason."""
     uow.emit(
         announcements.unschedulable(
-            program_id, pair_id, SessionKind.REGULAR, reason=reason,
+            program_id, pair_id, kind, reason=reason,
             attendee_ids=[mentor, mentee], now=uow.clock.now(),
         )
     )  # fmt: skip

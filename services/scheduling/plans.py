@@ -52,6 +52,11 @@ def series_id(program_id: str, pair_id: str, generation: int = 0) -> str:
     return _name(program_id, pair_id, "series", str(generation))
 
 
+def rhythm_series_id(program_id: str, pair_id: str, kind: SessionKind) -> str:
+    """The id of a pair's series of one extra kind (coffee chats, quarterly reflections)."""
+    return _name(program_id, pair_id, "series", kind.value)
+
+
 def occurrence_id(series: str, recurrence_id: dt.datetime) -> str:
     """The id of one occurrence of a series, named by its rule time."""
     return _name(series, recurrence_id.astimezone(dt.UTC).isoformat())
@@ -171,9 +176,10 @@ def plan_series(
     rules: Rules,
     minutes: int | None = None,
     generation: int = 0,
+    kind: SessionKind = SessionKind.REGULAR,
 ) -> MeetingPlan | NoSlot:
-    """A series of regular one-to-ones anchored in the mentor's zone, from `not_before` on."""
-    length = minutes or kinds.profile(SessionKind.REGULAR).minutes
+    """A series of one kind (regular one-to-ones unless told) in the mentor's zone."""
+    length = minutes or kinds.profile(kind).minutes
     anchor = find_slot(
         mentor, mentee, minutes=length, not_before=not_before,
         until=not_before + rules.horizon, rules=rules,
@@ -187,7 +193,10 @@ def plan_series(
     placed = series.plan_occurrences(
         mentor, mentee, starts, minutes=length, rules=rules, not_before=not_before
     )
-    meeting = series_id(program_id, pair_id, generation)
+    if kind is SessionKind.REGULAR:
+        meeting = series_id(program_id, pair_id, generation)
+    else:
+        meeting = rhythm_series_id(program_id, pair_id, kind)
     occurrences = tuple(
         Planned(
             occurrence_id(meeting, o.recurrence_id),
@@ -199,7 +208,7 @@ def plan_series(
         )
         for o in placed
     )
-    return MeetingPlan(meeting, SessionKind.REGULAR, length, zone, rrule, first_local, occurrences)
+    return MeetingPlan(meeting, kind, length, zone, rrule, first_local, occurrences)
 
 
 def plan_pair(

@@ -28,6 +28,7 @@ class Cadence(StrEnum):
     WEEKLY = "weekly"
     BIWEEKLY = "biweekly"
     MONTHLY = "monthly"
+    QUARTERLY = "quarterly"  # every three months, on the same weekday of the month
 
 
 def cadence_for(days: int) -> Cadence:
@@ -41,15 +42,20 @@ def cadence_for(days: int) -> Cadence:
 
 def cadence_days(cadence: Cadence) -> int:
     """Roughly how many days apart sessions of the cadence are."""
-    return {Cadence.WEEKLY: 7, Cadence.BIWEEKLY: 14, Cadence.MONTHLY: 28}[cadence]
+    return {Cadence.WEEKLY: 7, Cadence.BIWEEKLY: 14, Cadence.MONTHLY: 28, Cadence.QUARTERLY: 91}[
+        cadence
+    ]
 
 
 def rrule_for(cadence: Cadence, first: dt.datetime, *, weeks: int = SERIES_WEEKS) -> str:
     """The RRULE (without DTSTART) of a series whose first session is the local `first`."""
     day = DAYS[first.weekday()]
-    if cadence is Cadence.MONTHLY:
+    if cadence in (Cadence.MONTHLY, Cadence.QUARTERLY):
         nth = (first.day - 1) // 7 + 1
         position = -1 if nth == 5 else nth  # the fifth is always the last
+        if cadence is Cadence.QUARTERLY:
+            count = max(1, weeks * 7 // 91)
+            return f"FREQ=MONTHLY;INTERVAL=3;BYDAY={position}{day};COUNT={count}"
         return f"FREQ=MONTHLY;BYDAY={position}{day};COUNT={max(1, weeks * 7 // 30)}"
     interval = 1 if cadence is Cadence.WEEKLY else 2
     return f"FREQ=WEEKLY;INTERVAL={interval};BYDAY={day};COUNT={max(1, weeks // interval)}"

@@ -13,7 +13,7 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import func, select
 
-from services.scheduling import store
+from services.scheduling import kinds, store
 from services.scheduling.handlers import (
     on_pair_formed,
     on_participant_registered,
@@ -25,6 +25,7 @@ from shared.events import (
     PairFormed,
     ParticipantRegistered,
     ParticipantTimezoneChanged,
+    SessionKind,
     SessionScheduled,
     SessionUnschedulable,
 )
@@ -144,6 +145,40 @@ async def _check_series_rows(db: HandlerDb, regular: SessionScheduled, count: in
         m = await store.get_person(session, program_id="prog", participant_id="m")
         e = await store.get_person(session, program_id="prog", participant_id="e")
     assert e is not None and m is not None and e.edge_burden == 1 and m.edge_burden >= 1
+
+
+async def test_a_program_with_rhythms_plans_coffee_chats_and_quarterly_reflections(tmp_path):
+    async with handler_db(
+        store.Base.metadata, store.delivery, tmp_path, session_cadence_days=7,
+        session_rhythms="coffee_chat, quarterly_reflection",
+    ) as db:  # fmt: skip
+        await register_pair(db, "prog", timezone="America/New_York")
+        uow = await db.apply(on_pair_formed, formed("prog"))
+        planned = {e.kind: e for e in uow.emitted if isinstance(e, SessionScheduled)}
+        assert list(planned) == ["kickoff", "regular", "coffee_chat", "quarterly_reflection"]
+        kickoff, coffee, reflection = (
+            planned[k] for k in ("kickoff", "coffee_chat", "quarterly_reflection")
+        )
+        assert coffee.rrule is not None and coffee.rrule.startswith("FREQ=MONTHLY;BYDAY=")
+        assert coffee.end - coffee.start == dt.timedelta(minutes=30)
+        assert coffee.start >= kickoff.start + dt.timedelta(days=14)
+        assert reflection.rrule is not None and "INTERVAL=3" in reflection.rrule
+        assert reflection.end - reflection.start == dt.timedelta(minutes=60)
+        assert reflection.agenda.startswith("Look back on the quarter")
+        assert len({e.uid for e in planned.values()}) == 4
+        # every occurrence of every kind: inside both people's hours, never two at once
+        rows = [r for r in await sessions_of(db, "prog") if r.start is not None]
+        assert {r.kind for r in rows} == set(planned)
+        spans = sorted((r.start, r.end) for r in rows)
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert end + dt.timedelta(minutes=15) <= start
+
+
+def test_an_unknown_rhythm_is_refused_naming_the_known_ones():
+    assert kinds.rhythms("") == []
+    assert kinds.rhythms("coffee_chat,coffee_chat") == [SessionKind.COFFEE_CHAT]
+    with pytest.raises(ValueError, match="coffee_chat, quarterly_reflection"):
+        kinds.rhythms("coffee_chat,brunch")
 
 
 async def test_a_mentor_with_two_mentees_is_never_in_two_sessions_at_once(db):

@@ -44,7 +44,15 @@ def test_rrules_for_each_cadence():
     assert series.rrule_for(series.Cadence.MONTHLY, dt.datetime(2027, 3, 30, 9)).startswith(
         "FREQ=MONTHLY;BYDAY=-1TU"
     )
-    assert [series.cadence_for(d) for d in (7, 14, 30)] == list(series.Cadence)
+    assert [series.cadence_for(d) for d in (7, 14, 30)] == list(series.Cadence)[:3]
+    # quarterly reflections: the same weekday of every third month, two in the 26 weeks
+    quarterly = series.rrule_for(series.Cadence.QUARTERLY, tuesday)
+    assert quarterly == "FREQ=MONTHLY;INTERVAL=3;BYDAY=2TU;COUNT=2"
+    starts = series.rule_starts(quarterly, tuesday, "Europe/Berlin")
+    assert [s.astimezone(ZoneInfo("Europe/Berlin")).replace(tzinfo=None) for s in starts] == [
+        dt.datetime(2027, 2, 9, 16),
+        dt.datetime(2027, 5, 11, 16),  # the second Tuesday of May, in summer time
+    ]
 
 
 def test_the_rule_keeps_the_organizers_wall_clock_across_dst():
