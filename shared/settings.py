@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         description="pairing: bearer token for POST /programs/{p}/matching; unset: the endpoint "
         "is refused (403)",
     )
+    replies_smtp_port: int | None = Field(
+        default=None,
+        description="notifications: port of the built-in SMTP receiver reading calendar replies "
+        "to MAIL_FROM (the organizer); unset: replies are not read",
+    )
     coordinators: dict[str, str] = Field(
         default_factory=dict,
         description='notifications: per program, its coordinator, e.g. {"prog-a": "Ada Lee '
