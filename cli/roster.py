@@ -134,8 +134,9 @@ def read_roster(
     good: list[ParticipantRegistered] = []
     problems: list[Problem] = []
     seen: dict[str, int] = {}
+    starts = reader.line_num + 1  # where the next row starts (a quoted cell may span lines)
     for row in reader:
-        line = reader.line_num
+        line, starts = starts, reader.line_num + 1
         try:
             event = registration(row, program_id, now)
         except BadRow as exc:
