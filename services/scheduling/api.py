@@ -6,6 +6,7 @@ changes anything). Tokens are shared.links tokens: SESSION_HELD and CHECKIN_REPO
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from typing import Any
 from urllib.parse import parse_qs
@@ -62,12 +63,11 @@ def router() -> APIRouter:
         data = _verify(request, t, SESSION_HELD.purpose)
         if isinstance(data, HTMLResponse):
             return data
-        async with _running(request).sessions() as session:
-            row = await store.get_session(
-                session, program_id=data["program_id"], session_id=data["session_id"]
-            )
+        running = _running(request)
+        async with running.sessions() as session:
+            row = await _occurrence(session, data, running.clock.now())
             if row is None:
-                return _page("Unknown session", "<p>This session no longer exists.</p>", 404)
+                return _page("Unknown session", f"<p>{_NONE}</p>", 404)
             people = {
                 p: await store.get_person(session, program_id=row.program_id, participant_id=p)
                 for p in row.attendee_ids
@@ -199,14 +199,27 @@ def _roadblocks(blocks: list[str], solutions: list[str]) -> list[Roadblock]:
     ]
 
 
+_NONE = "This session no longer exists, or none of its series has taken place yet."
+
+
+async def _occurrence(session: Any, data: dict[str, Any], now: dt.datetime) -> store.Session | None:
+    """The occurrence a signed link names: a session, or one occurrence of a series."""
+    raw = data.get("recurrence_id")
+    return await store.named_occurrence(
+        session,
+        program_id=data["program_id"],
+        session_id=data["session_id"],
+        recurrence_id=dt.datetime.fromisoformat(raw) if raw else None,
+        now=now,
+    )
+
+
 async def _confirm(
     uow: Any, data: dict[str, Any], present: list[str], minutes: int, takeaways: list[str]
 ) -> str:
-    row = await store.get_session(
-        uow.session, program_id=data["program_id"], session_id=data["session_id"]
-    )
+    row = await _occurrence(uow.session, data, uow.clock.now())
     if row is None:
-        return "This session no longer exists; nothing was recorded."
+        return f"{_NONE} Nothing was recorded."
     if row.status in (Status.HELD, Status.MISSED):
         return "This session was recorded already."
     reporter = data["participant_id"]

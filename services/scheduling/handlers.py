@@ -288,10 +288,19 @@ async def on_pair_ended(event: PairEnded, uow: UnitOfWork) -> None:
 
 
 async def on_session_held(event: SessionHeld, uow: UnitOfWork) -> None:
-    """A tool (or a 'we met' link) says the session happened: kept with its attendance."""
-    row = await store.session_or_raise(
-        uow.session, program_id=event.program_id, session_id=event.session_id
-    )
+    """A tool (or a 'we met' link) says the session happened: kept with its attendance.
+
+    A series' id names the occurrence held at `held_at`: the latest one started by an hour after
+    it (people may join a little early).
+    """
+    row = await store.named_occurrence(
+        uow.session, program_id=event.program_id, session_id=event.session_id,
+        recurrence_id=None, now=event.held_at + dt.timedelta(hours=1),
+    )  # fmt: skip
+    if row is None:  # UnknownReference or ProgramMismatch, with the hint
+        row = await store.session_or_raise(
+            uow.session, program_id=event.program_id, session_id=event.session_id
+        )
     if row.status == Status.HELD:
         return  # reported twice (a tool and a link): the first report stands
     followups.record_held(uow, row, event)

@@ -174,6 +174,35 @@ async def session_or_raise(session: AsyncSession, *, program_id: str, session_id
     )
 
 
+async def named_occurrence(
+    session: AsyncSession,
+    *,
+    program_id: str,
+    session_id: str,
+    recurrence_id: dt.datetime | None,
+    now: dt.datetime,
+) -> Session | None:
+    """The occurrence a link or a tool names: a session id, or a series' id and a rule time.
+
+    A series' id without a rule time names its latest occurrence that has started by `now`
+    (the one a "we met" link in its invitation mail is answered for). None when nothing fits.
+    """
+    row = await get_session(session, program_id=program_id, session_id=session_id)
+    if row is not None:
+        return row
+    meeting = await get_meeting(session, program_id=program_id, meeting_id=session_id)
+    if meeting is None or meeting.rrule is None:
+        return None
+    rows = await occurrences(session, meeting)
+    if recurrence_id is not None:
+        wanted = recurrence_id.astimezone(dt.UTC)
+        return next((r for r in rows if r.recurrence_id and utc(r.recurrence_id) == wanted), None)
+    started = [
+        r for r in rows if r.start is not None and utc(r.start) <= now and r.status != "cancelled"
+    ]
+    return max(started, key=lambda r: utc(r.start), default=None)  # type: ignore[arg-type]
+
+
 async def get_checkin(session: AsyncSession, *, program_id: str, checkin_id: str) -> Checkin | None:
     """One check-in of the program, if it exists."""
     return await session.get(Checkin, (program_id, checkin_id))

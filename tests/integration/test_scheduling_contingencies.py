@@ -13,7 +13,7 @@ import pytest
 import recurring_ical_events
 from icalendar import Calendar
 
-from services.scheduling import feeds
+from services.scheduling import feeds, plans
 from services.scheduling.app import definition
 from shared.clock import FixedClock
 from shared.links import CHECKIN_REPORT, SESSION_HELD, link_signer
@@ -120,6 +120,35 @@ async def test_the_we_met_link_shows_a_form_and_its_post_publishes_session_held(
         [held] = await bodies_on(js, "mentorship.session.held")
     assert (held["present_ids"], held["duration_minutes"]) == (["m", "e"], 50)
     assert held["takeaways"] == ["listen", "ask"] and held["reported_by"] == "e"
+
+
+async def test_a_we_met_link_for_one_occurrence_of_a_series_records_that_occurrence(
+    tmp_path, nats_server, js, database_url
+):
+    conf = settings(tmp_path, nats_server, database_url)
+    async with scheduling(conf, FixedClock(NOW)) as (_, http):
+        await formed_pair(js, "prog")
+        await eventually(lambda: at_least(js, SCHEDULED, 2), what="kickoff and series")
+        [series] = [b for b in await bodies_on(js, SCHEDULED) if b["kind"] == "regular"]
+        expanded = recurring_ical_events.of(Calendar.from_ical(series["ical"]))
+        second = expanded.between(NOW, NOW + dt.timedelta(days=90))[1]  # as a calendar app sees it
+        rule_time = (second.get("RECURRENCE-ID") or second["DTSTART"]).dt
+        data = {
+            "program_id": "prog", "session_id": series["session_id"], "participant_id": "m",
+            "recurrence_id": rule_time.astimezone(dt.UTC).isoformat(),
+        }  # fmt: skip
+        token = link_signer(conf).sign(SESSION_HELD.purpose, data, NOW + dt.timedelta(days=60))
+        assert (await http.get(SESSION_HELD.path, params={"t": token})).status_code == 200
+        done = await http.post(
+            SESSION_HELD.path, content=f"t={token}&present=m&present=e&minutes=45",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )  # fmt: skip
+        assert done.status_code == 200 and "held" in done.text
+        await eventually(lambda: at_least(js, "mentorship.session.held", 1), what="session.held")
+        [held] = await bodies_on(js, "mentorship.session.held")
+    # the occurrence's own id (named by its rule time), not the series'
+    assert held["session_id"] == plans.occurrence_id(series["session_id"], rule_time)
+    assert held["session_id"] != series["session_id"]
 
 
 async def test_check_ins_escalate_on_the_clock_and_the_form_stops_them(

@@ -21,6 +21,7 @@ from services.scheduling.handlers import (
     on_participant_registered,
     on_participant_unavailable,
     on_participant_updated,
+    on_session_held,
     on_session_responded,
     on_timezone_changed,
 )
@@ -37,6 +38,7 @@ from shared.events import (
     ParticipantUnavailable,
     ParticipantUpdated,
     SessionCancelled,
+    SessionHeld,
     SessionRescheduled,
     SessionResponded,
     SessionScheduled,
@@ -267,3 +269,42 @@ async def test_a_milestone_reached_plans_one_feedback_moment_both_can_make(db):
 async def test_a_milestone_of_a_pair_scheduling_never_planned_plans_nothing(db):
     reached = event(MilestoneReached, pair_id="nobody", milestone_id="ms", title="x")
     assert (await db.apply(on_milestone_reached, reached)).emitted == []
+
+
+async def test_a_series_id_names_one_occurrence_for_we_met_links_and_tools(db):
+    _, regular = await formed_pair(db)
+    series_rows = [r for r in await rows(db) if r.meeting_id == regular.series_id]
+    second, third = series_rows[1], series_rows[2]
+    assert second.start is not None and second.recurrence_id is not None
+    after_second = second.start.replace(tzinfo=UTC) + dt.timedelta(minutes=50)
+    async with db.sessions() as session:
+        named = store.named_occurrence
+        by_rule = await named(
+            session, program_id="prog", session_id=regular.series_id,
+            recurrence_id=third.recurrence_id.replace(tzinfo=UTC), now=after_second,  # type: ignore[union-attr]
+        )  # fmt: skip
+        latest = await named(
+            session, program_id="prog", session_id=regular.series_id, recurrence_id=None,
+            now=after_second,
+        )  # fmt: skip
+        before_any = await named(
+            session, program_id="prog", session_id=regular.series_id, recurrence_id=None,
+            now=db.clock.now(),
+        )  # fmt: skip
+    assert by_rule is not None and by_rule.session_id == third.session_id
+    assert latest is not None and latest.session_id == second.session_id
+    assert before_any is None  # nothing of the series has started yet
+    held = event(
+        SessionHeld, session_id=regular.series_id, pair_id="p",
+        held_at=second.start.replace(tzinfo=UTC).isoformat(), duration_minutes=40,
+        present_ids=["m", "e"], source="video-tool",
+    )  # fmt: skip
+    await db.apply(on_session_held, held)
+    status = {r.session_id: r.status for r in await rows_all(db)}
+    assert status[second.session_id] == "held"
+    assert status[third.session_id] == "scheduled" and status[series_rows[0].session_id] != "held"
+
+
+async def rows_all(db: HandlerDb) -> list[store.Session]:
+    async with db.sessions() as session:
+        return list(await session.scalars(select(store.Session)))

@@ -311,3 +311,28 @@ def test_a_series_with_moves_and_exdates_parses_in_both_parsers():
         ("2027-03-29", 14),
         ("2027-04-12", 9),
     ]
+
+
+def _libical():
+    """libical's GObject bindings (Debian: gir1.2-ical-3.0 and python3-gi), or a skip."""
+    gi = pytest.importorskip("gi", reason="python gi (gir1.2-ical-3.0) is not installed")
+    try:
+        gi.require_version("ICalGLib", "3.0")
+        from gi.repository import ICalGLib  # type: ignore[import-not-found]
+    except (ImportError, ValueError) as exc:
+        pytest.skip(f"libical's ICalGLib 3.0 typelib (gir1.2-ical-3.0) is not installed: {exc}")
+    return ICalGLib
+
+
+def test_libical_finds_no_itip_restriction_broken():
+    ical = _libical()
+    berlin = ZoneInfo("Europe/Berlin")
+    first = dt.datetime(2027, 3, 22, 9, tzinfo=berlin)
+    series = invitation(start=first, end=first + dt.timedelta(hours=1), rrule="FREQ=WEEKLY;COUNT=4")
+    moved = Instance(first, first + dt.timedelta(hours=3), first + dt.timedelta(hours=4))
+    for text_ in (request(series), cancel(invitation(sequence=2)), cancel(series, [moved])):
+        component = ical.Component.new_from_string(text_)
+        check = getattr(component, "check_restrictions", None)
+        valid = check() if check else ical.restriction_check(component)
+        errors = [line for line in component.as_ical_string().splitlines() if "X-LIC-ERROR" in line]
+        assert valid and not errors, errors
