@@ -227,6 +227,30 @@ async def test_a_declined_occurrence_moves_to_another_slot_both_can_make(db):
     assert (await db.apply(on_session_responded, accepted)).emitted == []
 
 
+async def test_a_declined_kickoff_moves_to_the_next_slot_both_can_make_and_old_replies_wait(db):
+    kickoff, _ = await formed_pair(db)
+    reply = event(
+        SessionResponded, session_id=kickoff.session_id, pair_id="p", participant_id="m",
+        uid=kickoff.uid, sequence=0, response="declined",
+    )  # fmt: skip
+    [moved] = [
+        e for e in (await db.apply(on_session_responded, reply)).emitted
+        if isinstance(e, SessionRescheduled)
+    ]  # fmt: skip
+    assert moved.session_id == kickoff.session_id and moved.sequence == 1
+    assert moved.previous_start == kickoff.start
+    declined = Interval(kickoff.start, kickoff.end)
+    assert not (moved.start < declined.end and declined.start < moved.end)  # not the same time
+    assert inside(nine_to_five("Europe/Berlin"), Interval(moved.start, moved.end))
+    buffer = dt.timedelta(minutes=db.settings.session_buffer_minutes)
+    for row in await rows(db):  # clear of the series, with the buffer
+        if row.session_id != kickoff.session_id and row.status == "scheduled" and row.start:
+            start, end = row.start.replace(tzinfo=UTC), row.end.replace(tzinfo=UTC)  # type: ignore[union-attr]
+            assert end + buffer <= moved.start or moved.end + buffer <= start
+    # the same decline again answers the old version (SEQUENCE 0): it changes nothing
+    assert (await db.apply(on_session_responded, reply)).emitted == []
+
+
 async def test_a_reply_for_an_unknown_session_names_what_to_publish(db):
     await formed_pair(db)
     reply = event(
