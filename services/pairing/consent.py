@@ -128,6 +128,16 @@ async def close(uow: UnitOfWork, pair: store.Pair, status: str) -> None:
     await rematch(uow, pair)
 
 
+async def end(uow: UnitOfWork, pair: store.Pair) -> None:
+    """The pair ended (pair.ended): its slot is free; a proposal's expiry is disarmed."""
+    pair.status = rounds.ENDED
+    await cancel(
+        uow.session, store.timers, program_id=pair.program_id, kind=PROPOSAL_EXPIRY,
+        key=pair.pair_id,
+    )  # fmt: skip
+    await store.free_slot(uow.session, program_id=pair.program_id, mentor_id=pair.mentor_id)
+
+
 def rematch_id(closed: store.Pair) -> str:
     """The re-match of a closed proposal has one id: a retry proposes the same pair again."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{closed.program_id}/{closed.pair_id}/rematch"))

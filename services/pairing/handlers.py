@@ -8,6 +8,9 @@ from services.pairing import consent, profiles, rounds, store
 from shared.consumer import Subscription
 from shared.events import (
     MatchingRequested,
+    PairEnded,
+    PairPaused,
+    PairResumed,
     ParticipantLeft,
     ParticipantRegistered,
     ParticipantTimezoneChanged,
@@ -80,6 +83,33 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
         uow.emit(announced)
 
 
+async def on_pair_paused(event: PairPaused, uow: UnitOfWork) -> None:
+    """A paused pair keeps its mentor's slot and its mentee (it is still open)."""
+    pair = await store.pair_or_raise(
+        uow.session, program_id=event.program_id, pair_id=event.pair_id
+    )
+    if pair.status == rounds.ACTIVE:
+        pair.status = rounds.PAUSED
+
+
+async def on_pair_resumed(event: PairResumed, uow: UnitOfWork) -> None:
+    """The paused pair is active again."""
+    pair = await store.pair_or_raise(
+        uow.session, program_id=event.program_id, pair_id=event.pair_id
+    )
+    if pair.status == rounds.PAUSED:
+        pair.status = rounds.ACTIVE
+
+
+async def on_pair_ended(event: PairEnded, uow: UnitOfWork) -> None:
+    """An ended pair frees its mentor's slot and its mentee for the next round; never again."""
+    pair = await store.pair_or_raise(
+        uow.session, program_id=event.program_id, pair_id=event.pair_id
+    )
+    if pair.status in rounds.OPEN:
+        await consent.end(uow, pair)
+
+
 def by_program(event: MatchingRequested) -> str:
     """Rounds of one program apply one after another: each sees the pairs the last one formed."""
     return event.program_id
@@ -98,4 +128,7 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)),
     Subscription(ParticipantLeft, on_participant_left, after=(ParticipantRegistered,)),
     Subscription(MatchingRequested, on_matching_requested, after=PROFILE_EVENTS, key=by_program),
+    Subscription(PairPaused, on_pair_paused),
+    Subscription(PairResumed, on_pair_resumed, after=(PairPaused,)),
+    Subscription(PairEnded, on_pair_ended, after=(PairPaused, PairResumed)),
 ]

@@ -318,3 +318,15 @@ def add_pair(
             expires_at=pair.expires_at,
         )
     )
+
+
+async def pair_or_raise(session: AsyncSession, *, program_id: str, pair_id: str) -> Pair:
+    """A pair of the program, else UnknownReference or ProgramMismatch."""
+    return await get_or_raise(
+        session,
+        Pair,
+        program_id,
+        pair_id,
+        what=f"pair {pair_id!r}",
+        hint="pairing forms pairs in matching rounds; publish matching.requested first",
+    )
