@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from services.notifications import reminders, store
 from services.notifications.handlers import SUBSCRIPTIONS, on_reminder_due
+from services.notifications.replies import run_reply_receiver
 from services.notifications.sender import run_sender
-from shared.events import NotificationFailed, NotificationSent
+from shared.events import NotificationFailed, NotificationSent, SessionResponded
 from shared.service import ServiceDefinition
 from shared.timers import TimerHandler, timer_loop
 
@@ -21,6 +22,6 @@ def definition() -> ServiceDefinition:
         metadata=store.Base.metadata,
         tables=store.delivery_tables,
         subscriptions=SUBSCRIPTIONS,
-        emits=[NotificationSent, NotificationFailed],
-        loops=[run_sender, timer_loop(store.timers, TIMERS)],
+        emits=[NotificationSent, NotificationFailed, SessionResponded],
+        loops=[run_sender, timer_loop(store.timers, TIMERS), run_reply_receiver],
     )

@@ -79,6 +79,16 @@ async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None
     """Queues one iMIP invitation per attendee, each in the attendee's own time zone, and arms
     the reminders before the session (each occurrence of a series)."""
     await _queue_session_mails(event, uow, start=event.start, end=event.end, kind=event.kind.value)
+    uow.upsert(  # what a calendar reply with this UID answers (replies.py)
+        store.CalendarEntry,
+        {
+            "uid": event.uid,
+            "program_id": event.program_id,
+            "session_id": event.session_id,
+            "pair_id": event.pair_id,
+            "attendee_ids": list(event.attendee_ids),
+        },
+    )
     now = uow.clock.now()
     await reminders.arm(
         uow.session,
@@ -239,6 +249,7 @@ async def _session_context(event: SessionChange, uow: UnitOfWork) -> SessionCont
         reasons=pair.reasons if pair else (),
         location=getattr(event, "video_url", None),
         held_links=held_links,
+        replies_read=settings.replies_smtp_port is not None,
     )
 
 

@@ -217,3 +217,15 @@ async def delivery_or_raise(
         what=f"delivery {delivery_id!r}",
         hint="a send timer names a delivery that was never stored; cancel the timer",
     )
+
+
+class CalendarEntry(Base):
+    """An iCalendar UID this service sent invitations for: what a calendar reply answers."""
+
+    __tablename__ = "calendar_entries"
+
+    uid: Mapped[str] = mapped_column(String(300), primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(200))
+    session_id: Mapped[str] = mapped_column(String(200))
+    pair_id: Mapped[str] = mapped_column(String(200))
+    attendee_ids: Mapped[list[str]] = mapped_column(JSON)
