@@ -133,6 +133,14 @@ class Settings(BaseSettings):
         description="notifications: port of the built-in SMTP receiver reading calendar replies "
         "to MAIL_FROM (the organizer); unset: replies are not read",
     )
+    quiet_hours: str = Field(
+        default="20:00-08:00",
+        description="notifications: local times in the recipient's zone when non-urgent mail "
+        "waits ('' for none); invitations, session changes and reminders go at once",
+    )
+    quiet_weekends: bool = Field(
+        default=True, description="notifications: non-urgent mail also waits through weekends"
+    )
     coordinators: dict[str, str] = Field(
         default_factory=dict,
         description='notifications: per program, its coordinator, e.g. {"prog-a": "Ada Lee '
