@@ -245,6 +245,7 @@ def _ssp(  # type: ignore[no-untyped-def]
             settled[n_settled] = a
             n_settled += 1
             reached = False
+            hit = -1
             if a < n:  # a mentee: to its other candidates, and to "unmatched" if it is not
                 for arc in range(arc_start[a], arc_start[a + 1]):
                     b = n + arc_mentor[arc]
@@ -257,6 +258,24 @@ def _ssp(  # type: ignore[no-untyped-def]
                         pred[b] = a
                         pred_score[b] = arc_score[arc]
                         size = _heap_push(heap_keys, heap_nodes, size, nd, b)
+                        if nd == d:  # a path's end at distance d is a shortest one: stop
+                            j = b - n
+                            if used[j] > inflow[j]:
+                                hit = b
+                                break
+                            if (
+                                sink_lacks > 0
+                                and used[j] < free[j]
+                                and load_cost * (load[j] + used[j]) + q[b] == q[sink]
+                            ):
+                                stamp[sink] = gen
+                                dist[sink] = d
+                                pred[sink] = b
+                                hit = sink
+                                break
+                if hit >= 0:
+                    total, end = d, hit
+                    break
                 if assigned[a] != UNMATCHED:
                     nd = d + unmatched_cost + q[a] - q[sink]
                     if stamp[sink] != gen or nd < dist[sink]:

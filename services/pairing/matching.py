@@ -50,9 +50,14 @@ __all__ = [
     "propose_pairs",
 ]
 
-FIRST_CANDIDATES = 6  # per mentee, before any price is known
-ADDED_PER_ROUND = 4  # violating pairs added per mentee and iteration
+FIRST_CANDIDATES = 8  # per mentee, before any price is known
+ADDED_PER_ROUND = 6  # violating pairs added per mentee and iteration
 MAX_ITERATIONS = 60
+SPREAD_PASSES = 2
+WARM_UP_TO = 0.9  # share of mentees routed again above which a cold solve is faster
+SPREAD_CANDIDATES = 4
+SPREAD_SLACK = 2
+SPREAD_PRICE = 1000
 
 
 def propose_pairs(
@@ -108,6 +113,20 @@ def _optimise(
     floor = np.full(n_mentees, -u_cost, dtype=np.int64)
     found_j, found_s, _, scored = _search(enc, price, floor, FIRST_CANDIDATES)
     tails, heads, scores = _arcs(found_j, found_s)
+    # the first arcs are everyone's favourites; priced by how over-asked each mentor is, a
+    # second pass adds each mentee's best options among the others (fewer unmatched to start)
+    for _ in range(SPREAD_PASSES):
+        asked = np.bincount(heads, minlength=len(enc.free))
+        over = np.maximum(0, asked - SPREAD_SLACK * enc.free)
+        price = load_cost * enc.load + (SPREAD_PRICE * over) // np.maximum(asked, 1)
+        found_j, found_s, _, more = _search(enc, price, floor, SPREAD_CANDIDATES)
+        scored += more
+        t2, h2, s2 = _arcs(found_j, found_s)
+        tails = np.concatenate([tails, t2])
+        heads = np.concatenate([heads, h2])
+        scores = np.concatenate([scores, s2])
+    if SPREAD_PASSES:
+        tails, heads, scores = _unique_arcs(tails, heads, scores, len(enc.free))
     iterations = 0
     solved: flow.Flow | None = None
     reroute = None
@@ -135,6 +154,8 @@ def _optimise(
             break
         reroute = np.zeros(n_mentees, dtype=np.bool_)
         reroute[new_t] = True
+        if reroute.sum() > WARM_UP_TO * n_mentees:
+            solved = None  # most mentees move: a cold solve is faster than repairing
         tails = np.concatenate([tails, new_t])
         heads = np.concatenate([heads, new_h])
         scores = np.concatenate([scores, new_s])
@@ -173,6 +194,13 @@ def _arcs(
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     rows, cols = np.nonzero(found_j >= 0)
     return rows.astype(np.int64), found_j[rows, cols], found_s[rows, cols]
+
+
+def _unique_arcs(
+    tails: NDArray[np.int64], heads: NDArray[np.int64], scores: NDArray[np.int64], m: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    _, first = np.unique(tails * max(m, 1) + heads, return_index=True)
+    return tails[first], heads[first], scores[first]
 
 
 def _csr(
