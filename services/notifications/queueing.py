@@ -3,10 +3,11 @@ failed with the reason when its address cannot be written); the link signer."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from pathlib import Path
 
-from services.notifications import store
+from services.notifications import quiet, store
 from services.notifications.deliveries import PlannedDelivery
 from services.notifications.messages import compose_invitations
 from shared.events import NotificationFailed
@@ -88,5 +89,21 @@ async def _queue(
     )
     uow.upsert(
         store.timers,
-        store.send_timer_row(program_id=program_id, delivery_id=plan.delivery_id, due_at=now),
+        store.send_timer_row(
+            program_id=program_id, delivery_id=plan.delivery_id, due_at=send_at(plan, uow)
+        ),
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _quiet(window: str, weekends: bool) -> quiet.QuietHours:
+    return quiet.QuietHours.parse(window, weekends=weekends)
+
+
+def send_at(plan: PlannedDelivery, uow: UnitOfWork) -> dt.datetime:
+    """Now for urgent kinds; otherwise the next time outside the recipient's quiet hours."""
+    now = uow.clock.now()
+    if quiet.is_urgent(plan.kind):
+        return now
+    hours = _quiet(uow.settings.quiet_hours, uow.settings.quiet_weekends)
+    return hours.next_allowed(now, plan.mail.recipient.timezone)
