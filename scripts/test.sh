@@ -6,12 +6,14 @@
 # port and a throwaway PostgreSQL cluster made with initdb/pg_ctl.
 # Tests run in MENTORSHIP_TEST_WORKERS parallel pytest-xdist workers (default 3: most tests wait
 # on servers, not on the CPU; 0 runs them in this process). Every test has its own nats-server,
-# databases and folders, so workers share nothing.
+# databases and folders, so workers share nothing; with MENTORSHIP_TEST_NATS_URL they would
+# share that server's one stream, so the default is then 0.
 # Extra arguments go to pytest (e.g. -k dlq, tests/unit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-workers="${MENTORSHIP_TEST_WORKERS:-3}"
+if [ -n "${MENTORSHIP_TEST_NATS_URL:-}" ]; then default_workers=0; else default_workers=3; fi
+workers="${MENTORSHIP_TEST_WORKERS:-$default_workers}"
 if [ "$workers" = "0" ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
