@@ -42,13 +42,16 @@ from shared.service import Service
 from shared.settings import Settings
 
 HOURS = [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)]
+# a program of its own per run: a PostgreSQL database keeps earlier runs' pairs, and a pair
+# planned already is not planned again
+PROGRAM = f"bench-{uuid.uuid4().hex[:8]}"
 
 
 def _envelope(**fields: Any) -> dict[str, Any]:
     return {
         "event_id": str(uuid.uuid4()),
         "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-        "program_id": "bench",
+        "program_id": PROGRAM,
         **fields,
     }
 
