@@ -10,6 +10,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any, cast
 
+from sqlalchemy import select
+
 from services.insights import pair_events as pairs
 from services.insights import session_events as sessions
 from services.insights import writes
@@ -50,7 +52,7 @@ from shared.events import (
     SessionUnschedulable,
 )
 from shared.timers import Due
-from shared.unit_of_work import Preload, UnitOfWork
+from shared.unit_of_work import UnitOfWork
 
 WAITING = "waiting for the next matching round"
 
@@ -111,7 +113,7 @@ async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWor
 async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork) -> None:
     """Keeps the zone spread current."""
     person = await writes.participant_or_raise(
-        uow.session, program_id=event.program_id, participant_id=event.participant_id
+        uow, program_id=event.program_id, participant_id=event.participant_id
     )
     person.timezone = event.new_timezone
     writes.count_event(uow, program_id=event.program_id, subject=event.subject)
@@ -120,7 +122,7 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
 async def on_participant_left(event: ParticipantLeft, uow: UnitOfWork) -> None:
     """The participant no longer counts among the program's people."""
     person = await writes.participant_or_raise(
-        uow.session, program_id=event.program_id, participant_id=event.participant_id
+        uow, program_id=event.program_id, participant_id=event.participant_id
     )
     if person.active:
         person.active = False
@@ -144,8 +146,17 @@ async def on_matching_completed(event: MatchingCompleted, uow: UnitOfWork) -> No
         writes.add_to(uow, event.program_id, "matching.rounds")
     # pairing may say why, per mentee (an optional newer field); else the round's fact
     reasons: dict[str, str] = dict(getattr(event, "unmatched_reasons", None) or {})
-    for mentee_id in {*event.unmatched_mentee_ids, *reasons}:
-        person = await writes.get_row(uow.session, ParticipantView, event.program_id, mentee_id)
+    named = sorted({*event.unmatched_mentee_ids, *reasons})
+    people: dict[str, ParticipantView] = {}
+    with uow.session.no_autoflush:  # the round's mentees in one query per 500
+        for start in range(0, len(named), 500):
+            query = select(ParticipantView).where(
+                ParticipantView.program_id == event.program_id,
+                ParticipantView.participant_id.in_(named[start : start + 500]),
+            )
+            people |= {p.participant_id: p for p in await uow.session.scalars(query)}
+    for mentee_id in named:
+        person = people.get(mentee_id)
         if person is None or person.matched:
             continue
         reason = reasons.get(mentee_id) or f"no suitable mentor in matching round {event.round_id}"
@@ -159,13 +170,13 @@ async def _on_delivery_reported(
 ) -> None:
     """Applies one report of a delivery's outcome."""
     row = await writes.find_delivery(
-        uow.session, program_id=event.program_id, delivery_id=event.delivery_id
+        uow, program_id=event.program_id, delivery_id=event.delivery_id
     )
     before = DeliveryStatus(row.status) if row else None
     status = delivery_status(before, reported)
     if row is None:
-        writes.remember(
-            uow.session,
+        writes.add_row(
+            uow,
             DeliveryView(program_id=event.program_id, delivery_id=event.delivery_id, status=status),
         )
     else:
@@ -189,7 +200,7 @@ async def on_notification_failed(event: NotificationFailed, uow: UnitOfWork) -> 
 
 async def on_contact_deadline(due: Due, uow: UnitOfWork) -> None:
     """A pair heard nothing of for too long is scored again (it may now be at risk)."""
-    pair = await writes.find_pair(uow.session, program_id=due.program_id, pair_id=due.key)
+    pair = await writes.find_pair(uow, program_id=due.program_id, pair_id=due.key)
     if pair is not None:
         await writes.refresh_health(uow, pair, at=due.due_at)
 
@@ -199,40 +210,67 @@ _FORMED = (PairFormed,)
 _PLANNED = (PairFormed, SessionScheduled)
 _DUE = (PairFormed, CheckinDue)
 
+# what each handler reads, loaded for the whole batch (writes.py): no lookup per event
+_PERSON = (writes.participants(lambda e: (e.program_id, e.participant_id)),)
+_MENTEE = writes.participants(lambda e: (e.program_id, e.mentee_id))
+_PAIR = (writes.pairs(),)
+_SESSION = (writes.pairs(), writes.sessions_named())
+_OUTCOME = (*_SESSION, writes.mentees_of_pairs())
+_CHECKIN = (writes.pairs(), writes.checkins_named())
+_DELIVERY = (writes.deliveries_named(),)
+
 _PROJECTED: list[Subscription[Any]] = [
-    Subscription(
-        ParticipantRegistered,
-        on_participant_registered,
-        preload=(Preload(ParticipantView, lambda e: (e.program_id, e.participant_id)),),
-    ),
+    Subscription(ParticipantRegistered, on_participant_registered, preload=_PERSON),
     # the registration published before a zone change is applied first (another subject)
-    Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=_REGISTERED),
-    Subscription(ParticipantLeft, on_participant_left, after=_REGISTERED),
+    Subscription(
+        ParticipantTimezoneChanged, on_timezone_changed, after=_REGISTERED, preload=_PERSON
+    ),
+    Subscription(ParticipantLeft, on_participant_left, after=_REGISTERED, preload=_PERSON),
     Subscription(MatchingCompleted, on_matching_completed, after=(*_REGISTERED, PairFormed)),
-    Subscription(PairProposed, pairs.on_pair_proposed, after=_REGISTERED),
-    Subscription(PairFormed, pairs.on_pair_formed, after=(*_REGISTERED, PairProposed)),
-    Subscription(PairDeclined, pairs.on_pair_declined, after=(PairProposed,)),
-    Subscription(PairPaused, pairs.on_pair_paused, after=_FORMED),
-    Subscription(PairResumed, pairs.on_pair_resumed, after=(PairFormed, PairPaused)),
-    Subscription(PairEnded, pairs.on_pair_ended, after=_FORMED),
-    Subscription(CharterAgreed, pairs.on_charter_agreed, after=_FORMED),
-    Subscription(GoalSet, pairs.on_goal_set, after=_FORMED),
-    Subscription(MilestoneReached, pairs.on_milestone_reached, after=_FORMED),
-    Subscription(OpportunityOffered, pairs.on_opportunity_offered, after=_REGISTERED),
-    Subscription(FeedbackGiven, pairs.on_feedback_given, after=_FORMED),
-    Subscription(AssessmentSubmitted, pairs.on_assessment_submitted, after=_REGISTERED),
-    Subscription(SessionScheduled, sessions.on_session_scheduled, after=_FORMED),
-    Subscription(SessionRescheduled, sessions.on_session_rescheduled, after=_PLANNED),
-    Subscription(SessionCancelled, sessions.on_session_cancelled, after=_PLANNED),
-    Subscription(SessionResponded, sessions.on_session_responded, after=_FORMED),
-    Subscription(SessionUnschedulable, sessions.on_session_unschedulable, after=_FORMED),
-    Subscription(SessionHeld, sessions.on_session_held, after=_PLANNED),
-    Subscription(SessionMissed, sessions.on_session_missed, after=_PLANNED),
-    Subscription(CheckinDue, sessions.on_checkin_due, after=_FORMED),
-    Subscription(CheckinSubmitted, sessions.on_checkin_submitted, after=_DUE),
-    Subscription(CheckinOverdue, sessions.on_checkin_overdue, after=_DUE),
-    Subscription(NotificationSent, on_notification_sent),
-    Subscription(NotificationFailed, on_notification_failed),
+    Subscription(
+        PairProposed, pairs.on_pair_proposed, after=_REGISTERED, preload=(*_PAIR, _MENTEE)
+    ),
+    Subscription(
+        PairFormed,
+        pairs.on_pair_formed,
+        after=(*_REGISTERED, PairProposed),
+        preload=(*_PAIR, _MENTEE),
+    ),
+    Subscription(
+        PairDeclined,
+        pairs.on_pair_declined,
+        after=(PairProposed,),
+        preload=(*_PAIR, writes.mentees_of_pairs()),
+    ),
+    Subscription(PairPaused, pairs.on_pair_paused, after=_FORMED, preload=_PAIR),
+    Subscription(PairResumed, pairs.on_pair_resumed, after=(PairFormed, PairPaused), preload=_PAIR),
+    Subscription(PairEnded, pairs.on_pair_ended, after=_FORMED, preload=_PAIR),
+    Subscription(CharterAgreed, pairs.on_charter_agreed, after=_FORMED, preload=_PAIR),
+    Subscription(GoalSet, pairs.on_goal_set, after=_FORMED, preload=_PAIR),
+    Subscription(MilestoneReached, pairs.on_milestone_reached, after=_FORMED, preload=_PAIR),
+    Subscription(
+        OpportunityOffered, pairs.on_opportunity_offered, after=_REGISTERED, preload=_PERSON
+    ),
+    Subscription(FeedbackGiven, pairs.on_feedback_given, after=_FORMED, preload=_PAIR),
+    Subscription(
+        AssessmentSubmitted, pairs.on_assessment_submitted, after=_REGISTERED, preload=_PERSON
+    ),
+    Subscription(SessionScheduled, sessions.on_session_scheduled, after=_FORMED, preload=_SESSION),
+    Subscription(
+        SessionRescheduled, sessions.on_session_rescheduled, after=_PLANNED, preload=_SESSION
+    ),
+    Subscription(SessionCancelled, sessions.on_session_cancelled, after=_PLANNED, preload=_OUTCOME),
+    Subscription(SessionResponded, sessions.on_session_responded, after=_FORMED, preload=_PAIR),
+    Subscription(
+        SessionUnschedulable, sessions.on_session_unschedulable, after=_FORMED, preload=_PAIR
+    ),
+    Subscription(SessionHeld, sessions.on_session_held, after=_PLANNED, preload=_OUTCOME),
+    Subscription(SessionMissed, sessions.on_session_missed, after=_PLANNED, preload=_OUTCOME),
+    Subscription(CheckinDue, sessions.on_checkin_due, after=_FORMED, preload=_CHECKIN),
+    Subscription(CheckinSubmitted, sessions.on_checkin_submitted, after=_DUE, preload=_CHECKIN),
+    Subscription(CheckinOverdue, sessions.on_checkin_overdue, after=_DUE, preload=_CHECKIN),
+    Subscription(NotificationSent, on_notification_sent, preload=_DELIVERY),
+    Subscription(NotificationFailed, on_notification_failed, preload=_DELIVERY),
 ]
 
 _BY_EVENT = {subscription.event: subscription for subscription in _PROJECTED}

@@ -64,7 +64,7 @@ async def _pair(
     uow: UnitOfWork, event: Event, pair_id: str, mentor_id: str, mentee_id: str
 ) -> PairView:
     """The pair, created (as proposed) when this is the first insights hears of it."""
-    pair = await writes.find_pair(uow.session, program_id=event.program_id, pair_id=pair_id)
+    pair = await writes.find_pair(uow, program_id=event.program_id, pair_id=pair_id)
     if pair is None:
         pair = PairView(
             program_id=event.program_id,
@@ -79,7 +79,7 @@ async def _pair(
             fit_rating_sum=0.0,
             **dict.fromkeys(_ZERO_COUNTS, 0),
         )
-        writes.remember(uow.session, pair)
+        writes.add_row(uow, pair)
         writes.add_to(uow, event.program_id, f"pairs.state.{PairState.PROPOSED.value}", 1)
         writes.add_to(uow, event.program_id, f"pairs.health.{Health.INACTIVE.value}", 1)
     return pair
@@ -89,7 +89,7 @@ async def _count_match_quality(uow: UnitOfWork, pair: PairView) -> None:
     """Once a formed pair's proposal score is known, it counts for the mentee's groups."""
     if pair.quality_counted or pair.proposal_score is None or pair.state == PairState.PROPOSED:
         return
-    mentee = await writes.get_row(uow.session, ParticipantView, pair.program_id, pair.mentee_id)
+    mentee = await writes.participant(uow, pair.program_id, pair.mentee_id)
     if mentee is not None:
         writes.add_for_groups(uow, mentee, "matched", 1)
         writes.add_for_groups(uow, mentee, "match_score_sum", pair.proposal_score)
@@ -112,7 +112,7 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
         pair.formed_at = event.occurred_at
     if move_state(uow, pair, PairState.FORMED, event.occurred_at):
         mentee = await writes.participant_or_raise(
-            uow.session, program_id=event.program_id, participant_id=event.mentee_id
+            uow, program_id=event.program_id, participant_id=event.mentee_id
         )
         if not mentee.matched:
             mentee.matched, mentee.unmatched_reason = True, None
@@ -126,11 +126,9 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
 
 async def on_pair_declined(event: PairDeclined, uow: UnitOfWork) -> None:
     """A declined proposal is the mentee's reason to be unmatched, until a pair forms."""
-    pair = await writes.pair_or_raise(
-        uow.session, program_id=event.program_id, pair_id=event.pair_id
-    )
+    pair = await writes.pair_or_raise(uow, program_id=event.program_id, pair_id=event.pair_id)
     move_state(uow, pair, PairState.DECLINED, event.occurred_at)
-    mentee = await writes.get_row(uow.session, ParticipantView, event.program_id, pair.mentee_id)
+    mentee = await writes.participant(uow, event.program_id, pair.mentee_id)
     who = "the mentor" if event.participant_id == pair.mentor_id else "the mentee"
     reason = f"proposal declined by {who}" + (f": {event.reason}" if event.reason else "")
     if mentee is not None and not mentee.matched:
@@ -153,9 +151,7 @@ async def _decision(
     summary: str,
     reason: str | None,
 ) -> None:
-    pair = await writes.pair_or_raise(
-        uow.session, program_id=event.program_id, pair_id=event.pair_id
-    )
+    pair = await writes.pair_or_raise(uow, program_id=event.program_id, pair_id=event.pair_id)
     move_state(uow, pair, state, event.occurred_at)
     await writes.refresh_health(uow, pair, at=event.occurred_at)
     writes.add_entry(uow, event, event.pair_id, state.value, summary, content=reason)
@@ -180,7 +176,7 @@ async def on_pair_ended(event: PairEnded, uow: UnitOfWork) -> None:
 
 async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:
     """The charter goes on the timeline."""
-    await writes.pair_or_raise(uow.session, program_id=event.program_id, pair_id=event.pair_id)
+    await writes.pair_or_raise(uow, program_id=event.program_id, pair_id=event.pair_id)
     summary = f"charter: every {event.cadence_days} days, {event.session_minutes} min"
     writes.add_entry(uow, event, event.pair_id, "charter", summary, content=event.norms)
     writes.count_event(uow, program_id=event.program_id, subject=event.subject)
@@ -188,16 +184,14 @@ async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:
 
 async def on_goal_set(event: GoalSet, uow: UnitOfWork) -> None:
     """The goal goes on the timeline (its title is the pair's own words)."""
-    await writes.pair_or_raise(uow.session, program_id=event.program_id, pair_id=event.pair_id)
+    await writes.pair_or_raise(uow, program_id=event.program_id, pair_id=event.pair_id)
     writes.add_entry(uow, event, event.pair_id, "goal", "goal set", content=event.title)
     writes.count_event(uow, program_id=event.program_id, subject=event.subject)
 
 
 async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None:
     """Counts the milestone for the pair and the program."""
-    pair = await writes.pair_or_raise(
-        uow.session, program_id=event.program_id, pair_id=event.pair_id
-    )
+    pair = await writes.pair_or_raise(uow, program_id=event.program_id, pair_id=event.pair_id)
     pair.milestones += 1
     writes.add_to(uow, event.program_id, "milestones")
     source = f" (from {event.source})" if event.source else ""
@@ -210,7 +204,7 @@ async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None
 async def on_opportunity_offered(event: OpportunityOffered, uow: UnitOfWork) -> None:
     """Counts the opportunity for the person's groups (equity)."""
     person = await writes.participant_or_raise(
-        uow.session, program_id=event.program_id, participant_id=event.participant_id
+        uow, program_id=event.program_id, participant_id=event.participant_id
     )
     kind = opportunity_kind(event.kind)
     writes.add_to(uow, event.program_id, f"opportunities.{kind}")
@@ -220,9 +214,7 @@ async def on_opportunity_offered(event: OpportunityOffered, uow: UnitOfWork) -> 
 
 async def on_feedback_given(event: FeedbackGiven, uow: UnitOfWork) -> None:
     """Feedback each way, and the fit rating it carries."""
-    pair = await writes.pair_or_raise(
-        uow.session, program_id=event.program_id, pair_id=event.pair_id
-    )
+    pair = await writes.pair_or_raise(uow, program_id=event.program_id, pair_id=event.pair_id)
     if event.from_id == pair.mentor_id:
         pair.feedback_from_mentor += 1
         direction = "mentor_to_mentee"
@@ -254,7 +246,7 @@ async def on_feedback_given(event: FeedbackGiven, uow: UnitOfWork) -> None:
 async def on_assessment_submitted(event: AssessmentSubmitted, uow: UnitOfWork) -> None:
     """Adds the scores to the cohort's month (relevance, impact, satisfaction, fairness...)."""
     person = await writes.participant_or_raise(
-        uow.session, program_id=event.program_id, participant_id=event.participant_id
+        uow, program_id=event.program_id, participant_id=event.participant_id
     )
     writes.add_assessment(
         uow,

@@ -29,22 +29,20 @@ from shared.unit_of_work import UnitOfWork
 
 
 async def _pair(uow: UnitOfWork, program_id: str, pair_id: str) -> PairView:
-    return await writes.pair_or_raise(uow.session, program_id=program_id, pair_id=pair_id)
+    return await writes.pair_or_raise(uow, program_id=program_id, pair_id=pair_id)
 
 
 async def _mentee(uow: UnitOfWork, pair: PairView) -> ParticipantView | None:
-    return await writes.get_row(uow.session, ParticipantView, pair.program_id, pair.mentee_id)
+    return await writes.participant(uow, pair.program_id, pair.mentee_id)
 
 
 async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None:
     """Records the planned session; a later version of the invitation moves its start."""
     pair = await _pair(uow, event.program_id, event.pair_id)
-    row = await writes.find_session(
-        uow.session, program_id=event.program_id, session_id=event.session_id
-    )
+    row = await writes.find_session(uow, program_id=event.program_id, session_id=event.session_id)
     if row is None:
-        writes.remember(
-            uow.session,
+        writes.add_row(
+            uow,
             SessionView(
                 program_id=event.program_id,
                 session_id=event.session_id,
@@ -81,7 +79,7 @@ async def on_session_rescheduled(event: SessionRescheduled, uow: UnitOfWork) -> 
     """Moves the session (a reschedule older than what is known changes nothing)."""
     await _pair(uow, event.program_id, event.pair_id)  # the pair's lock: see writes.find_pair
     row = await writes.session_or_raise(
-        uow.session, program_id=event.program_id, session_id=event.session_id
+        uow, program_id=event.program_id, session_id=event.session_id
     )
     if event.sequence > row.sequence:
         _move(uow, row, event.start, event.sequence)
@@ -134,7 +132,7 @@ async def on_session_held(event: SessionHeld, uow: UnitOfWork) -> None:
     """Counts the session as held; the pair met (contact), maybe for the first time."""
     pair = await _pair(uow, event.program_id, event.pair_id)
     row = await writes.session_or_raise(
-        uow.session, program_id=event.program_id, session_id=event.session_id
+        uow, program_id=event.program_id, session_id=event.session_id
     )
     if await _outcome(uow, row, pair, SessionStatus.HELD, event.held_at):
         _first_session(uow, pair, event.held_at)
@@ -177,7 +175,7 @@ async def on_session_missed(event: SessionMissed, uow: UnitOfWork) -> None:
     """Counts the session as missed, and the no-shows of each person."""
     pair = await _pair(uow, event.program_id, event.pair_id)
     row = await writes.session_or_raise(
-        uow.session, program_id=event.program_id, session_id=event.session_id
+        uow, program_id=event.program_id, session_id=event.session_id
     )
     if await _outcome(uow, row, pair, SessionStatus.MISSED, None):
         pair.no_shows_mentor += pair.mentor_id in event.no_show_ids
@@ -197,7 +195,7 @@ async def on_session_cancelled(event: SessionCancelled, uow: UnitOfWork) -> None
     """Counts the session as cancelled (unless it was held or missed)."""
     pair = await _pair(uow, event.program_id, event.pair_id)
     row = await writes.session_or_raise(
-        uow.session, program_id=event.program_id, session_id=event.session_id
+        uow, program_id=event.program_id, session_id=event.session_id
     )
     if await _outcome(uow, row, pair, SessionStatus.CANCELLED, None):
         writes.add_entry(
@@ -246,9 +244,7 @@ async def _checkin(
 ) -> tuple[CheckinView, PairView, bool]:
     """The check-in, created (and counted as due) the first time insights hears of it."""
     pair = await _pair(uow, event.program_id, event.pair_id)
-    row = await writes.find_checkin(
-        uow.session, program_id=event.program_id, checkin_id=event.checkin_id
-    )
+    row = await writes.find_checkin(uow, program_id=event.program_id, checkin_id=event.checkin_id)
     if row is not None:
         return row, pair, False
     row = CheckinView(
@@ -259,7 +255,7 @@ async def _checkin(
         due_at=due_at,
         was_overdue=False,
     )
-    writes.remember(uow.session, row)
+    writes.add_row(uow, row)
     pair.checkins_due += 1
     writes.add_to(uow, event.program_id, "checkins.due")
     writes.add_on_day(uow, event.program_id, "checkins.due", (due_at or event.occurred_at).date())

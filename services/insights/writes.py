@@ -1,23 +1,28 @@
 """How events change insights' read models: lookups that must succeed, counters, health.
 
-Counters and timeline entries are queued on the unit of work (`uow.upsert`), written once per
-batch; rows that later events of the same batch read (pairs, sessions, check-ins) go through
-the ORM session, whose identity map shows them to those events.
+The rows a handler reads (pairs, sessions, check-ins, deliveries, participants) are preloaded
+for the whole batch by its subscription (`Rows`, `MenteesOfPairs`, shared Preload) and read with
+`uow.get`; new ones are added with `add_row` (uow.add), so later events of the batch see them
+without a query. Counters are summed per batch in memory (one queued upsert per counter row) and
+timeline entries queued with `uow.upsert`: one statement per table per batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import weakref
 import zlib
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import inspect, select
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.insights import health
 from services.insights.store import (
     AssessmentSum,
+    Base,
     CheckinView,
     DailyCounter,
     DeliveryView,
@@ -37,16 +42,57 @@ from shared import timers as durable
 from shared.errors import ProgramMismatch, UnknownReference
 from shared.events import Event, PairAtRisk
 from shared.records import get_or_raise
-from shared.unit_of_work import UnitOfWork
+from shared.unit_of_work import Preload, UnitOfWork
+
+E = TypeVar("E", bound=Event)
 
 CONTACT_TIMER = "pair.contact"
 NO_COHORT = ""  # the equity counters of the whole program
 
 
+class _Counters:
+    """The counter rows a unit of work adds to, one queued upsert per row: the later additions
+    of a batch add to the row's queued values instead of queueing another row."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.shard = shard()
+
+
+_COUNTERS: weakref.WeakKeyDictionary[UnitOfWork, _Counters] = weakref.WeakKeyDictionary()
+
+
+def _add(
+    uow: UnitOfWork, table: type[Base], key: tuple[Any, ...], values: dict[str, Any], column: str
+) -> None:
+    counters = _COUNTERS.get(uow)
+    if counters is None:
+        counters = _COUNTERS[uow] = _Counters()
+    row = counters.rows.get(key)
+    if row is None:
+        # queued once, written with the batch's other upserts; later additions go to the
+        # queued row's values
+        uow.upsert(table, values, add=(column,))
+        counters.rows[key] = uow.writes[-1].values
+    else:
+        row[column] += values[column]
+
+
+def _shard_of(uow: UnitOfWork) -> int:
+    counters = _COUNTERS.get(uow)
+    if counters is None:
+        counters = _COUNTERS[uow] = _Counters()
+    return counters.shard
+
+
 def count_event(uow: UnitOfWork, *, program_id: str, subject: str) -> None:
     """Adds one to the program's count of this event type, when the batch commits."""
-    uow.upsert(
-        EventCount, {"program_id": program_id, "subject": subject, "count": 1}, add=("count",)
+    _add(
+        uow,
+        EventCount,
+        (EventCount, program_id, subject),
+        {"program_id": program_id, "subject": subject, "count": 1},
+        "count",
     )
 
 
@@ -62,26 +108,30 @@ def shard() -> int:
 def add_to(uow: UnitOfWork, program_id: str, metric: str, value: float = 1) -> None:
     """Adds to one of the program's overview numbers."""
     if value:
-        uow.upsert(
+        _add(
+            uow,
             ProgramCounter,
-            {"program_id": program_id, "metric": metric, "shard": shard(), "value": value},
-            add=("value",),
+            (ProgramCounter, program_id, metric),
+            {"program_id": program_id, "metric": metric, "shard": _shard_of(uow), "value": value},
+            "value",
         )
 
 
 def add_on_day(uow: UnitOfWork, program_id: str, metric: str, day: dt.date, value: int = 1) -> None:
     """Adds to one of the program's numbers of that day."""
     if value:
-        uow.upsert(
+        _add(
+            uow,
             DailyCounter,
+            (DailyCounter, program_id, metric, day),
             {
                 "program_id": program_id,
                 "metric": metric,
                 "day": day,
-                "shard": shard(),
+                "shard": _shard_of(uow),
                 "value": value,
             },
-            add=("value",),
+            "value",
         )
 
 
@@ -89,20 +139,23 @@ def add_for_groups(uow: UnitOfWork, person: ParticipantView, metric: str, value:
     """Adds to the equity sums of every group the person consented to be counted in."""
     if not value or not person.demographics:
         return
+    program_id = person.program_id
     for cohort in {NO_COHORT, person.cohort or NO_COHORT}:
         for attribute, group in person.demographics.items():
-            uow.upsert(
+            _add(
+                uow,
                 EquityCounter,
+                (EquityCounter, program_id, cohort, attribute, str(group), metric),
                 {
-                    "program_id": person.program_id,
+                    "program_id": program_id,
                     "cohort": cohort,
                     "attribute": attribute,
                     "group": str(group),
                     "metric": metric,
-                    "shard": shard(),
+                    "shard": _shard_of(uow),
                     "value": value,
                 },
-                add=("value",),
+                "value",
             )
 
 
@@ -133,16 +186,112 @@ def add_entry(
     )
 
 
+# --- rows the handlers read: preloaded for the whole batch (Subscription.preload) --------------
+
+View = TypeVar("View", PairView, SessionView, DeliveryView, CheckinView, ParticipantView)
+
+# ids unique on their own (minted from program-scoped ids); a preload finds them in any program,
+# so an event naming another program's record is refused without a query of its own
+_UNIQUE_ID = {PairView: "pair_id", SessionView: "session_id", DeliveryView: "delivery_id"}
+_LOOKED_UP = "insights_looked_up"  # session.info: (model, program, id) found, or locked, already
+
+
+def _looked_up(session: AsyncSession) -> set[tuple[Any, ...]]:
+    keys: set[tuple[Any, ...]] = session.info.setdefault(_LOOKED_UP, set())
+    return keys
+
+
+def _for_update(session: AsyncSession, query: Any) -> Any:
+    # SQLite has one writer anyway (and no FOR UPDATE)
+    return query.with_for_update() if session.get_bind().dialect.name == "postgresql" else query
+
+
+@dataclass(frozen=True)
+class Rows(Preload[E]):
+    """The rows of a model with a unique id that a batch's events name, in one query per 500.
+
+    With `lock`, they are locked FOR UPDATE on PostgreSQL in id order (so two consumers locking
+    pairs never wait on each other in a cycle) until the batch commits. A row of another program
+    is found under the event's key too: the handler refuses it (ProgramMismatch).
+    """
+
+    lock: bool = False
+
+    async def load(self, session: AsyncSession, events: list[E]) -> dict[tuple[Any, ...], Any]:
+        model = self.model
+        column = getattr(model, _UNIQUE_ID[model])  # type: ignore[index]
+        keys = sorted({self.key(event) for event in events})
+        by_id: dict[str, Any] = {}
+        ids = sorted({key[1] for key in keys})
+        for start in range(0, len(ids), 500):
+            query = select(model).where(column.in_(ids[start : start + 500])).order_by(column)
+            if self.lock:
+                query = _for_update(session, query)
+            for row in await session.scalars(query):
+                by_id[getattr(row, column.key)] = row
+        _looked_up(session).update((model, *key) for key in keys)
+        return {key: by_id.get(key[1]) for key in keys}
+
+
+@dataclass(frozen=True)
+class MenteesOfPairs(Preload[E]):
+    """The mentees of the pairs a batch's events name (equity counts their sessions)."""
+
+    async def load(self, session: AsyncSession, events: list[E]) -> dict[tuple[Any, ...], Any]:
+        keys = sorted({self.key(event) for event in events})
+        found: dict[tuple[Any, ...], Any] = {}
+        for start in range(0, len(keys), 500):
+            query = (
+                select(ParticipantView)
+                .join(
+                    PairView,
+                    (PairView.program_id == ParticipantView.program_id)
+                    & (PairView.mentee_id == ParticipantView.participant_id),
+                )
+                .where(tuple_(PairView.program_id, PairView.pair_id).in_(keys[start : start + 500]))
+            )
+            for row in await session.scalars(query):
+                found[(row.program_id, row.participant_id)] = row
+        return found
+
+
+def participants(key: Any) -> Preload[Any]:
+    """The participants `key(event)` names, as (program_id, participant_id)."""
+    return Preload(ParticipantView, key)
+
+
+def pairs(*, lock: bool = True) -> Rows[Any]:
+    """The pairs the events name (locked: see find_pair)."""
+    return Rows(PairView, lambda e: (e.program_id, e.pair_id), lock=lock)
+
+
+def sessions_named() -> Rows[Any]:
+    return Rows(SessionView, lambda e: (e.program_id, e.session_id))
+
+
+def deliveries_named() -> Rows[Any]:
+    # sent and failed reports of one delivery come on two subjects
+    return Rows(DeliveryView, lambda e: (e.program_id, e.delivery_id), lock=True)
+
+
+def checkins_named() -> Preload[Any]:
+    return Preload(CheckinView, lambda e: (e.program_id, e.checkin_id))
+
+
+def mentees_of_pairs() -> MenteesOfPairs[Any]:
+    return MenteesOfPairs(ParticipantView, lambda e: (e.program_id, e.pair_id))
+
+
 async def participant_or_raise(
-    session: AsyncSession, *, program_id: str, participant_id: str
+    uow: UnitOfWork, *, program_id: str, participant_id: str
 ) -> ParticipantView:
     """The program's participant; UnknownReference if never registered, ProgramMismatch if
     registered only in another program."""
-    found = await get_row(session, ParticipantView, program_id, participant_id)
+    found = await uow.get(ParticipantView, (program_id, participant_id))
     if found is not None:
         return found
     return await get_or_raise(
-        session,
+        uow.session,
         ParticipantView,
         program_id,
         participant_id,
@@ -151,57 +300,15 @@ async def participant_or_raise(
     )
 
 
-View = TypeVar("View", PairView, SessionView, DeliveryView, CheckinView, ParticipantView)
-
-# ids unique on their own (minted from program-scoped ids); other rows are keyed by program too
-_UNIQUE_ID = {PairView: "pair_id", SessionView: "session_id", DeliveryView: "delivery_id"}
-_SECOND_KEY = {CheckinView: "checkin_id", ParticipantView: "participant_id"}
-
-# A batch reads the rows it changes again and again (a pair's every event): each is looked up in
-# the database once per transaction, kept here with the rows the batch added, and found here
-# afterwards without a query, and without the autoflush a query would cause.
-
-
-def _rows(session: AsyncSession) -> dict[tuple[str, str], Any]:
-    rows: dict[tuple[str, str], Any] = session.info.setdefault("insights_rows", {})
-    return rows
-
-
-def _key(row: Any) -> tuple[str, str]:
-    model = type(row)
-    if model in _UNIQUE_ID:
-        return (model.__name__, getattr(row, _UNIQUE_ID[model]))
-    return (model.__name__, f"{row.program_id}/{getattr(row, _SECOND_KEY[model])}")
-
-
-def _known(session: AsyncSession, key: tuple[str, str]) -> Any:
-    row = _rows(session).get(key)
-    if row is None or row not in session or inspect(row).expired_attributes:
-        return None  # not seen in this transaction, or rolled back with a savepoint
-    return row
-
-
-def remember(session: AsyncSession, row: Any) -> None:
-    """Adds a new row to the session, findable by later events of the batch."""
-    session.add(row)
-    _rows(session)[_key(row)] = row
-
-
-async def get_row(
-    session: AsyncSession, model: type[View], program_id: str, key: str
-) -> View | None:
-    """The row of (program_id, key), from this transaction's rows or the database."""
-    found: View | None = _known(session, (model.__name__, f"{program_id}/{key}"))
-    if found is None:
-        with session.no_autoflush:
-            found = await session.get(model, (program_id, key))
-        if found is not None:
-            _rows(session)[_key(found)] = found
-    return found
+async def participant(
+    uow: UnitOfWork, program_id: str, participant_id: str
+) -> ParticipantView | None:
+    """The program's participant, or None."""
+    return await uow.get(ParticipantView, (program_id, participant_id))
 
 
 async def _of_program(
-    session: AsyncSession,
+    uow: UnitOfWork,
     model: type[View],
     key: str,
     *,
@@ -210,14 +317,15 @@ async def _of_program(
     lock: bool = False,
 ) -> View | None:
     """The row with this id if it is the program's, None if no program has it yet."""
-    row: View | None = _known(session, (model.__name__, key))
-    if row is None:
-        # first lookup in this transaction (a lock is then held until it ends)
+    row: View | None
+    looked_up = _looked_up(uow.session)
+    if (model, program_id, key) in looked_up:  # preloaded (and locked), or added, in this batch
+        row = await uow.get(model, (program_id, key))
+    else:  # an event applied on its own (a batch that failed is applied event by event)
         query = select(model).where(getattr(model, _UNIQUE_ID[model]) == key)
-        with session.no_autoflush:
-            row = await session.scalar(query.with_for_update() if lock else query)
-        if row is not None:
-            _rows(session)[_key(row)] = row
+        with uow.session.no_autoflush:
+            row = await uow.session.scalar(_for_update(uow.session, query) if lock else query)
+        looked_up.add((model, program_id, key))
     if row is not None and row.program_id != program_id:
         raise ProgramMismatch(
             f"{what} belongs to another program, not to {program_id!r}; the event is never "
@@ -226,7 +334,19 @@ async def _of_program(
     return row
 
 
-async def find_pair(session: AsyncSession, *, program_id: str, pair_id: str) -> PairView | None:
+def add_row(uow: UnitOfWork, row: PairView | SessionView | DeliveryView | CheckinView) -> None:
+    """A new row, seen by the batch's later events."""
+    uow.add(row)
+    _looked_up(uow.session).add((type(row), *_key_of(row)))
+
+
+def _key_of(row: Any) -> tuple[str, str]:
+    if isinstance(row, CheckinView):
+        return (row.program_id, row.checkin_id)
+    return (row.program_id, getattr(row, _UNIQUE_ID[type(row)]))
+
+
+async def find_pair(uow: UnitOfWork, *, program_id: str, pair_id: str) -> PairView | None:
     """The program's pair, locked until the batch commits (FOR UPDATE on PostgreSQL), or None if
     insights has not seen it; ProgramMismatch if another program's.
 
@@ -235,18 +355,13 @@ async def find_pair(session: AsyncSession, *, program_id: str, pair_id: str) -> 
     sessions and check-ins are changed only under it). SQLite has one writer anyway.
     """
     return await _of_program(
-        session,
-        PairView,
-        pair_id,
-        program_id=program_id,
-        what=f"pair {pair_id!r}",
-        lock=True,
+        uow, PairView, pair_id, program_id=program_id, what=f"pair {pair_id!r}", lock=True
     )
 
 
-async def pair_or_raise(session: AsyncSession, *, program_id: str, pair_id: str) -> PairView:
+async def pair_or_raise(uow: UnitOfWork, *, program_id: str, pair_id: str) -> PairView:
     """The program's pair; UnknownReference (retried) until its pair.formed is projected."""
-    pair = await find_pair(session, program_id=program_id, pair_id=pair_id)
+    pair = await find_pair(uow, program_id=program_id, pair_id=pair_id)
     if pair is None:
         raise UnknownReference(
             f"pair {pair_id!r} of program {program_id!r} is unknown here; publish pair.formed first"
@@ -254,24 +369,16 @@ async def pair_or_raise(session: AsyncSession, *, program_id: str, pair_id: str)
     return pair
 
 
-async def find_session(
-    session: AsyncSession, *, program_id: str, session_id: str
-) -> SessionView | None:
+async def find_session(uow: UnitOfWork, *, program_id: str, session_id: str) -> SessionView | None:
     """The program's planned session, or None; ProgramMismatch if another program's."""
     return await _of_program(
-        session,
-        SessionView,
-        session_id,
-        program_id=program_id,
-        what=f"session {session_id!r}",
+        uow, SessionView, session_id, program_id=program_id, what=f"session {session_id!r}"
     )
 
 
-async def session_or_raise(
-    session: AsyncSession, *, program_id: str, session_id: str
-) -> SessionView:
+async def session_or_raise(uow: UnitOfWork, *, program_id: str, session_id: str) -> SessionView:
     """The program's session; UnknownReference until its session.scheduled is projected."""
-    row = await find_session(session, program_id=program_id, session_id=session_id)
+    row = await find_session(uow, program_id=program_id, session_id=session_id)
     if row is None:
         raise UnknownReference(
             f"session {session_id!r} of program {program_id!r} is unknown here; publish "
@@ -281,11 +388,11 @@ async def session_or_raise(
 
 
 async def find_delivery(
-    session: AsyncSession, *, program_id: str, delivery_id: str
+    uow: UnitOfWork, *, program_id: str, delivery_id: str
 ) -> DeliveryView | None:
     """The program's delivery, or None; ProgramMismatch if another program's."""
     return await _of_program(
-        session,
+        uow,
         DeliveryView,
         delivery_id,
         program_id=program_id,
@@ -294,11 +401,9 @@ async def find_delivery(
     )
 
 
-async def find_checkin(
-    session: AsyncSession, *, program_id: str, checkin_id: str
-) -> CheckinView | None:
+async def find_checkin(uow: UnitOfWork, *, program_id: str, checkin_id: str) -> CheckinView | None:
     """The program's check-in, or None if insights has not seen it."""
-    return await get_row(session, CheckinView, program_id, checkin_id)
+    return await uow.get(CheckinView, (program_id, checkin_id))
 
 
 async def program_settings(
