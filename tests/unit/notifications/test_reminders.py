@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
@@ -357,3 +358,39 @@ async def test_hostile_names_are_inert_in_a_reminder(db):
         assert "<script>" not in content and "&lt;script&gt;" in content
         for char in "\u2028\u202e":
             assert char not in content and char not in text_of(message)  # type: ignore[arg-type]
+
+
+def test_the_fast_series_reader_agrees_with_recurring_ical_events_across_dst():
+    berlin = ZoneInfo("Europe/Berlin")
+    first = dt.datetime(2027, 3, 10, 16, 0, tzinfo=berlin)  # weekly over the 28 March change
+    cal = icalendar.Calendar()
+    cal.add("prodid", "-//Test//EN")
+    cal.add("version", "2.0")
+    master = icalendar.Event()
+    master.add("uid", "series-1@mentorship")
+    master.add("dtstart", first)
+    master.add("dtend", first + HOUR)
+    master.add("rrule", {"freq": "weekly", "count": 8})
+    master.add("exdate", first + dt.timedelta(weeks=2))
+    cal.add_component(master)
+    override = icalendar.Event()
+    override.add("uid", "series-1@mentorship")
+    override.add("recurrence-id", first + dt.timedelta(weeks=3))
+    override.add("dtstart", first + dt.timedelta(weeks=3, hours=2))
+    override.add("dtend", first + dt.timedelta(weeks=3, hours=3))
+    cal.add_component(override)
+    ical = cal.to_ical().decode()
+    assert "TZID=Europe/Berlin" in ical
+    after = dt.datetime(2027, 3, 1, tzinfo=dt.UTC)
+    fast = reminders.series_occurrences(ical, series_id="x", after=after)
+    slow = reminders.series_occurrences(ical, series_id="x", after=after, quick=False)
+    assert fast == sorted(fast, key=lambda o: o.start)
+    assert len(fast) == 7
+    # 16:00 Berlin is 15:00 UTC before the change and 14:00 UTC after it
+    assert fast[0].start == dt.datetime(2027, 3, 10, 15, tzinfo=dt.UTC)
+    assert fast[-1].start == dt.datetime(2027, 4, 28, 14, tzinfo=dt.UTC)
+    moved = next(o for o in fast if o.recurrence_id != o.start)
+    assert moved.start - moved.recurrence_id == 2 * HOUR
+    assert [(o.recurrence_id, o.start, o.end) for o in fast] == [
+        (o.recurrence_id, o.start, o.end) for o in slow
+    ]
