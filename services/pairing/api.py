@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from services.pairing import consent, rounds, store
 from shared.events import MatchingRequested
@@ -26,6 +27,9 @@ from shared.service import Running
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>
 <body><main><h1>{title}</h1>{body}</main></body></html>"""
+
+
+ANSWER_ATTEMPTS = 5
 
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -94,11 +98,21 @@ def router() -> APIRouter:
             return page("Please choose", "<p>Answer with Accept or Decline.</p>", 422)
         reason = (form.get("reason") or [""])[0].strip()[:500] or None
         running = running_of(request)
-        async with running.unit_of_work() as uow:
-            reply = await consent.answer(
-                uow, program_id=data["program_id"], pair_id=data["proposal_id"],
-                participant_id=data["participant_id"], accept=choice == "accept", reason=reason,
-            )  # fmt: skip
+        for attempt in range(1, ANSWER_ATTEMPTS + 1):
+            try:
+                async with running.unit_of_work() as uow:
+                    reply = await consent.answer(
+                        uow, program_id=data["program_id"], pair_id=data["proposal_id"],
+                        participant_id=data["participant_id"], accept=choice == "accept",
+                        reason=reason,
+                    )  # fmt: skip
+                break
+            except (store.SlotTaken, DBAPIError):
+                # a decline's re-match raced another for a mentor's last slot (or PostgreSQL
+                # broke a deadlock): again, on the new state; the pair's row lock serialises
+                # the answers themselves
+                if attempt == ANSWER_ATTEMPTS:
+                    raise
         running.relay.wake()
         title = "Thank you" if reply.status == 200 else "This proposal is closed"
         return page(title, f"<p>{html.escape(reply.message)}</p>", reply.status)

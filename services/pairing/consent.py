@@ -124,8 +124,7 @@ async def close(uow: UnitOfWork, pair: store.Pair, status: str) -> None:
         uow.session, store.timers, program_id=pair.program_id, kind=PROPOSAL_EXPIRY,
         key=pair.pair_id,
     )  # fmt: skip
-    await store.free_slot(uow.session, program_id=pair.program_id, mentor_id=pair.mentor_id)
-    await rematch(uow, pair)
+    await rematch(uow, pair)  # gives the slot back too, with the new pair's in one lock order
 
 
 async def end(uow: UnitOfWork, pair: store.Pair) -> None:
@@ -144,7 +143,8 @@ def rematch_id(closed: store.Pair) -> str:
 
 
 async def rematch(uow: UnitOfWork, closed: store.Pair) -> None:
-    """Proposes the closed pair's mentee to the best mentor with a free slot, if any.
+    """Gives the closed pair's slot back and proposes its mentee to the best mentor with a free
+    slot, if any.
 
     Only this mentee is matched, against the mentors' remaining capacity: no other pair moves.
     With nobody left, the mentee waits for the next round.
@@ -152,6 +152,7 @@ async def rematch(uow: UnitOfWork, closed: store.Pair) -> None:
     session, program = uow.session, closed.program_id
     row = await store.participant(session, program_id=program, participant_id=closed.mentee_id)
     if row is None or not row.active:
+        await store.free_slot(session, program_id=program, mentor_id=closed.mentor_id)
         return
     await session.flush()  # the closed pair counts as closed below
     standing = rounds.Standing(
@@ -163,12 +164,15 @@ async def rematch(uow: UnitOfWork, closed: store.Pair) -> None:
     )
     result = await uow.cpu.run(rounds.match, standing)
     if not result.pairs:
+        await store.free_slot(session, program_id=program, mentor_id=closed.mentor_id)
         return
     [proposal] = result.pairs
     now = uow.clock.now()
     expires = now + dt.timedelta(hours=uow.settings.pairing_proposal_hours)
     pair = rounds.new_pair(rematch_id(closed), proposal, proposal_expires_at=expires)
-    await store.take_slots(session, program_id=program, mentor_ids=[pair.mentor_id])
+    await store.change_slots(
+        session, program_id=program, take=[pair.mentor_id], free=[closed.mentor_id]
+    )
     store.add_pair(session, program_id=program, round_id=closed.round_id, pair=pair, now=now)
     await arm_expiry(uow, program, [pair])
     proposed = rounds.announce(program, closed.round_id, pair, proposal, now)

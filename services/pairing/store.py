@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -206,41 +207,50 @@ class SlotTaken(Exception):
 
 
 async def take_slots(session: AsyncSession, *, program_id: str, mentor_ids: list[str]) -> None:
-    """Counts new open pairs against their mentors' capacity, or raises SlotTaken.
-
-    One checked UPDATE per mentor: on PostgreSQL a concurrent one waits for the row and then
-    re-checks against the committed count, so two transactions never both take the last slot.
-    """
-    for mentor_id, count in sorted(Counter(mentor_ids).items()):  # one lock order: no deadlock
-        result = await session.execute(
-            update(Participant)
-            .where(
-                Participant.program_id == program_id,
-                Participant.participant_id == mentor_id,
-                Participant.active_pairs + count <= Participant.capacity,
-            )
-            .values(active_pairs=Participant.active_pairs + count)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise SlotTaken(
-                f"mentor {mentor_id!r} of program {program_id!r} has no {count} free slot(s) "
-                "left; the round is retried on the pairs formed meanwhile"
-            )
+    """Counts new open pairs against their mentors' capacity, or raises SlotTaken."""
+    await change_slots(session, program_id=program_id, take=mentor_ids)
 
 
 async def free_slot(session: AsyncSession, *, program_id: str, mentor_id: str) -> None:
     """Gives a closed pair's slot back to its mentor."""
-    await session.execute(
-        update(Participant)
-        .where(
-            Participant.program_id == program_id,
-            Participant.participant_id == mentor_id,
-            Participant.active_pairs > 0,
+    await change_slots(session, program_id=program_id, free=[mentor_id])
+
+
+async def change_slots(
+    session: AsyncSession,
+    *,
+    program_id: str,
+    take: Sequence[str] = (),
+    free: Sequence[str] = (),
+) -> None:
+    """Takes a slot per mentor in `take` (checked: SlotTaken when none is left) and gives one
+    back per mentor in `free`, in one order of mentors (two transactions never deadlock).
+
+    One checked UPDATE per mentor: on PostgreSQL a concurrent one waits for the row and then
+    re-checks against the committed count, so two transactions never both take the last slot.
+    """
+    deltas = Counter(take)
+    deltas.subtract(Counter(free))
+    for mentor_id, delta in sorted(deltas.items()):
+        if delta == 0:
+            continue
+        mentor = (Participant.program_id == program_id, Participant.participant_id == mentor_id)
+        room = (
+            Participant.active_pairs + delta <= Participant.capacity
+            if delta > 0
+            else Participant.active_pairs + delta >= 0
         )
-        .values(active_pairs=Participant.active_pairs - 1)
-        .execution_options(synchronize_session=False)
-    )
+        result = await session.execute(
+            update(Participant)
+            .where(*mentor, room)
+            .values(active_pairs=Participant.active_pairs + delta)
+            .execution_options(synchronize_session=False)
+        )
+        if delta > 0 and result.rowcount != 1:  # type: ignore[attr-defined]
+            raise SlotTaken(
+                f"mentor {mentor_id!r} of program {program_id!r} has no {delta} free slot(s) "
+                "left; the round is retried on the pairs formed meanwhile"
+            )
 
 
 async def get_round(

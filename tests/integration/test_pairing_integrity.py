@@ -7,6 +7,8 @@ winner committed, so the program ends with every mentee paired once and no mento
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from collections import Counter
 from typing import Any
 
@@ -15,7 +17,10 @@ from sqlalchemy import select
 
 from services.pairing import rounds, store
 from services.pairing.app import definition
+from shared.clock import FixedClock
+from shared.db import make_engine, make_sessions
 from shared.service import Running
+from tests.integration.test_pairing_consent import NOW, answer, pairing, reached, token
 from tests.support.factories import envelope, publish, registration
 from tests.support.waiting import bodies_on, eventually, running, settings_for, subject_counts
 
@@ -87,3 +92,59 @@ async def test_two_replicas_running_concurrent_rounds_never_pair_a_mentee_twice_
             )).tuples().all()
         )  # fmt: skip
     assert slots == {f"m-{i}": load.get(f"m-{i}", 0) for i in range(MENTORS)}
+
+
+async def test_two_replicas_answering_proposals_at_once_form_each_once_and_rematch_within_capacity(
+    tmp_path, nats_server, js, postgres_url
+):
+    # both people of each proposal answer at the same instant, each through another replica
+    conf = {"pairing_consent_required": True}
+    one = settings_for(tmp_path / "one", nats_server.url, postgres_url, **conf)
+    two = settings_for(tmp_path / "two", nats_server.url, postgres_url, **conf)
+    mentors, mentees = 10, 16
+    async with pairing(one, FixedClock(NOW)) as a, pairing(two, FixedClock(NOW)) as b:
+        for i in range(mentors):
+            await publish(js, REGISTERED, registration("prog", f"m-{i}", role="mentor", capacity=2))
+        for i in range(mentees):
+            await publish(js, REGISTERED, registration("prog", f"e-{i}"))
+        await publish(js, REQUESTED, envelope("prog", round_id="r1"))
+        await reached(js, "matching.completed", 1)
+        proposals = await bodies_on(js, "mentorship.pair.proposed")
+        assert len(proposals) == mentees
+        later = NOW + dt.timedelta(days=3)
+
+        async def both_answer(p: dict[str, Any], mentee_accepts: bool) -> list[int]:
+            mentee_says = "accept" if mentee_accepts else "decline"
+            replies = await asyncio.gather(
+                answer(a, token(one, p, p["mentor_id"], later), "accept"),
+                answer(b, token(two, p, p["mentee_id"], later), mentee_says),
+            )
+            return [r.status_code for r in replies]
+
+        # half accepted by both, half declined by the mentee while the mentor accepts
+        codes = await asyncio.gather(*(both_answer(p, i % 2 == 0) for i, p in enumerate(proposals)))
+        assert all(code in (200, 409) for pair in codes for code in pair), codes
+        await reached(js, "pair.formed", mentees // 2)
+        await reached(js, "pair.declined", mentees // 2)
+        await reached(js, "pair.proposed", mentees + mentees // 2)  # each decline re-matched
+        formed = await bodies_on(js, "mentorship.pair.formed")
+        engine = make_engine(postgres_url, schema="pairing")
+        async with make_sessions(engine)() as session:
+            rows = (await session.execute(
+                select(store.Pair.mentor_id, store.Pair.mentee_id, store.Pair.status)
+            )).tuples().all()  # fmt: skip
+            slots = dict(
+                (await session.execute(
+                    select(store.Participant.participant_id, store.Participant.active_pairs)
+                    .where(store.Participant.role == "mentor")
+                )).tuples().all()
+            )  # fmt: skip
+        await engine.dispose()
+    accepted = {p["pair_id"] for i, p in enumerate(proposals) if i % 2 == 0}
+    assert sorted(f["pair_id"] for f in formed) == sorted(accepted)  # each formed exactly once
+    open_pairs = [(mentor, mentee) for mentor, mentee, status in rows if status in rounds.OPEN]
+    assert max(Counter(mentee for _, mentee in open_pairs).values()) == 1
+    assert len(open_pairs) == mentees
+    load = Counter(mentor for mentor, _ in open_pairs)
+    assert max(load.values()) <= 2
+    assert slots == {f"m-{i}": load.get(f"m-{i}", 0) for i in range(mentors)}
