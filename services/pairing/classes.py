@@ -21,9 +21,9 @@ from shared.worktime import Availability, Interval, working_intervals
 WEEK_MINUTES = 7 * 24 * 60
 
 
-def class_key(who: Availability) -> tuple[str, tuple[tuple[int, str, str], ...]]:
+def class_key(who: Availability) -> tuple[str, tuple[tuple[int, dt.time, dt.time], ...]]:
     """What makes two people's weeks the same: the zone and the set of local hours."""
-    hours = sorted({(h.weekday, h.start.isoformat(), h.end.isoformat()) for h in who.hours})
+    hours = sorted({(h.weekday, h.start, h.end) for h in who.hours})
     return who.timezone, tuple(hours)
 
 

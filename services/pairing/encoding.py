@@ -100,9 +100,15 @@ def encode(
             "so map rare languages to a common one in the profiles"
         )
     lang_index = {lang: n for n, lang in enumerate(languages)}
-    offered_levels = [
-        dict(parse_skill(s, DEFAULT_OFFERED_LEVEL) for s in p.skills_offered) for p in open_mentors
-    ]
+    levels_of: dict[frozenset[str], dict[str, int]] = {}
+    offered_levels = []
+    for p in open_mentors:
+        levels = levels_of.get(p.skills_offered)
+        if levels is None:
+            levels = levels_of[p.skills_offered] = dict(
+                parse_skill(s, DEFAULT_OFFERED_LEVEL) for s in p.skills_offered
+            )
+        offered_levels.append(levels)
     skill_index: dict[str, int] = {}
     for levels in offered_levels:
         for name in levels:
@@ -130,14 +136,25 @@ def encode(
         np.array([_seniority(p) for p in open_mentors]),
         np.array([department(p) for p in open_mentors]),
     )
-    sought = [
-        [parse_skill(s, 0) for s in sorted(p.skills_sought)] for p in mentees
-    ]  # sorted: the same profile always encodes the same way
-    known = [[(skill_index[n], lv) for n, lv in row if n in skill_index] for row in sought]
-    goals = [
-        [skill_index[g.lower()] for g in sorted(p.goals) if g.lower() in skill_index]
-        for p in mentees
-    ]
+    # many mentees seek the same skills and goals: each distinct set is parsed once
+    parsed: dict[frozenset[str], list[tuple[str, int]]] = {}
+    known_of: dict[frozenset[str], list[tuple[int, int]]] = {}
+    goals_of: dict[frozenset[str], list[int]] = {}
+    sought, known, goals = [], [], []
+    for p in mentees:
+        row = parsed.get(p.skills_sought)
+        if row is None:
+            # sorted: the same profile always encodes the same way
+            row = parsed[p.skills_sought] = [parse_skill(s, 0) for s in sorted(p.skills_sought)]
+            known_of[p.skills_sought] = [(skill_index[n], lv) for n, lv in row if n in skill_index]
+        sought.append(row)
+        known.append(known_of[p.skills_sought])
+        g = goals_of.get(p.goals)
+        if g is None:
+            g = goals_of[p.goals] = [
+                skill_index[x.lower()] for x in sorted(p.goals) if x.lower() in skill_index
+            ]
+        goals.append(g)
     e: tuple[Any, ...] = (
         mentee_cls.index,
         np.array([_mask(p.languages, lang_index) for p in mentees], dtype=np.uint64),

@@ -4,8 +4,10 @@ windows, and for each unmatched mentee the reason."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
@@ -49,31 +51,46 @@ def result(
         enc.weights,
     )
     slot = _load_slots(matched, chosen, solved.assigned_score[matched], enc)
+    start, heads, scores = arcs
+    alt_mentor, alt_score = _runner_ups(start, heads, scores, solved.assigned, RUNNER_UPS)
     windows: dict[tuple[int, int], tuple[Interval, ...]] = {}
     pairs = []
-    for x, i in enumerate(matched):
+    load_weight = rules.weights.load
+    parts_l = parts.tolist()
+    slot_l = slot.tolist()
+    mentee_class = enc.mentee_classes.index.tolist()
+    mentor_class = enc.mentor_classes.index.tolist()
+    mentor_at = enc.mentor_index.tolist()
+    for x, i in enumerate(matched.tolist()):
         j = int(chosen[x])
-        mentee, mentor = mentees[int(i)], mentors[int(enc.mentor_index[j])]
-        named = [(name, int(v)) for name, v in zip(pricing.COMPONENTS, parts[x], strict=True)]
-        named.append((LOAD, -rules.weights.load * int(slot[x])))
-        key = (int(enc.mentee_classes.index[i]), int(enc.mentor_classes.index[j]))
+        mentee, mentor = mentees[i], mentors[mentor_at[j]]
+        named = list(zip(pricing.COMPONENTS, parts_l[x], strict=True))
+        named.append((LOAD, -load_weight * slot_l[x]))
+        key = (mentee_class[i], mentor_class[j])
         if key not in windows:
             windows[key] = enc.overlap.windows(*key)
+        language = next(lang for lang in mentee.languages if lang in mentor.languages)
         pairs.append(
             Proposal(
                 mentor_id=mentor.participant_id,
                 mentee_id=mentee.participant_id,
-                language=next(lang for lang in mentee.languages if lang in mentor.languages),
-                reasons=_reasons(mentee, mentor, named, enc, key),
+                language=language,
+                reasons=_reasons(mentee, mentor, language, named, enc, key),
                 score=sum(v for _, v in named),
                 components=tuple(named),
-                alternatives=_alternatives(int(i), j, arcs, enc, mentors),
+                alternatives=tuple(
+                    Alternative(mentors[mentor_at[h]].participant_id, int(sc))
+                    for h, sc in zip(alt_mentor[i], alt_score[i], strict=True)
+                    if h >= 0
+                ),
                 shared=windows[key],
             )
         )
+    spoken = {lang for p in mentors for lang in p.languages}
     unmatched = [
         Unmatched(
-            mentees[int(i)].participant_id, _why_unmatched(int(i), enc, mentors, mentees, rules)
+            mentees[int(i)].participant_id,
+            _why_unmatched(int(i), enc, spoken, mentees, rules),
         )
         for i in np.flatnonzero(solved.assigned < 0)
     ]
@@ -100,30 +117,54 @@ def _load_slots(
     return slot
 
 
-def _alternatives(
-    i: int, j: int, arcs: tuple[NDArray[np.int64], ...], enc: Encoded, mentors: Sequence[Profile]
-) -> tuple[Alternative, ...]:
-    start, heads, scores = arcs
-    options = [
-        (int(scores[a]), int(heads[a])) for a in range(start[i], start[i + 1]) if heads[a] != j
-    ]
-    options.sort(key=lambda o: (-o[0], o[1]))
-    return tuple(
-        Alternative(mentors[int(enc.mentor_index[h])].participant_id, s)
-        for s, h in options[:RUNNER_UPS]
-    )
+@numba.njit(cache=True)
+def _runner_ups(start, heads, scores, assigned, k):  # type: ignore[no-untyped-def]
+    """Per mentee, the k best other mentors of its candidate arcs (score desc, then index)."""
+    n = len(start) - 1
+    out_h = np.full((n, k), -1, dtype=np.int64)
+    out_s = np.zeros((n, k), dtype=np.int64)
+    for i in range(n):
+        count = 0
+        for a in range(start[i], start[i + 1]):
+            h, sc = heads[a], scores[a]
+            if h == assigned[i]:
+                continue
+            pos = count if count < k else k
+            while pos > 0 and (
+                out_s[i, pos - 1] < sc or (out_s[i, pos - 1] == sc and out_h[i, pos - 1] > h)
+            ):
+                if pos < k:
+                    out_h[i, pos] = out_h[i, pos - 1]
+                    out_s[i, pos] = out_s[i, pos - 1]
+                pos -= 1
+            if pos < k:
+                out_h[i, pos] = h
+                out_s[i, pos] = sc
+                if count < k:
+                    count += 1
+    return out_h, out_s
+
+
+@functools.lru_cache(maxsize=65536)
+def _offered_names(skills: frozenset[str]) -> frozenset[str]:
+    return frozenset(parse_skill(s, 3)[0] for s in skills)
+
+
+@functools.lru_cache(maxsize=65536)
+def _sought_names(skills: frozenset[str]) -> tuple[str, ...]:
+    return tuple(parse_skill(s, 0)[0] for s in skills)
 
 
 def _reasons(
     mentee: Profile,
     mentor: Profile,
+    language: str,
     named: list[tuple[str, int]],
     enc: Encoded,
     key: tuple[int, int],
 ) -> tuple[str, ...]:
-    language = next(lang for lang in mentee.languages if lang in mentor.languages)
-    offered = {parse_skill(s, 3)[0] for s in mentor.skills_offered}
-    skills = sorted(n for n in (parse_skill(s, 0)[0] for s in mentee.skills_sought) if n in offered)
+    offered = _offered_names(mentor.skills_offered)
+    skills = sorted(n for n in _sought_names(mentee.skills_sought) if n in offered)
     goals = sorted(g for g in mentee.goals if g.lower() in offered)
     minutes = int(enc.overlap.minutes[key])
     longest = int(enc.overlap.longest[key])
@@ -140,11 +181,11 @@ def _reasons(
 
 
 def _why_unmatched(
-    i: int, enc: Encoded, mentors: Sequence[Profile], mentees: Sequence[Profile], rules: Rules
+    i: int, enc: Encoded, spoken: set[str], mentees: Sequence[Profile], rules: Rules
 ) -> str:
     mentee = mentees[i]
     speaks = set(mentee.languages)
-    if not any(speaks & set(m.languages) for m in mentors):
+    if not speaks & spoken:
         return f"no mentor shares a language ({', '.join(mentee.languages)})"
     e, m, t = enc.mentees, enc.mentors, enc.tables
     shares = (m[1] & e[1][i]) != 0
