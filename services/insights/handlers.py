@@ -82,7 +82,7 @@ async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWor
             "role": role,
             "timezone": event.timezone,
             "display_name": event.display_name,
-            "cohort": vars(event).get("cohort") or event.occurred_at.strftime("%Y-%m"),
+            "cohort": vars(event).get("cohort") or writes.month(event.occurred_at),
             "matched": False,
             "active": True,
             "registered_at": event.occurred_at,

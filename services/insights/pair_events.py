@@ -252,7 +252,7 @@ async def on_assessment_submitted(event: AssessmentSubmitted, uow: UnitOfWork) -
         uow,
         program_id=event.program_id,
         cohort=person.cohort or writes.NO_COHORT,
-        period=event.occurred_at.strftime("%Y-%m"),
+        period=writes.month(event.occurred_at),
         scores=event.scores,
     )
     writes.count_event(uow, program_id=event.program_id, subject=event.subject)

@@ -85,6 +85,11 @@ def _shard_of(uow: UnitOfWork) -> int:
     return counters.shard
 
 
+def month(at: dt.datetime) -> str:
+    """YYYY-MM of the instant (strftime costs several times more, once per registration)."""
+    return f"{at.year:04d}-{at.month:02d}"
+
+
 def count_event(uow: UnitOfWork, *, program_id: str, subject: str) -> None:
     """Adds one to the program's count of this event type, when the batch commits."""
     _add(
