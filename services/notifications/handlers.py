@@ -98,6 +98,9 @@ async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None
         now=now,
         payload=_reminder_payload(event, event.kind.value),
         replace=False,  # a new session (a re-planned series is a new one): nothing to withdraw
+        # with the batch's writes: its changes and cancellations come in later transactions
+        # (their subscriptions wait for this one's), so nothing in this batch withdraws them
+        defer=lambda row: uow.upsert(store.timers, row),
     )
 
 

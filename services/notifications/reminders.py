@@ -10,7 +10,7 @@ When the item is due, the handler queues one reminder per attendee (handlers.on_
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -265,6 +265,7 @@ async def arm(
     now: dt.datetime,
     payload: dict[str, object],
     replace: bool = True,
+    defer: Callable[[dict[str, object]], None] | None = None,
 ) -> int:
     """Arms (or moves) each occurrence's reminders that are still ahead; withdraws those that
     are not (a session moved to within the hour gets no 24 h reminder). Returns how many."""
@@ -296,6 +297,11 @@ async def arm(
             program_id=program_id,
             prefixes=[occurrence_prefix(o.base, o.recurrence_id) for o in occurrences],
         )
-    if rows:
+    if not rows:
+        return 0
+    if defer is not None:  # a new session: written with the batch, one statement for all
+        for row in rows:
+            defer(row)
+    else:
         await write_upserts(session, [Upsert(store.timers, row) for row in rows])
     return len(rows)
