@@ -4,6 +4,8 @@ client, real SQLite): iMIP REPLY objects become session.responded per attendee, 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,6 +65,22 @@ def reply_mail(
     ).encode()
 
 
+def _scheduled() -> dict[str, Any]:
+    return envelope(
+        "p1",
+        session_id="s1",
+        pair_id="pair-1",
+        kind="kickoff",
+        start="2027-03-03T15:00:00+00:00",
+        end="2027-03-03T16:00:00+00:00",
+        anchor_timezone="Europe/Berlin",
+        attendee_ids=["m", "e"],
+        uid="s1@mentorship",
+        sequence=0,
+        ical=REQUEST,
+    )
+
+
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[HandlerDb]:
     async with handler_db(
@@ -75,20 +93,7 @@ async def db(tmp_path: Path) -> AsyncIterator[HandlerDb]:
         for pid, role in (("m", "mentor"), ("e", "mentee")):
             body = registration("p1", pid, role=role)
             await db.apply(on_participant_registered, ParticipantRegistered.model_validate(body))
-        start = "2027-03-03T15:00:00+00:00"
-        event = envelope(
-            "p1",
-            session_id="s1",
-            pair_id="pair-1",
-            kind="kickoff",
-            start=start,
-            end="2027-03-03T16:00:00+00:00",
-            anchor_timezone="Europe/Berlin",
-            attendee_ids=["m", "e"],
-            uid="s1@mentorship",
-            sequence=0,
-            ical=REQUEST,
-        )
+        event = _scheduled()
         await db.apply(on_session_scheduled, SessionScheduled.model_validate(event))
         yield db
 
@@ -174,3 +179,35 @@ def test_the_calendar_part_and_its_attachment_are_one_answer():
     sender, message_id, replies = parse_replies(reply_mail(reply_ical("ACCEPTED")))
     assert (sender, message_id) == ("e@example.org", "<r1@client>")
     assert [(r.attendee, r.response) for r in replies] == [("e@example.org", "accepted")]
+
+
+async def _invitation_text(db: HandlerDb) -> str:
+    async with db.sessions() as session:
+        row = await session.scalar(
+            select(store.Delivery).where(store.Delivery.kind == "session.kickoff").limit(1)
+        )
+    assert row is not None
+    message = email.message_from_bytes(row.message, policy=email.policy.default)
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+async def test_invitations_claim_answers_reach_the_program_only_when_replies_are_read(tmp_path):
+    for port, claimed in ((None, False), (2526, True)):
+        async with handler_db(
+            store.Base.metadata,
+            store.delivery_tables,
+            tmp_path / str(port),
+            source="notifications",
+            mail_from=ORGANIZER,
+            replies_smtp_port=port,
+        ) as db:
+            for pid, role in (("m", "mentor"), ("e", "mentee")):
+                body = registration("p1", pid, role=role)
+                await db.apply(
+                    on_participant_registered, ParticipantRegistered.model_validate(body)
+                )
+            await db.apply(on_session_scheduled, SessionScheduled.model_validate(_scheduled()))
+            text = " ".join((await _invitation_text(db)).split())
+            assert ("reaches the program" in text) is claimed
