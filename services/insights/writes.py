@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.insights import health
@@ -243,9 +243,11 @@ class MenteesOfPairs(Preload[E]):
     """The mentees of the pairs a batch's events name (equity counts their sessions)."""
 
     async def load(self, session: AsyncSession, events: list[E]) -> dict[tuple[Any, ...], Any]:
-        keys = sorted({self.key(event) for event in events})
+        # by pair id alone (unique): a row-value IN list beside a join makes PostgreSQL compare
+        # every pair with every term; a pair of another program is refused by its handler
+        ids = sorted({self.key(event)[1] for event in events})
         found: dict[tuple[Any, ...], Any] = {}
-        for start in range(0, len(keys), 500):
+        for start in range(0, len(ids), 500):
             query = (
                 select(ParticipantView)
                 .join(
@@ -253,7 +255,7 @@ class MenteesOfPairs(Preload[E]):
                     (PairView.program_id == ParticipantView.program_id)
                     & (PairView.mentee_id == ParticipantView.participant_id),
                 )
-                .where(tuple_(PairView.program_id, PairView.pair_id).in_(keys[start : start + 500]))
+                .where(PairView.pair_id.in_(ids[start : start + 500]))
             )
             for row in await session.scalars(query):
                 found[(row.program_id, row.participant_id)] = row
