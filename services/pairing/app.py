@@ -9,6 +9,7 @@ from shared.events import (
     MatchingRequested,
     PairAccepted,
     PairDeclined,
+    PairEnded,
     PairFormed,
     PairProposed,
 )
@@ -33,6 +34,7 @@ def definition() -> ServiceDefinition:
             PairAccepted,
             PairDeclined,
             PairFormed,
+            PairEnded,
             MatchingCompleted,
         ],
         routers=[api.router, api.coordination],

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.pairing import rounds, store
-from shared.events import PairAccepted, PairDeclined, PairFormed, Role
+from shared.events import PairAccepted, PairDeclined, PairEnded, PairFormed, PairProposed, Role
 from shared.settings import Settings
 from shared.timers import Due, TimerHandler, cancel, schedule
 from shared.unit_of_work import UnitOfWork
@@ -137,6 +137,31 @@ async def end(uow: UnitOfWork, pair: store.Pair) -> None:
     await store.free_slot(uow.session, program_id=pair.program_id, mentor_id=pair.mentor_id)
 
 
+FIT_THRESHOLD = 2  # a first rating of the other at or below this fails the early fit check
+
+
+async def rate_fit(uow: UnitOfWork, pair: store.Pair, *, rater: str, rating: int) -> None:
+    """Keeps each person's first rating of the other; once both rated, a poor fit ends the pair
+    (pair.ended) and re-matches the mentee, as a decline would."""
+    role = {pair.mentor_id: "mentor", pair.mentee_id: "mentee"}.get(rater)
+    if role is None or getattr(pair, f"{role}_fit") is not None or pair.status not in rounds.OPEN:
+        return  # not one of the two, rated already, or the pair is closed
+    setattr(pair, f"{role}_fit", rating)
+    if pair.mentor_fit is None or pair.mentee_fit is None:
+        return
+    if min(pair.mentor_fit, pair.mentee_fit) > FIT_THRESHOLD:
+        return
+    uow.emit(
+        PairEnded(
+            program_id=pair.program_id, occurred_at=uow.clock.now(), pair_id=pair.pair_id,
+            reason=f"early fit check: rated {pair.mentor_fit} by the mentor and "
+            f"{pair.mentee_fit} by the mentee",
+        )
+    )  # fmt: skip
+    pair.status = rounds.ENDED
+    await rematch(uow, pair)
+
+
 def rematch_id(closed: store.Pair) -> str:
     """The re-match of a closed proposal has one id: a retry proposes the same pair again."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{closed.program_id}/{closed.pair_id}/rematch"))
@@ -168,15 +193,17 @@ async def rematch(uow: UnitOfWork, closed: store.Pair) -> None:
         return
     [proposal] = result.pairs
     now = uow.clock.now()
-    expires = now + dt.timedelta(hours=uow.settings.pairing_proposal_hours)
+    expires = deadline(uow.settings, program, now)  # None: formed at once, without consent
     pair = rounds.new_pair(rematch_id(closed), proposal, proposal_expires_at=expires)
     await store.change_slots(
         session, program_id=program, take=[pair.mentor_id], free=[closed.mentor_id]
     )
     store.add_pair(session, program_id=program, round_id=closed.round_id, pair=pair, now=now)
     await arm_expiry(uow, program, [pair])
-    proposed = rounds.announce(program, closed.round_id, pair, proposal, now)
-    uow.emit(proposed.model_copy(update={"replaces_pair_id": closed.pair_id}))
+    announced = rounds.announce(program, closed.round_id, pair, proposal, now)
+    if isinstance(announced, PairProposed):
+        announced = announced.model_copy(update={"replaces_pair_id": closed.pair_id})
+    uow.emit(announced)
 
 
 async def on_proposal_expired(item: Due, uow: UnitOfWork) -> None:

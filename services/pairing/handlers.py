@@ -7,6 +7,7 @@ from typing import Any
 from services.pairing import consent, profiles, rounds, store
 from shared.consumer import Subscription
 from shared.events import (
+    FeedbackGiven,
     MatchingRequested,
     PairEnded,
     PairPaused,
@@ -110,6 +111,15 @@ async def on_pair_ended(event: PairEnded, uow: UnitOfWork) -> None:
         await consent.end(uow, pair)
 
 
+async def on_feedback_given(event: FeedbackGiven, uow: UnitOfWork) -> None:
+    """The early fit check: both people's first ratings of each other; a poor fit re-matches."""
+    pair = await store.pair_for_update(
+        uow.session, program_id=event.program_id, pair_id=event.pair_id
+    )
+    if pair is not None:  # feedback about a pair pairing never formed is not pairing's
+        await consent.rate_fit(uow, pair, rater=event.from_id, rating=event.rating)
+
+
 def by_program(event: MatchingRequested) -> str:
     """Rounds of one program apply one after another: each sees the pairs the last one formed."""
     return event.program_id
@@ -131,4 +141,5 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(PairPaused, on_pair_paused),
     Subscription(PairResumed, on_pair_resumed, after=(PairPaused,)),
     Subscription(PairEnded, on_pair_ended, after=(PairPaused, PairResumed)),
+    Subscription(FeedbackGiven, on_feedback_given, after=(PairEnded,)),
 ]

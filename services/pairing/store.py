@@ -86,6 +86,9 @@ class Pair(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     mentor_answer: Mapped[str | None] = mapped_column(String(10), nullable=True)
     mentee_answer: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    # the early fit check: each person's first rating of the other (feedback.given), 1-5
+    mentor_fit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    mentee_fit: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("program_id", "mentor_id", "mentee_id", name="uq_pairs_once"),
