@@ -106,6 +106,12 @@ async def _drive(system: System, program_id: str, token: str) -> dict[str, Any]:
     return {"people": people, **seen, "overview": overview}
 
 
+def is_invitation(kind: str) -> bool:
+    """Whether a notification.sent kind is an invitation to a planned session."""
+    changes = ("session.rescheduled", "session.cancelled", "session.reminder", "session.missed")
+    return kind.startswith("session.") and kind not in changes
+
+
 def _awaited(overview: dict[str, Any], seen: dict[str, list[Any]]) -> str:
     """What the demo still waits for, in words; '' once everything has happened."""
     if overview["matching_rounds"] < 1:
@@ -114,7 +120,8 @@ def _awaited(overview: dict[str, Any], seen: dict[str, list[Any]]) -> str:
     unplanned = [pair for pair in seen["pairs"] if pair.pair_id not in planned]
     if unplanned:
         return f"kickoffs of {len(unplanned)} pairs"
-    emails = sum(len(session.attendee_ids) for session in seen["sessions"]) - len(seen["sent"])
+    invitations = [sent for sent in seen["sent"] if is_invitation(sent.kind)]
+    emails = sum(len(session.attendee_ids) for session in seen["sessions"]) - len(invitations)
     if emails > 0:
         return f"{emails} invitation emails"
     if overview["emails"].get("sent", 0) < len(seen["sent"]):

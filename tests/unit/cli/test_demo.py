@@ -44,7 +44,8 @@ def _seen(pairs: int = 2, planned: int = 2, sent: int = 4) -> dict[str, list[Any
             SimpleNamespace(pair_id=f"p{i}", attendee_ids=["mentor", "mentee"])
             for i in range(planned)
         ],
-        "sent": [object()] * sent,
+        "sent": [SimpleNamespace(kind="session.kickoff")] * sent
+        + [SimpleNamespace(kind="pair.formed")] * 2,  # notices are no invitations
     }
 
 
@@ -52,5 +53,5 @@ def test_the_demo_says_what_it_still_waits_for():
     assert _awaited(_overview(rounds=0), _seen()) == "the matching round"
     assert _awaited(_overview(), _seen(planned=1, sent=2)) == "kickoffs of 1 pairs"
     assert _awaited(_overview(), _seen(sent=1)) == "3 invitation emails"
-    assert _awaited(_overview(emails_sent=3), _seen()) == "insights to count the last emails"
-    assert _awaited(_overview(), _seen()) == ""
+    assert _awaited(_overview(emails_sent=5), _seen()) == "insights to count the last emails"
+    assert _awaited(_overview(emails_sent=6), _seen()) == ""
