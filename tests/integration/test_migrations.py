@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -262,7 +263,13 @@ async def test_a_column_added_by_hand_is_reported_as_a_difference(engine_for):
     ]
 
 
-async def test_new_revision_refuses_to_write_an_empty_revision(tmp_path):
+async def test_new_revision_refuses_to_write_an_empty_revision(tmp_path, monkeypatch):
+    # a copy of the folder: were the models ahead of the migrations (another change under way
+    # in this work tree), a revision must not land in the source tree
+    real = migrations.migrations_folder("pairing")
+    copy = tmp_path / "migrations"
+    shutil.copytree(real, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(migrations, "migrations_folder", lambda service: copy)
     before = sorted(migrations.migrations_folder("pairing").glob("versions/*.py"))
     url = f"sqlite+aiosqlite:///{tmp_path / 'pairing.sqlite3'}"
 
