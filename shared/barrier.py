@@ -94,7 +94,9 @@ class Barrier:
                         f"consumer {durable} made no progress for {quiet:.0f}s ({pending}"
                         f"{unacked}); once it is processed, `mentorship dlq replay`"
                     )
-                await asyncio.sleep(self._poll)
+                # until the next poll is due: a poll made a moment ago by another waiter
+                # must not cost this one a whole interval
+                await asyncio.sleep(max(progress.polled_at + self._poll - self._now(), 0.005))
 
     async def _refresh(self, durable: str, progress: Progress) -> ConsumerInfo | None:
         """Consumer info at most once per poll interval, shared by every waiter."""
