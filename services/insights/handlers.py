@@ -133,6 +133,8 @@ async def on_participant_left(event: ParticipantLeft, uow: UnitOfWork) -> None:
 
 async def on_matching_completed(event: MatchingCompleted, uow: UnitOfWork) -> None:
     """Records the round, and why the mentees it left unmatched are unmatched."""
+    if event.dry_run:  # a preview formed nothing; the real round may reuse its round id
+        return
     if await uow.session.get(RoundView, (event.program_id, event.round_id)) is None:
         uow.session.add(
             RoundView(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from services.insights.overview import build_overview
 from services.insights.writes import CONTACT_TIMER
 from shared.db import Sessions
 from shared.errors import ProgramMismatch, UnknownReference
-from shared.events import CATALOGUE, Event, PairAtRisk, SessionHeld
+from shared.events import CATALOGUE, Event, MatchingCompleted, PairAtRisk, SessionHeld
 from shared.timers import Due
 from tests.support.handlers import HandlerDb, handler_db
 from tests.unit.insights.scenario import NOW, PROGRAM, Program, sample_program
@@ -229,3 +230,20 @@ async def test_a_session_of_an_unknown_pair_waits_for_its_pair_formed(db):
     p.session("pair-9", "s9", 5, "planned")
     with pytest.raises(UnknownReference, match=r"publish pair\.formed first"):
         await apply_all(db, p.events)
+
+
+async def test_a_dry_run_is_no_round_and_leaves_the_real_one_with_its_round_id_counted(db):
+    program = sample_program()
+    await apply_all(db, program.events)
+    before = await overview(db)
+    real = MatchingCompleted(
+        program_id=PROGRAM,
+        occurred_at=NOW,
+        round_id="round-next",
+        pairs_formed=0,
+        unmatched_mentees=0,
+    )
+    await apply_all(db, [real.model_copy(update={"dry_run": True})])
+    assert (await overview(db))["matching_rounds"] == before["matching_rounds"]
+    await apply_all(db, [real.model_copy(update={"event_id": uuid.uuid4()})])
+    assert (await overview(db))["matching_rounds"] == before["matching_rounds"] + 1
