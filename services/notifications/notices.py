@@ -296,9 +296,9 @@ async def on_checkin_overdue(event: CheckinOverdue, uow: UnitOfWork) -> None:
 
 async def on_session_missed(event: SessionMissed, uow: UnitOfWork) -> None:
     """Both people of the pair hear the session was recorded as missed, and what to do."""
-    pair = await store.get_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
-    if pair is None:
-        return
+    pair = await store.pair_or_raise(
+        uow.session, program_id=event.program_id, pair_id=event.pair_id
+    )
     people = await _people(uow, event.program_id, [pair.mentor_id, pair.mentee_id])
     source = deliveries.logical_id("session.missed", event.program_id, event.session_id)
     planned = [
@@ -322,9 +322,9 @@ async def on_session_missed(event: SessionMissed, uow: UnitOfWork) -> None:
 
 async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None:
     """The pair celebrates the milestone, and each is asked for feedback on the way there."""
-    pair = await store.get_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
-    if pair is None:
-        return
+    pair = await store.pair_or_raise(
+        uow.session, program_id=event.program_id, pair_id=event.pair_id
+    )
     people = await _people(uow, event.program_id, [pair.mentor_id, pair.mentee_id])
     celebrate = deliveries.logical_id("milestone", event.program_id, event.milestone_id)
     feedback = deliveries.logical_id("feedback", event.program_id, event.milestone_id)

@@ -132,6 +132,18 @@ async def get_pair(session: AsyncSession, *, program_id: str, pair_id: str) -> P
     return await session.get(Pair, (program_id, pair_id))
 
 
+async def pair_or_raise(session: AsyncSession, *, program_id: str, pair_id: str) -> Pair:
+    """A formed pair, or UnknownReference / ProgramMismatch saying why not."""
+    return await get_or_raise(
+        session,
+        Pair,
+        program_id,
+        pair_id,
+        what=f"pair {pair_id!r}",
+        hint="publish pair.formed first",
+    )
+
+
 def add_delivery(
     session: AsyncSession,
     *,

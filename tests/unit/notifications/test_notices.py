@@ -25,6 +25,7 @@ from services.notifications.notices import (
     on_pair_proposed,
     on_session_missed,
 )
+from shared.errors import UnknownReference
 from shared.events import (
     CheckinDue,
     CheckinOverdue,
@@ -212,6 +213,16 @@ async def test_a_milestone_is_celebrated_with_the_pair_and_feedback_is_asked_onc
     await db.apply(on_milestone_reached, MilestoneReached.model_validate(again))
     assert [r.recipient_id for r, _ in await mails(db, "milestone.reached")] == ["e", "m"]
     assert [r.recipient_id for r, _ in await mails(db, "feedback.request")] == ["e", "m"]
+
+
+async def test_a_notice_about_a_pair_never_formed_is_refused_not_dropped(db):
+    await pair(db)
+    missed = envelope("p1", session_id="s9", pair_id="pair-9")
+    with pytest.raises(UnknownReference, match=r"pair\.formed"):
+        await db.apply(on_session_missed, SessionMissed.model_validate(missed))
+    reached = envelope("p1", pair_id="pair-9", milestone_id="ms9", title="Shipped")
+    with pytest.raises(UnknownReference, match=r"pair\.formed"):
+        await db.apply(on_milestone_reached, MilestoneReached.model_validate(reached))
 
 
 async def test_an_at_risk_pair_alerts_the_coordinator_only(db):
