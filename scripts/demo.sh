@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --runtime
+.venv/bin/python -m services.pairing.warmup  # numba compiles once; then it only loads
 exec .venv/bin/mentorship demo "$@"

@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+.venv/bin/python -m services.pairing.warmup  # numba compiles once; then it only loads
 if [ -n "${MENTORSHIP_TEST_NATS_URL:-}" ]; then default_workers=0; else default_workers=3; fi
 workers="${MENTORSHIP_TEST_WORKERS:-$default_workers}"
 if [ "$workers" = "0" ]; then
