@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.insights.projections import event_label
 
@@ -52,6 +52,9 @@ class Overview(BaseModel):
     pairs_by_health: dict[str, int]
     average_days_to_first_session: float | None
     sessions: list[SessionCounts]
+    sessions_upcoming: int = Field(
+        description="sessions planned after today (by their start's UTC day), not yet due"
+    )
     checkins: Checkins
     milestones_reached: int
     feedback: dict[str, int]
@@ -95,6 +98,7 @@ def build_overview(
             if kind in total and since < day <= today:
                 total[kind] += value
         windows.append(SessionCounts(days=days, **total))
+    upcoming = sum(v for metric, day, v in daily if metric == "sessions.planned" and day > today)
     return Overview(
         program_id=program_id,
         participants=_group(c, "participants."),
@@ -104,6 +108,7 @@ def build_overview(
         pairs_by_health=_group(c, "pairs.health."),
         average_days_to_first_session=round(c["first_session.days"] / first, 1) if first else None,
         sessions=windows,
+        sessions_upcoming=upcoming,
         checkins=Checkins(
             due=due,
             submitted=submitted,

@@ -18,7 +18,14 @@ from services.insights.overview import build_overview
 from services.insights.writes import CONTACT_TIMER
 from shared.db import Sessions
 from shared.errors import ProgramMismatch, UnknownReference
-from shared.events import CATALOGUE, Event, MatchingCompleted, PairAtRisk, SessionHeld
+from shared.events import (
+    CATALOGUE,
+    Event,
+    MatchingCompleted,
+    PairAtRisk,
+    SessionHeld,
+    SessionScheduled,
+)
 from shared.timers import Due
 from tests.support.handlers import HandlerDb, handler_db
 from tests.unit.insights.scenario import NOW, PROGRAM, Program, sample_program
@@ -247,3 +254,22 @@ async def test_a_dry_run_is_no_round_and_leaves_the_real_one_with_its_round_id_c
     assert (await overview(db))["matching_rounds"] == before["matching_rounds"]
     await apply_all(db, [real.model_copy(update={"event_id": uuid.uuid4()})])
     assert (await overview(db))["matching_rounds"] == before["matching_rounds"] + 1
+
+
+async def test_sessions_planned_ahead_are_upcoming_not_in_the_past_windows(db):
+    program = sample_program()
+    await apply_all(db, program.events)
+    before = await overview(db)
+    scheduled = next(e for e in program.events if isinstance(e, SessionScheduled))
+    ahead = scheduled.model_copy(
+        update={
+            "event_id": uuid.uuid4(),
+            "session_id": "session-ahead",
+            "start": NOW + dt.timedelta(days=3),
+            "end": NOW + dt.timedelta(days=3, hours=1),
+        }
+    )
+    await apply_all(db, [ahead])
+    after = await overview(db)
+    assert after["sessions_upcoming"] == before["sessions_upcoming"] + 1
+    assert after["sessions"] == before["sessions"]
