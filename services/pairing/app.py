@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from services.pairing import api, consent, store
 from services.pairing.handlers import SUBSCRIPTIONS
-from services.pairing.warmup import warm_in_pool
 from shared.events import (
     MatchingCompleted,
     MatchingRequested,
@@ -39,5 +38,5 @@ def definition() -> ServiceDefinition:
             MatchingCompleted,
         ],
         routers=[api.router, api.coordination],
-        loops=[timer_loop(store.timers, consent.TIMERS), warm_in_pool],
+        loops=[timer_loop(store.timers, consent.TIMERS)],
     )

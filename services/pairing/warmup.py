@@ -2,9 +2,10 @@
 
 The solver's hot loops are numba functions, compiled on first use and cached under
 `__pycache__`: on a fresh install (or after the solver's code changed) the first round pays
-about 40 s of compilation, later processes only load the cache (well under a second). pairing
-runs this in its CPU pool when it starts, and `python -m services.pairing.warmup` does it ahead
-of time (the setup and test scripts call it), so nobody's first round waits for a compiler.
+about 40 s of compilation, later processes only load the cache (well under a second).
+`python -m services.pairing.warmup` does it ahead of time (test.sh, demo.sh and the image build
+call it), so nobody's first round waits for a compiler. (Warming up inside the service's CPU pool
+at start was tried and dropped: stopping a service while the warm-up ran could hang its pool.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import time
 
 from services.pairing.matching import MatchResult, propose_pairs
 from services.pairing.model import Profile
-from shared.service import Running
 from shared.worktime import Availability, Hours
 
 log = logging.getLogger(__name__)
@@ -57,16 +57,6 @@ def warm_up() -> float:
     started = time.perf_counter()
     warm_up_round()
     return time.perf_counter() - started
-
-
-async def warm_in_pool(running: Running) -> None:
-    """A service loop: compiles (or loads) the matcher in the CPU pool, once, at start."""
-    try:
-        seconds = await running.cpu.run(warm_up)
-    except Exception:  # a failed warm-up only means the first round compiles instead
-        log.exception("pairing: compiling the matcher ahead of time failed; the first round will")
-        return
-    log.info("pairing: matcher ready in %.1fs (compiled or loaded from numba's cache)", seconds)
 
 
 if __name__ == "__main__":

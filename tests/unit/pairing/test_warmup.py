@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from services.pairing.app import definition
-from services.pairing.warmup import warm_in_pool, warm_up_round
+from services.pairing.warmup import warm_up_round
 
 
 def test_the_warm_up_round_pairs_some_and_leaves_some_out_at_a_proven_optimum():
@@ -12,7 +11,3 @@ def test_the_warm_up_round_pairs_some_and_leaves_some_out_at_a_proven_optimum():
     assert result.pairs and result.unmatched_mentee_ids
     assert result.certificate is not None and result.certificate.gap == 0.0
     assert len({p.mentee_id for p in result.pairs}) == len(result.pairs)
-
-
-def test_pairing_compiles_the_matcher_in_its_cpu_pool_when_it_starts():
-    assert warm_in_pool in definition().loops
