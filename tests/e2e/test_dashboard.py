@@ -19,7 +19,7 @@ from shared.service import Service
 from tests.integration.test_insights_api import auth, fed
 from tests.integration.test_insights_checks import served
 from tests.integration.test_insights_service import Insights
-from tests.support.waiting import settings_for
+from tests.support.waiting import eventually, settings_for
 from tests.unit.insights.scenario import PROGRAM, sample_program
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -47,6 +47,14 @@ async def test_the_dashboard_shows_the_programs_numbers_in_a_real_browser(
         app = Insights(service, client)
         token = await app.token_for(PROGRAM)
         await fed(app, js, token, sample_program(now=dt.datetime.now(dt.UTC)).events)
+
+        # pair-2's contact deadline (a durable timer, done soon after the events) moves it to
+        # "watch": read the charts once it has, so the page and the charts show the same state
+        async def charts_settled() -> bool:
+            response = await client.get(f"/programs/{PROGRAM}/charts?weeks=12", headers=auth(token))
+            return bool(response.json()["pairs_by_health"].get("watch", 0) == 1)
+
+        await eventually(charts_settled, timeout=30, what="pair-2's contact deadline scored")
         charts = (
             await client.get(f"/programs/{PROGRAM}/charts?weeks=12", headers=auth(token))
         ).json()
