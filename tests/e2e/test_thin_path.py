@@ -19,6 +19,7 @@ import icalendar
 import nats
 import pytest
 
+from cli.demo import is_invitation
 from cli.launcher import System, free_port
 from shared.bus import STREAM
 from shared.deadletters import list_dead_letters
@@ -86,18 +87,13 @@ async def _stream_facts(url: str) -> dict[str, Any]:
         await nc.drain()
     # invitations to planned sessions; pair.formed mails (held by quiet hours, depending on the
     # hour the test runs) and other notices are not counted
-    invitations = sum(1 for b in sent if _is_invitation_kind(b["kind"]))
+    invitations = sum(1 for b in sent if is_invitation(b["kind"]))
     return {
         "counts": counts,
         "completed": completed,
         "ids": ids_by_subject,
         "invitations_sent": invitations,
     }
-
-
-def _is_invitation_kind(kind: str) -> bool:
-    changes = ("session.rescheduled", "session.cancelled", "session.reminder", "session.missed")
-    return kind.startswith("session.") and kind not in changes
 
 
 def _invitation_files(mail_dir: Path) -> list[Path]:
