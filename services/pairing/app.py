@@ -13,6 +13,7 @@ from shared.events import (
     PairFormed,
     PairProposed,
 )
+from shared.events.pairs import PairExpired
 from shared.service import ServiceDefinition
 from shared.timers import timer_loop
 
@@ -33,6 +34,7 @@ def definition() -> ServiceDefinition:
             PairProposed,
             PairAccepted,
             PairDeclined,
+            PairExpired,
             PairFormed,
             PairEnded,
             MatchingCompleted,

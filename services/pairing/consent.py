@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from services.pairing import rounds, store
 from shared.events import PairAccepted, PairDeclined, PairEnded, PairFormed, PairProposed, Role
+from shared.events.pairs import PairExpired
 from shared.settings import Settings
 from shared.timers import Due, TimerHandler, cancel, schedule
 from shared.unit_of_work import UnitOfWork
@@ -207,16 +208,17 @@ async def rematch(uow: UnitOfWork, closed: store.Pair) -> None:
 
 
 async def on_proposal_expired(item: Due, uow: UnitOfWork) -> None:
-    """Nobody (or only one) accepted in time: pair.declined for the silent one, then re-match."""
+    """Nobody (or only one) accepted in time: pair.expired naming the silent ones, then
+    re-match."""
     pair = await store.pair_for_update(uow.session, program_id=item.program_id, pair_id=item.key)
     if pair is None or pair.status != rounds.PROPOSED:
         return  # answered meanwhile
     answers = ((pair.mentor_id, pair.mentor_answer), (pair.mentee_id, pair.mentee_answer))
-    silent = next(person for person, given in answers if given != ACCEPTED)
     uow.emit(
-        PairDeclined(
+        PairExpired(
             program_id=pair.program_id, occurred_at=uow.clock.now(), pair_id=pair.pair_id,
-            participant_id=silent,
+            mentor_id=pair.mentor_id, mentee_id=pair.mentee_id,
+            silent=[person for person, given in answers if given != ACCEPTED],
             reason=f"no answer within {uow.settings.pairing_proposal_hours:g} hours",
         )
     )  # fmt: skip

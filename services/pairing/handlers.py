@@ -68,6 +68,7 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
         pairings=await store.active_pairings(session, program_id=program),
         week_of=uow.clock.now().date(),
         closed=await store.closed_pairings(session, program_id=program),
+        waitlisted=await store.waitlist(session, program_id=program),
     )
     # matching is CPU-bound: in the pool, the loop keeps acking, relaying and answering health
     result = await uow.cpu.run(rounds.match, standing)

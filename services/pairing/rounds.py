@@ -31,6 +31,7 @@ class Standing:
     pairings: tuple[tuple[str, str], ...]  # (mentor_id, mentee_id) of every open pair
     week_of: dt.date
     closed: tuple[tuple[str, str], ...] = ()  # (mentor_id, mentee_id) ended, declined, expired
+    waitlisted: tuple[str, ...] = ()  # mentees the last round left unmatched: served first
 
 
 def match(standing: Standing) -> MatchResult:
@@ -42,6 +43,7 @@ def match(standing: Standing) -> MatchResult:
         current_load=Counter(mentor_id for mentor_id, _ in standing.pairings),
         week_of=standing.week_of,
         ended=standing.closed,
+        waitlisted=standing.waitlisted,
     )
 
 
@@ -72,6 +74,7 @@ class RoundOutcome:
     completed_at: dt.datetime
     pairs: tuple[NewPair, ...]
     events: tuple[Event, ...]
+    unmatched_mentee_ids: tuple[str, ...] = ()  # every one, for the next round's waitlist
 
 
 def announce(
@@ -150,4 +153,7 @@ def outcome(
     )
     if dry_run:
         return RoundOutcome(program_id, round_id, now, (), (completed,))
-    return RoundOutcome(program_id, round_id, now, pairs, (*announced, completed))
+    return RoundOutcome(
+        program_id, round_id, now, pairs, (*announced, completed),
+        unmatched_mentee_ids=tuple(result.unmatched_mentee_ids),
+    )  # fmt: skip

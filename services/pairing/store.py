@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -110,6 +111,72 @@ class MatchingRound(Base):
     round_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     completed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     pairs_formed: Mapped[int] = mapped_column(Integer)
+    # the mentees this round left unmatched: the next round serves them first (the waitlist)
+    unmatched_mentee_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+
+
+class Charter(Base):
+    """A pair's charter: its current version's terms and the version each person agreed to."""
+
+    __tablename__ = "charters"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pair_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    terms: Mapped[dict[str, Any]] = mapped_column(JSON)
+    mentor_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    mentee_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    agreed_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    agreed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Goal(Base):
+    """A pair's goal and its plan at its latest revision (1: as set)."""
+
+    __tablename__ = "goals"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    goal_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pair_id: Mapped[str] = mapped_column(String(200), index=True)
+    title: Mapped[str] = mapped_column(String(500))
+    target_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    milestones: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    set_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    replanned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Milestone(Base):
+    """A milestone a pair reached (planned in a goal or not)."""
+
+    __tablename__ = "milestones"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    milestone_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pair_id: Mapped[str] = mapped_column(String(200), index=True)
+    goal_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    title: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    visibility: Mapped[str] = mapped_column(String(10))
+    evidence: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reached_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Opportunity(Base):
+    """An opportunity offered to a participant (for the equity view)."""
+
+    __tablename__ = "opportunities"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    opportunity_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(String(200), index=True)
+    pair_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    kind: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(String(500))
+    offered_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    offered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 def register_participant(
@@ -291,8 +358,32 @@ async def add_round(session: AsyncSession, outcome: RoundOutcome) -> None:
             round_id=outcome.round_id,
             completed_at=outcome.completed_at,
             pairs_formed=len(outcome.pairs),
+            unmatched_mentee_ids=list(outcome.unmatched_mentee_ids),
         )
     )
+
+
+async def waitlist(session: AsyncSession, *, program_id: str) -> tuple[str, ...]:
+    """The mentees the program's last round (not a dry run: those are not stored) left unmatched
+    and who are still active without an open pair: the next round serves them first."""
+    last = await session.scalar(
+        select(MatchingRound)
+        .where(MatchingRound.program_id == program_id)
+        .order_by(MatchingRound.completed_at.desc(), MatchingRound.round_id.desc())
+        .limit(1)
+    )
+    if last is None or not last.unmatched_mentee_ids:
+        return ()
+    waiting = set(last.unmatched_mentee_ids)
+    paired = {mentee for _, mentee in await active_pairings(session, program_id=program_id)}
+    active = await session.scalars(
+        select(Participant.participant_id).where(
+            Participant.program_id == program_id,
+            Participant.active.is_(True),
+            Participant.role == "mentee",
+        )
+    )
+    return tuple(sorted(p for p in active if p in waiting and p not in paired))
 
 
 async def pair_for_update(session: AsyncSession, *, program_id: str, pair_id: str) -> Pair | None:

@@ -27,6 +27,7 @@ from shared.events.insights import PairAtRisk
 from shared.events.notifications import NotificationFailed, NotificationSent
 from shared.events.pairs import (
     CharterAgreed,
+    GoalReplanned,
     GoalSet,
     MatchingCompleted,
     MatchingRequested,
@@ -35,6 +36,7 @@ from shared.events.pairs import (
     PairAccepted,
     PairDeclined,
     PairEnded,
+    PairExpired,
     PairFormed,
     PairPaused,
     PairProposed,
@@ -88,6 +90,7 @@ __all__ = [
     "DisplayName",
     "Event",
     "FeedbackGiven",
+    "GoalReplanned",
     "GoalSet",
     "Id",
     "MatchingCompleted",
@@ -100,6 +103,7 @@ __all__ = [
     "PairAtRisk",
     "PairDeclined",
     "PairEnded",
+    "PairExpired",
     "PairFormed",
     "PairPaused",
     "PairProposed",

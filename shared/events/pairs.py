@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.envelope import (
     Event,
     Id,
     no_items,
 )
+
+Visibility = Literal["public", "private"]
 
 
 class MatchingRequested(Event):
@@ -99,6 +102,18 @@ class PairEnded(Event):
     reason: str | None = None
 
 
+class CommunicationNorm(BaseModel):
+    """How the pair handles one kind of exchange: where, and how soon an answer is expected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    exchange: str = Field(min_length=1, max_length=200, description="e.g. a quick question")
+    channel: str = Field(min_length=1, max_length=100, description="e.g. chat, email, call")
+    response_hours: float | None = Field(
+        default=None, gt=0, le=24 * 30, description="an answer is expected within these hours"
+    )
+
+
 class CharterAgreed(Event):
     subject = "mentorship.charter.agreed"
 
@@ -106,6 +121,29 @@ class CharterAgreed(Event):
     cadence_days: int = Field(ge=1, le=92)
     session_minutes: int = Field(ge=15, le=240)
     norms: str = ""
+    version: int = Field(default=1, ge=1, description="the version both people agreed to")
+    purpose: str = Field(default="", max_length=2000)
+    success_metrics: list[str] = no_items(description="how the pair will know it worked")
+    communication: list[CommunicationNorm] = no_items(
+        description="the preferred channel and response time per kind of exchange"
+    )
+    decision_rights: str = Field(
+        default="", max_length=2000, description="who decides what (the mentee owns their goals)"
+    )
+
+
+MilestoneKind = Literal["task", "review", "conversation"]
+
+
+class PlannedMilestone(BaseModel):
+    """A step of a goal, tied to real work (a task completed, a review delivered, a talk held)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    milestone_id: Id
+    title: str = Field(min_length=1, max_length=500)
+    kind: MilestoneKind = "task"
+    due_date: dt.date | None = None
 
 
 class GoalSet(Event):
@@ -115,6 +153,22 @@ class GoalSet(Event):
     goal_id: Id
     title: str
     target_date: dt.date | None = None
+    milestones: list[PlannedMilestone] = no_items(description="the goal's planned steps")
+
+
+class GoalReplanned(Event):
+    """The goal's target date or milestones changed (a project pivoted): a new plan, no penalty;
+    a due date moved is not a due date missed."""
+
+    subject = "mentorship.goal.replanned"
+
+    pair_id: Id
+    goal_id: Id
+    revision: int = Field(ge=2, description="1 is the plan of goal.set; each re-plan adds one")
+    target_date: dt.date | None = None
+    previous_target_date: dt.date | None = None
+    milestones: list[PlannedMilestone] = no_items(description="the whole new plan")
+    reason: str | None = Field(default=None, max_length=2000)
 
 
 class MilestoneReached(Event):
@@ -125,6 +179,14 @@ class MilestoneReached(Event):
     title: str
     goal_id: str | None = None
     source: str | None = Field(default=None, description="the outside system that reported it")
+    visibility: Visibility = Field(
+        default="private",
+        description="public: the program may celebrate it; private: only the pair sees it",
+    )
+    kind: MilestoneKind | None = Field(default=None, description="the real work it stands for")
+    evidence: str | None = Field(
+        default=None, max_length=2000, description="where the work is (a task, a review, a note)"
+    )
 
 
 class OpportunityOffered(Event):
@@ -134,6 +196,20 @@ class OpportunityOffered(Event):
     participant_id: Id
     kind: str
     title: str
+    pair_id: str | None = Field(default=None, description="the pair it came through, if any")
+    offered_by: str | None = Field(default=None, description="who offered it (id or role)")
+
+
+class PairExpired(Event):
+    """A proposal nobody (or only one person) accepted in time: closed, its mentee re-matched."""
+
+    subject = "mentorship.pair.expired"
+
+    pair_id: Id
+    mentor_id: Id
+    mentee_id: Id
+    silent: list[Id] = no_items(description="who had not accepted by the deadline")
+    reason: str | None = None
 
 
 EVENTS: tuple[type[Event], ...] = (
@@ -150,4 +226,6 @@ EVENTS: tuple[type[Event], ...] = (
     GoalSet,
     MilestoneReached,
     OpportunityOffered,
+    GoalReplanned,
+    PairExpired,
 )

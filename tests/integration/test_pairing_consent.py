@@ -127,9 +127,11 @@ async def test_proposals_form_when_both_accept_and_a_decline_or_silence_rematche
 
         # nobody answers the re-match: it expires on the durable timer; no mentor is left
         clock.advance(dt.timedelta(hours=73))
-        await reached(js, "pair.declined", 2)
-        [_, silence] = await bodies_on(js, "mentorship.pair.declined")
+        await reached(js, "pair.expired", 1)
+        [silence] = await bodies_on(js, "mentorship.pair.expired")
         assert silence["pair_id"] == rematch["pair_id"] and "no answer" in silence["reason"]
+        assert sorted(silence["silent"]) == sorted([rematch["mentor_id"], "e-2"])
+        assert await count(js, "pair.declined") == 1  # e-2's own decline only
         assert await count(js, "pair.proposed") == 3
         assert await count(js, "pair.formed") == 1
     assert await statuses(conf) == {

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from services.pairing import consent, rounds, store
 from services.pairing.handlers import on_matching_requested
-from shared.events import PairAccepted, PairDeclined, PairFormed, PairProposed, Role
+from shared.events import PairAccepted, PairDeclined, PairExpired, PairFormed, PairProposed, Role
 from shared.timers import Due
 from tests.support.handlers import START, HandlerDb, handler_db
 from tests.unit.pairing.test_handlers import register_all, registered, requested
@@ -104,18 +104,22 @@ async def test_a_decline_frees_the_slot_and_rematches_that_mentee_alone(db):
     assert slots[declined.mentor_id] == 0 and slots[rematch.mentor_id] == 1
 
 
-async def test_an_expired_proposal_declines_for_the_silent_one_and_an_answered_one_stays(db):
+async def test_an_expired_proposal_announces_pair_expired_for_the_silent_one_only(db):
     proposals = await propose(db)
     await answer(db, proposals["e-1"], "e-1", True)
     await answer(db, proposals["e-1"], "m-go", True)
+    await answer(db, proposals["e-2"], "e-2", True)  # the mentee accepted, the mentor is silent
     for proposal in proposals.values():
         item = Due("prog", consent.PROPOSAL_EXPIRY, proposal.pair_id, START, {}, 1, START, "t")
         async with db.unit_of_work() as uow:
             await consent.on_proposal_expired(item, uow)
-        expired = [e for e in uow.emitted if isinstance(e, PairDeclined)]
+        expired = [e for e in uow.emitted if isinstance(e, PairExpired)]
         if proposal.mentee_id == "e-1":
             assert uow.emitted == []  # formed meanwhile: nothing to expire
         else:
-            assert [e.participant_id for e in expired] == [proposal.mentor_id]
-            assert "no answer within 72 hours" in (expired[0].reason or "")
+            assert not any(isinstance(e, PairDeclined) for e in uow.emitted)
+            [event] = expired
+            assert (event.pair_id, event.mentee_id) == (proposal.pair_id, "e-2")
+            assert event.silent == [proposal.mentor_id]
+            assert "no answer within 72 hours" in (event.reason or "")
     assert (await pairs(db))[(proposals["e-2"].mentor_id, "e-2")] == rounds.EXPIRED
