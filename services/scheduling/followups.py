@@ -134,6 +134,12 @@ async def start_checkins(
     )  # fmt: skip
 
 
+async def checkin_cadence(uow: UnitOfWork, *, program_id: str, pair_id: str) -> int | None:
+    """The days between the pair's check-ins as armed now; None when none are armed."""
+    existing = await _pair_timer(uow, program_id, pair_id)
+    return None if existing is None else int(existing["cadence_days"])
+
+
 async def stop_checkins(uow: UnitOfWork, *, program_id: str, pair_id: str) -> None:
     """No more check-ins for the pair (paused or ended)."""
     await cancel(uow.session, store.timers, program_id=program_id, kind=DUE, key=pair_id)

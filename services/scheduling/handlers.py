@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.scheduling import checkins, followups, kinds, meetings, plans, series, store
+from services.scheduling import charters, checkins, followups, kinds, meetings, plans, series, store
 from services.scheduling.planning import NoSlot
 from services.scheduling.plans import Status
 from shared.consumer import Subscription
@@ -14,6 +14,7 @@ from shared.events import (
     CharterAgreed,
     CheckinSubmitted,
     MilestoneReached,
+    OpportunityOffered,
     PairEnded,
     PairFormed,
     PairPaused,
@@ -190,7 +191,11 @@ async def _plan_rhythm(
 
 
 async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:
-    """Check-ins follow the charter's cadence: weekly for weekly pairs, else every two weeks."""
+    """The series follows the charter's cadence and length; check-ins its pace.
+
+    Check-ins are weekly for weekly pairs, else every two weeks; none are re-armed for a pair
+    that paused or ended (its check-ins stopped).
+    """
     meeting = await store.get_meeting(
         uow.session,
         program_id=event.program_id,
@@ -198,10 +203,14 @@ async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:
     )
     if meeting is None:
         return  # a charter for a pair scheduling never planned (no pair.formed): nothing to pace
-    await followups.start_checkins(
-        uow, program_id=event.program_id, pair_id=event.pair_id, mentor=meeting.mentor_id,
-        mentee=meeting.mentee_id, cadence_days=checkins.cadence_days(event.cadence_days),
-    )  # fmt: skip
+    await charters.follow(uow, event, meeting)
+    pace = checkins.cadence_days(event.cadence_days)
+    armed = await followups.checkin_cadence(uow, program_id=event.program_id, pair_id=event.pair_id)
+    if armed is not None and armed != pace:  # the same pace again keeps the next check-in's date
+        await followups.start_checkins(
+            uow, program_id=event.program_id, pair_id=event.pair_id, mentor=meeting.mentor_id,
+            mentee=meeting.mentee_id, cadence_days=pace,
+        )  # fmt: skip
 
 
 async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None:
@@ -215,7 +224,52 @@ async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None
     )
     if kickoff is None:
         return  # a pair scheduling never planned (no pair.formed): nobody to invite
-    ids = {"program_id": program, "pair_id": event.pair_id}
+    await _plan_single(uow, kickoff, session_id, SessionKind.FEEDBACK_MOMENT)
+
+
+async def on_opportunity_offered(event: OpportunityOffered, uow: UnitOfWork) -> None:
+    """A shadowing opportunity for a mentee: a shadow session with their mentor (90 min).
+
+    Planned like a feedback moment, at the next fair slot both can make, once per opportunity.
+    The pair is the one the offer names (`pair_id`, if the person is in it); else the pair the
+    person is the mentee of, the one with the latest kickoff when there were several. Other
+    kinds of opportunity, and a pair that ended or is paused, plan nothing.
+    """
+    if not kinds.is_shadowing(event.kind):
+        return
+    program = event.program_id
+    if event.pair_id is not None:  # it came through a pair: that pair, if the person is in it
+        named = await store.get_meeting(
+            uow.session, program_id=program,
+            meeting_id=plans.kickoff_session_id(program, event.pair_id),
+        )  # fmt: skip
+        people = (named.mentor_id, named.mentee_id) if named else ()
+        candidates = [named] if named and event.participant_id in people else []
+    else:
+        candidates = await store.kickoffs_of(
+            uow.session, program_id=program, mentee_id=event.participant_id
+        )
+    pairs = []
+    for kickoff in candidates:
+        rows = await charters.pair_sessions(uow, program, kickoff.pair_id)
+        if not charters.stopped(rows, uow.clock.now()):
+            at = [r.start for r in rows if r.session_id == kickoff.meeting_id and r.start]
+            pairs.append((store.utc(at[0]).isoformat() if at else "", kickoff.pair_id, kickoff))
+    if not pairs:
+        return  # not (or no longer) in a pair scheduling planned: nobody to shadow
+    *_, kickoff = max(pairs, key=lambda p: (p[0], p[1]))
+    session_id = plans.shadow_session_id(program, kickoff.pair_id, event.opportunity_id)
+    if await store.get_meeting(uow.session, program_id=program, meeting_id=session_id):
+        return  # this opportunity has its shadow session already
+    await _plan_single(uow, kickoff, session_id, SessionKind.SHADOWING)
+
+
+async def _plan_single(
+    uow: UnitOfWork, kickoff: store.Meeting, session_id: str, kind: SessionKind
+) -> None:
+    """One session of a kind for the kickoff's pair, at the next fair slot both can make."""
+    program = kickoff.program_id
+    ids = {"program_id": program, "pair_id": kickoff.pair_id}
     ids |= {"mentor": kickoff.mentor_id, "mentee": kickoff.mentee_id}
     mentor_row = await store.person_or_raise(
         uow.session, program_id=program, participant_id=kickoff.mentor_id
@@ -226,7 +280,7 @@ async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None
     rules = meetings.rules_of(uow)
     plan = plans.plan_single(
         session_id,
-        SessionKind.FEEDBACK_MOMENT,
+        kind,
         await meetings.planner(uow, mentor_row),
         await meetings.planner(uow, mentee_row),
         not_before=uow.clock.now() + rules.notice,
@@ -362,5 +416,6 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(SessionHeld, on_session_held, after=(PairFormed,)),
     Subscription(CharterAgreed, on_charter_agreed, after=(PairFormed,)),
     Subscription(MilestoneReached, on_milestone_reached, after=(PairFormed,)),
+    Subscription(OpportunityOffered, on_opportunity_offered, after=(PairFormed,)),
     Subscription(CheckinSubmitted, on_checkin_submitted),
 ]

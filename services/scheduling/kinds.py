@@ -95,3 +95,8 @@ def rhythms(setting: str) -> list[SessionKind]:
         if kind not in chosen:
             chosen.append(kind)
     return chosen
+
+
+def is_shadowing(opportunity_kind: str) -> bool:
+    """Whether an opportunity.offered kind asks for a shadow session ('shadowing', 'Shadow day')."""
+    return opportunity_kind.strip().lower().startswith("shadow")

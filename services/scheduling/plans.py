@@ -47,6 +47,11 @@ def feedback_session_id(program_id: str, pair_id: str, milestone_id: str) -> str
     return _name(program_id, pair_id, SessionKind.FEEDBACK_MOMENT.value, milestone_id)
 
 
+def shadow_session_id(program_id: str, pair_id: str, opportunity_id: str) -> str:
+    """The id of the shadow session planned for one shadowing opportunity offered."""
+    return _name(program_id, pair_id, SessionKind.SHADOWING.value, opportunity_id)
+
+
 def series_id(program_id: str, pair_id: str, generation: int = 0) -> str:
     """The id of a pair's series; a re-planned series (new cadence) is a new generation."""
     return _name(program_id, pair_id, "series", str(generation))

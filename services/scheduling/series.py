@@ -40,6 +40,15 @@ def cadence_for(days: int) -> Cadence:
     return Cadence.MONTHLY
 
 
+def cadence_of(rrule: str) -> Cadence:
+    """The cadence a series' RRULE (as `rrule_for` writes it) stands for."""
+    parts = dict(p.split("=", 1) for p in rrule.split(";") if "=" in p)
+    interval = int(parts.get("INTERVAL", "1"))
+    if parts.get("FREQ") == "MONTHLY":
+        return Cadence.QUARTERLY if interval == 3 else Cadence.MONTHLY
+    return Cadence.WEEKLY if interval == 1 else Cadence.BIWEEKLY
+
+
 def cadence_days(cadence: Cadence) -> int:
     """Roughly how many days apart sessions of the cadence are."""
     return {Cadence.WEEKLY: 7, Cadence.BIWEEKLY: 14, Cadence.MONTHLY: 28, Cadence.QUARTERLY: 91}[

@@ -318,3 +318,15 @@ async def person_meetings(
         )
     )
     return sorted(rows, key=lambda m: (m.pair_id, m.meeting_id))
+
+
+async def kickoffs_of(session: AsyncSession, *, program_id: str, mentee_id: str) -> list[Meeting]:
+    """The kickoff meetings of every pair the person is the mentee of (one per pair)."""
+    rows = await session.scalars(
+        select(Meeting).where(
+            Meeting.program_id == program_id,
+            Meeting.mentee_id == mentee_id,
+            Meeting.kind == "kickoff",
+        )
+    )
+    return list(rows)

@@ -1,0 +1,137 @@
+"""A pair's charter drives its regular series: cadence and length follow what the pair agreed.
+
+Changing a series' rhythm is done the way calendar apps do a "this and following" edit: the
+old series keeps its past (held, missed) occurrences and its future ones are cancelled (one
+METHOD:CANCEL with a RECURRENCE-ID per occurrence, SEQUENCE + 1, the same UID), and a new
+series with its own UID (the next generation of `plans.series_id`) is invited from then on.
+Rewriting the RRULE under the old UID would move the past occurrences too in clients that
+re-expand a rule from its DTSTART, and orphan every RECURRENCE-ID override of the old rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from services.scheduling import meetings, plans, series, store
+from services.scheduling.planning import NoSlot
+from services.scheduling.plans import Status
+from shared.events import CharterAgreed, SessionKind
+from shared.unit_of_work import UnitOfWork
+
+PAUSED, ENDED = "the pair paused", "the pair ended"
+
+
+async def current_series(
+    uow: UnitOfWork, program_id: str, pair_id: str
+) -> tuple[store.Meeting | None, int]:
+    """The pair's latest regular series and its generation (None, -1 when it has none)."""
+    found, generation = None, -1
+    while True:
+        meeting = await store.get_meeting(
+            uow.session,
+            program_id=program_id,
+            meeting_id=plans.series_id(program_id, pair_id, generation + 1),
+        )
+        if meeting is None:
+            return found, generation
+        found, generation = meeting, generation + 1
+
+
+def stopped(rows: list[store.Session], now: dt.datetime) -> bool:
+    """Whether a pair's sessions (of any status) show it ended, or paused and not resumed."""
+    for row in rows:
+        if row.status != Status.CANCELLED or not row.note:
+            continue
+        if row.note.startswith(ENDED):
+            return True
+        at = row.start or row.recurrence_id
+        if row.note.startswith(PAUSED) and at is not None and store.utc(at) > now:
+            return True
+    return False
+
+
+async def pair_sessions(uow: UnitOfWork, program_id: str, pair_id: str) -> list[store.Session]:
+    """Every session of a pair from a year and more back on, of any status, earliest first."""
+    return await store.future_sessions(
+        uow.session, program_id=program_id, pair_id=pair_id,
+        after=uow.clock.now() - dt.timedelta(days=400), statuses=tuple(s.value for s in Status),
+    )  # fmt: skip
+
+
+def _agreed(meeting: store.Meeting | None, cadence: series.Cadence, minutes: int) -> bool:
+    return (
+        meeting is not None
+        and meeting.rrule is not None
+        and series.cadence_of(meeting.rrule) is cadence
+        and meeting.minutes == minutes
+    )
+
+
+async def follow(uow: UnitOfWork, event: CharterAgreed, kickoff: store.Meeting) -> None:
+    """Re-plans the pair's future one-to-ones at the charter's cadence and length.
+
+    Nothing changes when the series already has both (a second charter alike), or while the
+    pair is paused or after it ended. Occurrences inside the minimum notice stay as they are;
+    the new series starts a cadence after the last session kept. When no time fits the new
+    rhythm, the old series stays and session.unschedulable says why.
+    """
+    program, pair = event.program_id, event.pair_id
+    cadence = series.cadence_for(event.cadence_days)
+    old, generation = await current_series(uow, program, pair)
+    if _agreed(old, cadence, event.session_minutes):
+        return
+    now = uow.clock.now()
+    rows = await pair_sessions(uow, program, pair)
+    if stopped(rows, now):
+        return  # paused (the pause's cancels still stand) or ended: nothing to re-plan
+    rules = meetings.rules_of(uow)
+    notice_end = now + rules.notice
+    mine = [r for r in rows if old is not None and r.meeting_id == old.meeting_id]
+    replaced = [
+        r
+        for r in mine
+        if r.status == Status.SCHEDULED and r.start and store.utc(r.start) >= notice_end
+    ]
+    regular = {r.session_id for r in replaced}
+    kept = [
+        store.utc(r.start)
+        for r in rows
+        if r.start is not None
+        and r.session_id not in regular
+        and r.meeting_id in (kickoff.meeting_id, old.meeting_id if old else None)
+        and r.status != Status.CANCELLED
+    ]
+    not_before = notice_end
+    if kept:
+        last = max(kept)
+        not_before = max(not_before, last + dt.timedelta(days=series.cadence_days(cadence) - 1))
+    mentor_row = await store.person_or_raise(
+        uow.session, program_id=program, participant_id=kickoff.mentor_id
+    )
+    mentee_row = await store.person_or_raise(
+        uow.session, program_id=program, participant_id=kickoff.mentee_id
+    )
+    mentor = await meetings.planner(uow, mentor_row, exclude=sorted(regular))
+    mentee = await meetings.planner(uow, mentee_row, exclude=sorted(regular))
+    planned = plans.plan_series(
+        program, pair, mentor, mentee, cadence=cadence, not_before=not_before, rules=rules,
+        minutes=event.session_minutes, generation=generation + 1,
+    )  # fmt: skip
+    ids = {"program_id": program, "pair_id": pair}
+    ids |= {"mentor": kickoff.mentor_id, "mentee": kickoff.mentee_id}
+    if isinstance(planned, NoSlot):
+        meetings.unschedulable_series(
+            uow,
+            reason=f"the charter's {cadence.value} sessions of {event.session_minutes} min: "
+            f"{planned.reason}; the current series stays",
+            kind=SessionKind.REGULAR,
+            **ids,  # type: ignore[arg-type]
+        )
+        return
+    if old is not None and replaced:
+        reason = (
+            f"the pair agreed on {cadence.value} sessions of {event.session_minutes} min: "
+            "a new series replaces these"
+        )
+        await meetings.cancel(uow, old, replaced, reason=reason)
+    await meetings.add_plan(uow, planned, **ids)  # type: ignore[arg-type]

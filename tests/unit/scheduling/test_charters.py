@@ -1,0 +1,206 @@
+"""A charter drives the regular series (real SQLite): cadence and length re-planned, once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import recurring_ical_events
+from hypothesis import given
+from hypothesis import strategies as st
+from icalendar import Calendar
+from sqlalchemy import func, select
+
+from services.scheduling import series, store
+from services.scheduling.handlers import (
+    on_charter_agreed,
+    on_pair_formed,
+    on_pair_paused,
+    on_participant_registered,
+)
+from shared.events import (
+    CharterAgreed,
+    PairFormed,
+    PairPaused,
+    ParticipantRegistered,
+    SessionCancelled,
+    SessionScheduled,
+    SessionUnschedulable,
+)
+from shared.worktime import Interval
+from tests.support.factories import envelope, registration
+from tests.support.handlers import HandlerDb, handler_db
+from tests.unit.scheduling.test_contingencies import nine_to_five
+from tests.unit.scheduling.test_planning import inside
+
+UTC = dt.UTC
+BERLIN = "Europe/Berlin"
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[HandlerDb]:
+    async with handler_db(
+        store.Base.metadata, store.delivery, tmp_path, source="scheduling", session_cadence_days=14
+    ) as db:
+        yield db
+
+
+def event(cls: type, **fields: Any) -> Any:
+    return cls.model_validate(envelope("prog", **fields))
+
+
+def charter(cadence_days: int, minutes: int) -> CharterAgreed:
+    return event(CharterAgreed, pair_id="p", cadence_days=cadence_days, session_minutes=minutes)
+
+
+async def formed_pair(db: HandlerDb) -> tuple[SessionScheduled, SessionScheduled]:
+    for pid, role in (("m", "mentor"), ("e", "mentee")):
+        body = registration("prog", pid, role=role)
+        await db.apply(on_participant_registered, ParticipantRegistered.model_validate(body))
+    formed = event(
+        PairFormed, pair_id="p", round_id="r", mentor_id="m", mentee_id="e", language="en"
+    )
+    kickoff, regular = (await db.apply(on_pair_formed, formed)).emitted
+    assert isinstance(kickoff, SessionScheduled) and isinstance(regular, SessionScheduled)
+    return kickoff, regular
+
+
+async def all_rows(db: HandlerDb) -> list[store.Session]:
+    async with db.sessions() as session:
+        return list(await session.scalars(select(store.Session)))
+
+
+async def timers(db: HandlerDb) -> list[tuple[Any, ...]]:
+    async with db.sessions() as session:
+        return [tuple(r) for r in (await session.execute(store.timers.select())).all()]
+
+
+def span(row: store.Session) -> Interval:
+    assert row.start is not None and row.end is not None
+    return Interval(store.utc(row.start), store.utc(row.end))
+
+
+async def test_a_weekly_charter_replaces_the_future_of_a_biweekly_series_with_a_new_one(db):
+    kickoff, regular = await formed_pair(db)
+    assert regular.rrule and "INTERVAL=2" in regular.rrule
+    db.clock.advance(dt.timedelta(days=30))  # the kickoff and the first occurrence are past
+    now = db.clock.now()
+    before = {r.session_id: (r.status, r.start) for r in await all_rows(db)}
+    uow = await db.apply(on_charter_agreed, charter(7, 60))
+    cancelled, scheduled = uow.emitted
+    # the old series: its future occurrences cancelled under its own UID, SEQUENCE + 1
+    assert isinstance(cancelled, SessionCancelled) and cancelled.uid == regular.uid
+    assert cancelled.sequence == 1 and cancelled.recurrence_ids
+    assert all(start > now for start in cancelled.starts)
+    assert "weekly sessions of 60 min" in cancelled.reason
+    cal = Calendar.from_ical(cancelled.ical)
+    assert cal["METHOD"] == "CANCEL"
+    assert {v["RECURRENCE-ID"].dt.astimezone(UTC) for v in cal.walk("VEVENT")} == set(
+        cancelled.recurrence_ids
+    )
+    # the new series: a new UID, weekly, 60 minutes, in both people's hours
+    assert isinstance(scheduled, SessionScheduled) and scheduled.uid != regular.uid
+    assert scheduled.rrule and scheduled.rrule.startswith("FREQ=WEEKLY;INTERVAL=1;")
+    assert scheduled.end - scheduled.start == dt.timedelta(minutes=60)
+    assert scheduled.start >= now + dt.timedelta(hours=db.settings.session_notice_hours)
+    expanded = recurring_ical_events.of(Calendar.from_ical(scheduled.ical)).between(
+        scheduled.start, scheduled.start + dt.timedelta(weeks=8)
+    )
+    starts = sorted(e["DTSTART"].dt.astimezone(UTC) for e in expanded)
+    assert len(starts) == 8
+    assert all(b - a == dt.timedelta(weeks=1) for a, b in itertools.pairwise(starts))
+    # what was past (the kickoff, the first occurrence) is untouched
+    rows = await all_rows(db)
+    for row in rows:
+        if row.start and store.utc(row.start) < now:
+            assert before[row.session_id] == (row.status, row.start)
+    new = [r for r in rows if r.meeting_id == scheduled.series_id and r.status == "scheduled"]
+    assert len(new) >= 20
+    old_future = [r for r in rows if r.meeting_id == regular.series_id and store.utc(r.start) > now]  # type: ignore[arg-type]
+    assert old_future and all(r.status == "cancelled" for r in old_future)
+    # nobody is in two sessions at once: the new series against everything still scheduled
+    live = sorted((span(r) for r in rows if r.status == "scheduled"), key=lambda i: i.start)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(live))
+    for row in new:
+        assert inside(nine_to_five(BERLIN), span(row))
+    assert kickoff.uid != scheduled.uid
+
+
+async def test_a_second_charter_alike_changes_nothing(db):
+    await formed_pair(db)
+    first = await db.apply(on_charter_agreed, charter(7, 60))
+    assert [type(e) for e in first.emitted] == [SessionCancelled, SessionScheduled]
+    rows_before = {(r.session_id, r.status, r.start, r.sequence) for r in await all_rows(db)}
+    timers_before = await timers(db)
+    again = await db.apply(on_charter_agreed, charter(6, 60))  # 6 days: weekly all the same
+    assert again.emitted == []
+    assert {(r.session_id, r.status, r.start, r.sequence) for r in await all_rows(db)} == (
+        rows_before
+    )
+    assert await timers(db) == timers_before  # the next check-in keeps its date
+
+
+async def test_a_charter_matching_the_planned_series_changes_nothing(db):
+    await formed_pair(db)
+    timers_before = await timers(db)
+    uow = await db.apply(on_charter_agreed, charter(14, 45))  # biweekly, 45 min: as planned
+    assert uow.emitted == []
+    assert await timers(db) == timers_before
+
+
+async def test_a_charter_of_another_length_keeps_the_cadence_and_changes_the_length(db):
+    await formed_pair(db)
+    uow = await db.apply(on_charter_agreed, charter(14, 30))
+    cancelled, scheduled = uow.emitted
+    assert isinstance(cancelled, SessionCancelled) and isinstance(scheduled, SessionScheduled)
+    assert scheduled.rrule and "INTERVAL=2" in scheduled.rrule
+    assert scheduled.end - scheduled.start == dt.timedelta(minutes=30)
+
+
+async def test_a_monthly_charter_plans_a_monthly_series_a_cadence_after_the_kickoff(db):
+    kickoff, _ = await formed_pair(db)
+    uow = await db.apply(on_charter_agreed, charter(30, 45))
+    _, scheduled = uow.emitted
+    assert isinstance(scheduled, SessionScheduled)
+    assert scheduled.rrule and scheduled.rrule.startswith("FREQ=MONTHLY;BYDAY=")
+    assert scheduled.start >= kickoff.start + dt.timedelta(days=27)
+
+
+async def test_a_charter_no_time_fits_keeps_the_series_and_says_why(db):
+    await formed_pair(db)
+    async with db.unit_of_work() as uow:  # the mentee now works two hours a day
+        mentee = await store.person_or_raise(uow.session, program_id="prog", participant_id="e")
+        mentee.working_hours = [{"weekday": d, "start": "10:00", "end": "12:00"} for d in range(5)]
+    before = {(r.session_id, r.status) for r in await all_rows(db)}
+    uow = await db.apply(on_charter_agreed, charter(30, 180))
+    [reason] = uow.emitted
+    assert isinstance(reason, SessionUnschedulable) and reason.kind == "regular"
+    assert "180 min" in reason.reason and "the current series stays" in reason.reason
+    assert {(r.session_id, r.status) for r in await all_rows(db)} == before
+
+
+async def test_a_paused_pair_is_not_re_planned_by_a_charter(db):
+    await formed_pair(db)
+    await db.apply(on_pair_paused, event(PairPaused, pair_id="p"))
+    before = {(r.session_id, r.status) for r in await all_rows(db)}
+    uow = await db.apply(on_charter_agreed, charter(7, 60))
+    assert uow.emitted == []
+    assert {(r.session_id, r.status) for r in await all_rows(db)} == before
+    async with db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(store.timers)) is not None
+
+
+async def test_a_charter_for_a_pair_never_planned_plans_nothing(db):
+    assert (await db.apply(on_charter_agreed, charter(7, 60))).emitted == []
+
+
+@given(
+    cadence=st.sampled_from(list(series.Cadence)),
+    first=st.datetimes(min_value=dt.datetime(2026, 1, 1), max_value=dt.datetime(2028, 12, 31)),
+)
+def test_the_cadence_of_a_written_rule_is_the_cadence_it_was_written_for(cadence, first):
+    assert series.cadence_of(series.rrule_for(cadence, first)) is cadence
