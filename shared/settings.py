@@ -133,6 +133,25 @@ class Settings(BaseSettings):
         description="notifications: port of the built-in SMTP receiver reading calendar replies "
         "to MAIL_FROM (the organizer); unset: replies are not read",
     )
+    replies_imap_host: str | None = Field(
+        default=None,
+        description="notifications: IMAP server of the organizer's mailbox, polled for calendar "
+        "replies (besides or instead of REPLIES_SMTP_PORT); unset: no mailbox is polled",
+    )
+    replies_imap_port: int | None = Field(
+        default=None, description="unset: 993 with REPLIES_IMAP_SECURITY=tls, else 143"
+    )
+    replies_imap_security: Literal["none", "starttls", "tls"] = "tls"
+    replies_imap_username: str | None = None
+    replies_imap_password: SecretStr | None = None
+    replies_imap_mailbox: str = Field(default="INBOX", description="the folder polled")
+    replies_imap_other_mailbox: str | None = Field(
+        default=None,
+        description="mail that is no calendar reply is moved to this folder (created when "
+        "missing); unset: it is left where it is, unread",
+    )
+    replies_imap_poll_seconds: float = Field(default=60.0, gt=0, description="between polls")
+    replies_imap_timeout_seconds: float = Field(default=30.0, gt=0, description="per command")
     quiet_hours: str = Field(
         default="20:00-08:00",
         description="notifications: local times in the recipient's zone when non-urgent mail "
@@ -146,6 +165,36 @@ class Settings(BaseSettings):
         description='notifications: per program, its coordinator, e.g. {"prog-a": "Ada Lee '
         '<ada@example.org>"} (JSON): Reply-To of its mails, recipient of at-risk alerts and '
         "the last level of overdue check-ins",
+    )
+    program_video_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description='notifications: per program, where its sessions meet, e.g. {"prog-a": '
+        '"https://meet.example.org/prog-a"} (JSON); used when a session event carries no video '
+        "link",
+    )
+    digest_hour: int = Field(
+        default=9,
+        ge=0,
+        le=23,
+        description="notifications: local hour (recipient's zone) of the daily digest of "
+        "low-urgency mail; quiet hours still apply",
+    )
+    daily_mail_cap: int = Field(
+        default=3,
+        ge=0,
+        description="notifications: at most this many non-essential mails per person per local "
+        "day; the rest wait for the next digest (0: no cap)",
+    )
+    assessment_survey: bool = Field(
+        default=True,
+        description="notifications: mail the quarterly program assessment survey on the first "
+        "day of each quarter",
+    )
+    touchpoint_days: float = Field(
+        default=3,
+        ge=0,
+        description="notifications: days after a session held that the pair gets a reflective "
+        "prompt (or the reading their charter names); 0: none",
     )
     cpu_workers: int = Field(
         default=1, ge=1, description="worker processes for CPU-heavy work (matching, MIME)"

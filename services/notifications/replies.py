@@ -2,6 +2,7 @@
 objects (RFC 6047) and emits session.responded per attendee (accepted, declined, tentative, with
 the comment).
 
+(An IMAP mailbox can be polled instead, or as well: services/notifications/imap.py.)
 Point the organizer address's mail at it (an MX or a forwarding rule to
 MENTORSHIP_REPLIES_SMTP_PORT). A reply counts only for an attendee of an entry this service
 invited, and only when it comes From that attendee's address. A reply sent twice is one event:
@@ -204,6 +205,16 @@ class ReplyHandler:
 
 
 async def run_reply_receiver(running: Running) -> None:
+    """Reads calendar replies: the SMTP receiver (MENTORSHIP_REPLIES_SMTP_PORT) and the IMAP
+    poller (MENTORSHIP_REPLIES_IMAP_HOST), each when configured."""
+    from services.notifications.imap import run_imap_poller  # imap builds on this module
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(run_smtp_receiver(running))
+        group.create_task(run_imap_poller(running))
+
+
+async def run_smtp_receiver(running: Running) -> None:
     """Listens for calendar replies when MENTORSHIP_REPLIES_SMTP_PORT is set."""
     s = running.settings
     port = s.replies_smtp_port
