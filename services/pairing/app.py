@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from services.pairing import api, consent, store
+from services.pairing import api, consent, relationship_api, store
 from services.pairing.handlers import SUBSCRIPTIONS
 from shared.events import (
+    CharterAgreed,
+    GoalReplanned,
+    GoalSet,
     MatchingCompleted,
     MatchingRequested,
     PairAccepted,
@@ -13,7 +16,7 @@ from shared.events import (
     PairFormed,
     PairProposed,
 )
-from shared.events.pairs import PairExpired
+from shared.events.pairs import MilestoneReached, OpportunityOffered, PairExpired
 from shared.service import ServiceDefinition
 from shared.timers import timer_loop
 
@@ -24,7 +27,8 @@ def definition() -> ServiceDefinition:
         name="pairing",
         description=(
             "Keeps matching profiles, runs matching rounds, proposes pairs and forms them once "
-            "both people accept (when the program asks for consent)."
+            "both people accept (when the program asks for consent); keeps each pair's charter, "
+            "goals, milestones and the opportunities offered."
         ),
         metadata=store.Base.metadata,
         tables=store.delivery,
@@ -38,7 +42,17 @@ def definition() -> ServiceDefinition:
             PairFormed,
             PairEnded,
             MatchingCompleted,
+            CharterAgreed,
+            GoalSet,
+            GoalReplanned,
+            MilestoneReached,
+            OpportunityOffered,
         ],
-        routers=[api.router, api.coordination],
+        routers=[
+            api.router,
+            api.coordination,
+            relationship_api.links,
+            relationship_api.coordination,
+        ],
         loops=[timer_loop(store.timers, consent.TIMERS)],
     )

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.pairing import consent, profiles, rounds, store
+from services.pairing import consent, profiles, relations, rounds, store
 from shared.consumer import Subscription
 from shared.events import (
+    CharterAgreed,
     FeedbackGiven,
+    GoalReplanned,
+    GoalSet,
     MatchingRequested,
+    MilestoneReached,
+    OpportunityOffered,
     PairEnded,
     PairPaused,
     PairResumed,
@@ -143,4 +148,12 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(PairResumed, on_pair_resumed, after=(PairPaused,)),
     Subscription(PairEnded, on_pair_ended, after=(PairPaused, PairResumed)),
     Subscription(FeedbackGiven, on_feedback_given, after=(PairEnded,)),
+    # the relationship's records, also from outside systems (pairing's own come back unchanged)
+    Subscription(CharterAgreed, relations.on_charter_agreed),
+    Subscription(GoalSet, relations.on_goal_set),
+    Subscription(GoalReplanned, relations.on_goal_replanned, after=(GoalSet,)),
+    Subscription(MilestoneReached, relations.on_milestone_reached, after=(GoalSet,)),
+    Subscription(
+        OpportunityOffered, relations.on_opportunity_offered, after=(ParticipantRegistered,)
+    ),
 ]
