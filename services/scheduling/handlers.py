@@ -79,6 +79,7 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
     )
     why = f"{person.display_name} now works from {event.new_timezone}"
     schedules = meetings.Schedules(uow, event.program_id)
+    await schedules.preload(rows)
     for row in rows:
         await meetings.recheck(uow, row, why=why, schedules=schedules)
     await schedules.finish()

@@ -330,3 +330,17 @@ async def kickoffs_of(session: AsyncSession, *, program_id: str, mentee_id: str)
         )
     )
     return list(rows)
+
+
+async def meetings_by_id(
+    session: AsyncSession, *, program_id: str, meeting_ids: Sequence[str]
+) -> list[Meeting]:
+    """The program's meetings of these ids (those that exist), in one query."""
+    if not meeting_ids:
+        return []
+    rows = await session.scalars(
+        select(Meeting).where(
+            Meeting.program_id == program_id, Meeting.meeting_id.in_(list(meeting_ids))
+        )
+    )
+    return list(rows)
