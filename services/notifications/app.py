@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from services.notifications import reminders, store
+from services.notifications import digests, pages, preferences, reminders, store
 from services.notifications.handlers import SUBSCRIPTIONS, on_reminder_due
 from services.notifications.replies import run_reply_receiver
 from services.notifications.sender import run_sender
-from shared.events import NotificationFailed, NotificationSent, SessionResponded
+from shared.events import (
+    AssessmentSubmitted,
+    NotificationFailed,
+    NotificationSent,
+    SessionResponded,
+)
 from shared.service import ServiceDefinition
 from shared.timers import TimerHandler, timer_loop
 
 # timers other than sends (those are the sender's): a reminder queues its mails when due
-TIMERS = {reminders.REMINDER: TimerHandler(done=on_reminder_due, retry_base_seconds=30.0)}
+TIMERS = {
+    reminders.REMINDER: TimerHandler(done=on_reminder_due, retry_base_seconds=30.0),
+    preferences.DIGEST: TimerHandler(done=digests.on_digest_due, retry_base_seconds=30.0),
+    preferences.WINS: TimerHandler(done=digests.on_wins_due, retry_base_seconds=30.0),
+    preferences.ASSESSMENT: TimerHandler(done=digests.on_assessment_due, retry_base_seconds=30.0),
+    preferences.TOUCHPOINT: TimerHandler(done=digests.on_touchpoint_due, retry_base_seconds=30.0),
+}
 
 
 def definition() -> ServiceDefinition:
@@ -22,6 +33,7 @@ def definition() -> ServiceDefinition:
         metadata=store.Base.metadata,
         tables=store.delivery_tables,
         subscriptions=SUBSCRIPTIONS,
-        emits=[NotificationSent, NotificationFailed, SessionResponded],
+        emits=[NotificationSent, NotificationFailed, SessionResponded, AssessmentSubmitted],
+        routers=[pages.router],
         loops=[run_sender, timer_loop(store.timers, TIMERS), run_reply_receiver],
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from services.notifications import deliveries, messages, notices, reminders, store
+from services.notifications import deliveries, digests, messages, notices, reminders, store
 from services.notifications.deliveries import (
     Attendee,
     SessionChange,
@@ -25,11 +25,14 @@ from shared.events import (
     PairProposed,
     ParticipantRegistered,
     ParticipantTimezoneChanged,
+    ParticipantUpdated,
+    SessionHeld,
     SessionMissed,
     SessionScheduled,
 )
 from shared.events.sessions import SessionCancelled, SessionRescheduled
 from shared.links import SESSION_HELD, link_url
+from shared.settings import Settings
 from shared.timers import Due
 from shared.unit_of_work import UnitOfWork
 
@@ -50,6 +53,36 @@ async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWor
             "role": event.role.value,
         },
     )
+    frequency = getattr(event, "notification_frequency", None)
+    if frequency is not None:
+        _prefer(uow, event.program_id, event.participant_id, frequency)
+    digests.arm_assessment(uow, event.program_id)  # one row per program and batch
+
+
+def _prefer(uow: UnitOfWork, program_id: str, participant_id: str, frequency: str) -> None:
+    uow.upsert(
+        store.Preference,
+        {
+            "program_id": program_id,
+            "participant_id": participant_id,
+            "frequency": frequency,
+            "updated_at": uow.clock.now(),
+        },
+    )
+
+
+async def on_participant_updated(event: ParticipantUpdated, uow: UnitOfWork) -> None:
+    """A new address or name is used from now on; a frequency given is the person's choice."""
+    contact = await store.contact_or_raise(
+        uow.session, program_id=event.program_id, participant_id=event.participant_id
+    )
+    if event.email is not None:
+        contact.email = str(event.email)
+    if event.display_name is not None:
+        contact.display_name = event.display_name
+    frequency = getattr(event, "notification_frequency", None)
+    if frequency is not None:
+        _prefer(uow, event.program_id, event.participant_id, frequency)
 
 
 async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork) -> None:
@@ -96,7 +129,7 @@ async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None
         occurrences=reminders.scheduled_occurrences(event, now),
         before=reminders.offsets(uow.settings.reminder_hours),
         now=now,
-        payload=_reminder_payload(event, event.kind.value),
+        payload=_reminder_payload(event, event.kind.value, uow.settings),
         replace=False,  # a new session (a re-planned series is a new one): nothing to withdraw
         # with the batch's writes: its changes and cancellations come in later transactions
         # (their subscriptions wait for this one's), so nothing in this batch withdraws them
@@ -116,7 +149,7 @@ async def on_session_rescheduled(event: SessionRescheduled, uow: UnitOfWork) -> 
         occurrences=[reminders.rescheduled_occurrence(event)],
         before=reminders.offsets(uow.settings.reminder_hours),
         now=uow.clock.now(),
-        payload=_reminder_payload(event, kind.value if kind else "session"),
+        payload=_reminder_payload(event, kind.value if kind else "session", uow.settings),
     )
 
 
@@ -137,13 +170,21 @@ async def on_session_cancelled(event: SessionCancelled, uow: UnitOfWork) -> None
     )
 
 
-def _reminder_payload(event: SessionScheduled | SessionRescheduled, kind: str) -> dict[str, object]:
+def video_url_for(settings: Settings, program_id: str) -> str | None:
+    """The program's own meeting link (MENTORSHIP_PROGRAM_VIDEO_URLS), used when a session event
+    carries none."""
+    return settings.program_video_urls.get(program_id) or None
+
+
+def _reminder_payload(
+    event: SessionScheduled | SessionRescheduled, kind: str, settings: Settings
+) -> dict[str, object]:
     return {
         "session_id": event.session_id if not event.series_id else event.series_id,
         "pair_id": event.pair_id,
         "kind": kind,
         "attendee_ids": list(event.attendee_ids),
-        "video_url": event.video_url,
+        "video_url": event.video_url or video_url_for(settings, event.program_id),
     }
 
 
@@ -250,7 +291,7 @@ async def _session_context(event: SessionChange, uow: UnitOfWork) -> SessionCont
         program_name=settings.mail_from_name,
         now=now,
         reasons=pair.reasons if pair else (),
-        location=getattr(event, "video_url", None),
+        location=getattr(event, "video_url", None) or video_url_for(settings, event.program_id),
         held_links=held_links,
         replies_read=settings.replies_smtp_port is not None,
     )
@@ -289,4 +330,6 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(SessionMissed, notices.on_session_missed, after=(*_PEOPLE, PairFormed)),
     Subscription(MilestoneReached, notices.on_milestone_reached, after=(*_PEOPLE, PairFormed)),
     Subscription(PairAtRisk, notices.on_pair_at_risk, after=(*_PEOPLE, PairFormed)),
+    Subscription(SessionHeld, digests.on_session_held, after=(*_PEOPLE, PairFormed)),
+    Subscription(ParticipantUpdated, on_participant_updated, after=(ParticipantRegistered,)),
 ]

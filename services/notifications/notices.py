@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from email.utils import parseaddr
 from typing import Any
 
-from services.notifications import deliveries, mime, store
+from services.notifications import deliveries, mime, preferences, store
 from services.notifications.deliveries import Attendee, PlannedDelivery, SessionContext
 from services.notifications.messages import short_when
 from services.notifications.queueing import queue_all, signer_for
@@ -100,6 +100,22 @@ def _plan(
         subject=subject,
         fields=fields,
         context=context(uow, program_id),
+        unsubscribe=unsubscribe_link(uow, program_id, recipient, kind),
+    )
+
+
+def unsubscribe_link(
+    uow: UnitOfWork, program_id: str, recipient: Attendee, kind: str
+) -> str | None:
+    """The signed one-click unsubscribe URL of a non-essential kind for one person (RFC 8058);
+    None for essential kinds and for coordinators (who get no optional mail)."""
+    if preferences.is_essential(kind) or recipient.participant_id == COORDINATOR:
+        return None
+    return _link(
+        uow,
+        preferences.UNSUBSCRIBE,
+        {"program_id": program_id, "participant_id": recipient.participant_id, "kind": kind},
+        uow.clock.now() + dt.timedelta(days=preferences.UNSUBSCRIBE_LINK_DAYS),
     )
 
 
@@ -321,11 +337,31 @@ async def on_session_missed(event: SessionMissed, uow: UnitOfWork) -> None:
 
 
 async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None:
-    """The pair celebrates the milestone, and each is asked for feedback on the way there."""
+    """The pair celebrates the milestone, and each is asked for feedback on the way there; a
+    public milestone also goes in the program's weekly wins digest (private: the pair only)."""
     pair = await store.pair_or_raise(
         uow.session, program_id=event.program_id, pair_id=event.pair_id
     )
     people = await _people(uow, event.program_id, [pair.mentor_id, pair.mentee_id])
+    public = getattr(event, "visibility", "private") == "public"
+    if public:
+        week, due = preferences.wins_week(uow.clock.now())
+        uow.upsert(
+            store.Win,
+            {
+                "program_id": event.program_id,
+                "week": week,
+                "milestone_id": event.milestone_id,
+                "title": event.title,
+                "names": " and ".join(p.name for p in people.values()),
+                "reached_at": event.occurred_at,
+            },
+        )
+        uow.upsert(
+            store.timers,
+            store.send_timer_row(program_id=event.program_id, delivery_id="", due_at=due)
+            | {"kind": preferences.WINS, "key": week, "payload": {"week": week}},
+        )
     celebrate = deliveries.logical_id("milestone", event.program_id, event.milestone_id)
     feedback = deliveries.logical_id("feedback", event.program_id, event.milestone_id)
     planned = []
@@ -338,7 +374,11 @@ async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None
                 person,
                 "milestone.reached",
                 f"Milestone reached: {event.title}",
-                {"headline": "Your pair reached a milestone.", "title": event.title},
+                {
+                    "headline": "Your pair reached a milestone.",
+                    "title": event.title,
+                    "public": public,
+                },
             )
         )
         planned.append(

@@ -7,9 +7,9 @@ import datetime as dt
 import functools
 from pathlib import Path
 
-from services.notifications import quiet, store
+from services.notifications import preferences, quiet, store
 from services.notifications.deliveries import PlannedDelivery
-from services.notifications.messages import compose_invitations
+from services.notifications.messages import NoticeMail, compose_invitations
 from shared.events import NotificationFailed
 from shared.events.envelope import Channel
 from shared.links import LinkSigner, link_signer
@@ -35,8 +35,10 @@ async def queue_all(program_id: str, planned: list[PlannedDelivery], uow: UnitOf
     """Composes and stores the deliveries not queued already (a redelivery queues nothing)."""
     queued = await store.queued_keys(uow.session, keys=[p.idempotency_key for p in planned])
     planned = [p for p in planned if p.idempotency_key not in queued]
+    if any(not preferences.is_essential(p.kind) for p in planned):
+        planned = await _respect(program_id, planned, uow)
     if not planned:
-        return  # every attendee has this email already
+        return  # every attendee has this email already (or it waits, or was refused)
     mails = [p.mail for p in planned]
     # ~0.5 ms a mail: a session's few are cheaper composed here than sent to the CPU pool and
     # back (a round trip costs more on a busy machine); larger sets go to the pool
@@ -92,6 +94,102 @@ async def _queue(
         store.send_timer_row(
             program_id=program_id, delivery_id=plan.delivery_id, due_at=send_at(plan, uow)
         ),
+    )
+
+
+async def _respect(
+    program_id: str, planned: list[PlannedDelivery], uow: UnitOfWork
+) -> list[PlannedDelivery]:
+    """What goes now of these: non-essential mail a recipient unsubscribed from is recorded as
+    not sent (status unsubscribed, with the reason); low-urgency mail waits for the recipient's
+    digest when they chose one or their daily cap is reached; the rest goes (and counts)."""
+    session, settings = uow.session, uow.settings
+    optional = [p for p in planned if not preferences.is_essential(p.kind)]
+    held = await store.held_keys(session, keys=[p.idempotency_key for p in optional])
+    people = {p.recipient_id for p in optional}
+    refused = await store.refused_kinds(session, program_id=program_id, participant_ids=people)
+    chosen = await store.frequencies(session, program_id=program_id, participant_ids=people)
+    now = uow.clock.now()
+    going = []
+    for plan in planned:
+        if preferences.is_essential(plan.kind):
+            going.append(plan)
+        elif plan.idempotency_key in held:
+            continue  # waits in (or went out with) a digest already
+        elif preferences.unsubscribed_from(plan.kind, refused.get(plan.recipient_id, set())):
+            _refused(program_id, plan, now, uow)
+        elif not preferences.may_hold(plan.kind):
+            going.append(plan)  # a digest itself: never held, never counted
+        elif chosen.get(plan.recipient_id) == preferences.DAILY:
+            _hold(program_id, plan, uow)
+        else:
+            timezone = plan.mail.recipient.timezone
+            day = preferences.local_day(send_at(plan, uow), timezone)
+            count = await session.get(store.DailyCount, (program_id, plan.recipient_id, day))
+            if count is None:
+                count = store.DailyCount(
+                    program_id=program_id, participant_id=plan.recipient_id, day=day, sent=0
+                )
+                session.add(count)
+            if preferences.over_cap(count.sent, settings.daily_mail_cap):
+                _hold(program_id, plan, uow)
+            else:
+                count.sent += 1
+                going.append(plan)
+    return going
+
+
+def _refused(program_id: str, plan: PlannedDelivery, now: dt.datetime, uow: UnitOfWork) -> None:
+    """Records a mail its recipient unsubscribed from: a delivery never sent, saying why."""
+    what = preferences.KIND_NAMES.get(plan.kind, plan.kind)
+    uow.upsert(
+        store.Delivery,
+        store.delivery_row(
+            program_id=program_id,
+            planned=plan,
+            message=b"",
+            traceparent=current_traceparent(),
+            status="unsubscribed",
+            error=f"not sent: the recipient unsubscribed from {what} "
+            f"(seen {now.isoformat(timespec='seconds')})",
+        ),
+    )
+
+
+def _hold(program_id: str, plan: PlannedDelivery, uow: UnitOfWork) -> None:
+    """Keeps a low-urgency notification for its recipient's next digest, and arms that digest
+    (a durable timer per person and local day; arming it again changes nothing)."""
+    mail = plan.mail
+    timezone = mail.recipient.timezone
+    settings, now = uow.settings, uow.clock.now()
+    hours = _quiet(settings.quiet_hours, settings.quiet_weekends)
+    due = preferences.next_digest(now, timezone, settings.digest_hour, hours)
+    window = preferences.digest_window(due, timezone)
+    fields = mail.fields if isinstance(mail, NoticeMail) else {}
+    link = next((str(v) for k, v in fields.items() if k.endswith("_link") and v), "")
+    uow.upsert(
+        store.HeldItem,
+        {
+            "idempotency_key": plan.idempotency_key,
+            "program_id": program_id,
+            "participant_id": plan.recipient_id,
+            "kind": plan.kind,
+            "subject": mail.subject if isinstance(mail, NoticeMail) else plan.kind,
+            "headline": str(fields.get("headline", "")),
+            "link": link,
+            "held_at": now,
+            "digest_window": window,
+            "status": "held",
+        },
+    )
+    uow.upsert(
+        store.timers,
+        store.send_timer_row(program_id=program_id, delivery_id="", due_at=due)
+        | {
+            "kind": preferences.DIGEST,
+            "key": f"{plan.recipient_id}/{window}",
+            "payload": {"participant_id": plan.recipient_id, "window": window},
+        },
     )
 
 

@@ -71,7 +71,8 @@ class Delivery(Base):
     source_event_id: Mapped[str] = mapped_column(String(36))
     message_id: Mapped[str] = mapped_column(String(300))
     message: Mapped[bytes] = mapped_column(LargeBinary)
-    status: Mapped[str] = mapped_column(String(20), index=True)  # pending, sent, failed
+    # pending, sent, failed; unsubscribed: not sent, the recipient refused the kind
+    status: Mapped[str] = mapped_column(String(20), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -180,8 +181,10 @@ def delivery_row(
     planned: PlannedDelivery,
     message: bytes,
     traceparent: str | None,
+    status: str = "pending",
+    error: str | None = None,
 ) -> dict[str, object]:
-    """A pending delivery as a row for the unit of work's batched writes."""
+    """A delivery (pending, or not sent with the reason) as a row for the batched writes."""
     return {
         "program_id": program_id,
         "delivery_id": planned.delivery_id,
@@ -192,10 +195,10 @@ def delivery_row(
         "source_event_id": planned.source_event_id,
         "message_id": planned.message_id,
         "message": message,
-        "status": "pending",
+        "status": status,
         "attempts": 0,
         "sent_at": None,
-        "last_error": None,
+        "last_error": error,
         "traceparent": traceparent,
     }
 
@@ -241,3 +244,130 @@ class CalendarEntry(Base):
     session_id: Mapped[str] = mapped_column(String(200))
     pair_id: Mapped[str] = mapped_column(String(200))
     attendee_ids: Mapped[list[str]] = mapped_column(JSON)
+
+
+class Preference(Base):
+    """A person's choice for low-urgency mail: immediate, or one daily digest."""
+
+    __tablename__ = "preferences"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    frequency: Mapped[str] = mapped_column(String(20))  # immediate, daily
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Unsubscription(Base):
+    """A kind of non-essential mail (or '*': all of them) a person no longer receives."""
+
+    __tablename__ = "unsubscriptions"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(60), primary_key=True)
+    unsubscribed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HeldItem(Base):
+    """A low-urgency notification waiting for its recipient's digest (their choice, or their
+    daily cap reached); one per logical notification and recipient, like a delivery."""
+
+    __tablename__ = "held_items"
+
+    idempotency_key: Mapped[str] = mapped_column(String(500), primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(200), index=True)
+    participant_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(60))
+    subject: Mapped[str] = mapped_column(Text)
+    headline: Mapped[str] = mapped_column(Text)
+    link: Mapped[str] = mapped_column(Text)
+    held_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    digest_window: Mapped[str] = mapped_column(String(20))  # the recipient's local date
+    status: Mapped[str] = mapped_column(String(20))  # held, digested, unsubscribed
+
+
+class DailyCount(Base):
+    """Non-essential mails queued for a person on one local day (the frequency cap)."""
+
+    __tablename__ = "daily_counts"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer)
+
+
+class Win(Base):
+    """A public milestone, for its program's weekly wins digest."""
+
+    __tablename__ = "wins"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    week: Mapped[str] = mapped_column(String(10), primary_key=True)
+    milestone_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    names: Mapped[str] = mapped_column(Text)
+    reached_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AssessmentAnswer(Base):
+    """That a person answered a quarter's program assessment (the scores go to insights)."""
+
+    __tablename__ = "assessment_answers"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    quarter: Mapped[str] = mapped_column(String(10), primary_key=True)
+    answered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+async def refused_kinds(
+    session: AsyncSession, *, program_id: str, participant_ids: Collection[str]
+) -> dict[str, set[str]]:
+    """The kinds each of these people unsubscribed from (one query)."""
+    refused: dict[str, set[str]] = {}
+    if not participant_ids:
+        return refused
+    rows = await session.execute(
+        select(Unsubscription.participant_id, Unsubscription.kind).where(
+            Unsubscription.program_id == program_id,
+            Unsubscription.participant_id.in_(list(participant_ids)),
+        )
+    )
+    for pid, kind in rows:
+        refused.setdefault(pid, set()).add(kind)
+    return refused
+
+
+async def frequencies(
+    session: AsyncSession, *, program_id: str, participant_ids: Collection[str]
+) -> dict[str, str]:
+    """Each person's chosen frequency, where they chose one (one query)."""
+    if not participant_ids:
+        return {}
+    rows = await session.execute(
+        select(Preference.participant_id, Preference.frequency).where(
+            Preference.program_id == program_id,
+            Preference.participant_id.in_(list(participant_ids)),
+        )
+    )
+    return {pid: frequency for pid, frequency in rows}
+
+
+async def held_keys(session: AsyncSession, *, keys: Collection[str]) -> set[str]:
+    """Which of these idempotency keys wait in (or went out with) a digest (one query)."""
+    if not keys:
+        return set()
+    found = await session.scalars(
+        select(HeldItem.idempotency_key).where(HeldItem.idempotency_key.in_(list(keys)))
+    )
+    return set(found)
+
+
+async def program_contacts(session: AsyncSession, *, program_id: str) -> list[Contact]:
+    """Everyone notifications can reach in a program, in a stable order."""
+    return list(
+        await session.scalars(
+            select(Contact).where(Contact.program_id == program_id).order_by(Contact.participant_id)
+        )
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -18,6 +19,8 @@ from shared.events.envelope import (
     WorkingHours,
     no_items,
 )
+
+NotificationFrequency = Literal["immediate", "daily"]
 
 
 class ParticipantRegistered(Event):
@@ -41,6 +44,11 @@ class ParticipantRegistered(Event):
     manager_id: str | None = None
     demographics: dict[str, str] | None = Field(
         default=None, description="only with the participant's consent; used for equity views"
+    )
+    notification_frequency: NotificationFrequency | None = Field(
+        default=None,
+        description="low-urgency mail (celebrations, feedback requests, surveys, touchpoints): "
+        "immediate, or one daily digest; unset: keep the person's choice (immediate at first)",
     )
 
     @model_validator(mode="after")
@@ -66,6 +74,9 @@ class ParticipantUpdated(Event):
     capacity: int | None = Field(default=None, ge=1, le=50)
     department: str | None = None
     manager_id: str | None = None
+    notification_frequency: NotificationFrequency | None = Field(
+        default=None, description="immediate or daily digest of low-urgency mail; unset: unchanged"
+    )
 
 
 class ParticipantTimezoneChanged(Event):

@@ -120,7 +120,7 @@ def test_every_subscription_is_a_plain_handler_of_event_and_unit_of_work():
     ]
     # the notices (test_notices.py): one subscription per event, each after the contacts
     events = [s.event for s in SUBSCRIPTIONS]
-    assert len(events) == len(set(events)) == 13
+    assert len(events) == len(set(events)) == 15
     assert all(ParticipantRegistered in s.after for s in SUBSCRIPTIONS[6:])
 
 
@@ -137,12 +137,21 @@ async def test_a_registration_keeps_the_contact_and_a_re_registration_replaces_i
     assert (kept.email, kept.display_name, kept.timezone) == ("eve@x.org", "Eve Ng", "Asia/Tokyo")
 
 
-async def test_a_registration_costs_one_write_and_no_lookup(db):
+async def test_a_registration_costs_one_write_per_table_and_no_lookup(db):
     with db.statements() as first:
         await db.apply(on_participant_registered, registered("prog", "e"))
     with db.statements() as again:
         await db.apply(on_participant_registered, registered("prog", "e", timezone="Asia/Tokyo"))
-    assert first == again == ["INSERT INTO contacts"]  # an upsert, no lookup first
+    # upserts, no lookup first: the contact and the program's next quarterly survey
+    assert first == again == ["INSERT INTO contacts", "INSERT INTO timers"]
+
+
+async def test_a_batch_of_registrations_still_costs_one_write_per_table(db):
+    with db.statements() as sent:
+        async with db.unit_of_work() as uow:
+            for n in range(50):
+                await on_participant_registered(registered("prog", f"p{n}"), uow)
+    assert sent == ["INSERT INTO contacts", "INSERT INTO timers"]
 
 
 async def test_two_registrations_of_one_person_in_one_batch_leave_the_later_one(db):

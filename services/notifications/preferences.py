@@ -1,0 +1,118 @@
+"""Which mail a person may refuse or fold into a digest, and when digests go (pure).
+
+Essential mail (invitations, updates, cancellations, reminders, proposals, check-ins and their
+escalation, missed sessions, matching results, alerts to coordinators) always goes at once (quiet
+hours aside) and carries no unsubscribe link. Non-essential mail carries a one-click unsubscribe
+link (RFC 8058); the low-urgency part of it waits for the person's daily digest when they chose
+one, or when their daily cap of non-essential mail is reached.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from services.notifications.quiet import QuietHours
+from shared.links import LinkKind
+
+DIGEST = "notifications.digest"  # the kind (and timer kind) of a person's digest mail
+WINS = "program.wins"  # the weekly wins digest of a program
+ASSESSMENT = "program.assessment"  # the quarterly program assessment survey
+TOUCHPOINT = "pair.touchpoint"  # a reflective prompt between sessions
+
+# low-urgency: a person may have these folded into their daily digest
+LOW_URGENCY = frozenset({"milestone.reached", "feedback.request", ASSESSMENT, TOUCHPOINT})
+# non-essential: a person may unsubscribe from these (the digests themselves included)
+NON_ESSENTIAL = LOW_URGENCY | {WINS, DIGEST}
+ALL = "*"  # unsubscribed from every non-essential kind
+
+IMMEDIATE, DAILY = "immediate", "daily"
+
+KIND_NAMES = {
+    "milestone.reached": "milestone celebrations",
+    "feedback.request": "feedback requests",
+    ASSESSMENT: "the quarterly program survey",
+    TOUCHPOINT: "reflective prompts between sessions",
+    WINS: "the program's weekly wins",
+    DIGEST: "the daily digest",
+    ALL: "every email that is not about your sessions, check-ins or pairing",
+}
+
+
+def is_essential(kind: str) -> bool:
+    """Whether a kind always goes (and carries no unsubscribe link)."""
+    return kind not in NON_ESSENTIAL
+
+
+def may_hold(kind: str) -> bool:
+    """Whether a kind may wait for the recipient's digest (by their choice or their cap)."""
+    return kind in LOW_URGENCY
+
+
+def unsubscribed_from(kind: str, refused: set[str]) -> bool:
+    """Whether a person who refused these kinds (or ALL) refuses this one; never essential."""
+    return not is_essential(kind) and (kind in refused or ALL in refused)
+
+
+def _at_local(day: dt.date, hour: int, zone: ZoneInfo) -> dt.datetime:
+    """`hour`:00 local on `day` (a wall time in a DST gap moves past the gap), in UTC."""
+    local = dt.datetime.combine(day, dt.time(hour), tzinfo=zone)
+    return local.astimezone(dt.UTC).astimezone(zone).astimezone(dt.UTC)
+
+
+def next_digest(now: dt.datetime, timezone: str, hour: int, quiet: QuietHours) -> dt.datetime:
+    """When the next digest after `now` goes (UTC): the next local `hour`:00 strictly after now,
+    moved to the next allowed time when that falls in quiet hours or on a quiet weekend."""
+    zone = ZoneInfo(timezone)
+    day = now.astimezone(zone).date()
+    for _ in range(3):
+        candidate = _at_local(day, hour, zone)
+        if candidate > now:
+            return quiet.next_allowed(candidate, timezone)
+        day += dt.timedelta(days=1)
+    raise AssertionError("unreachable: a local hour recurs every day")
+
+
+def digest_window(due: dt.datetime, timezone: str) -> str:
+    """The digest a due time belongs to: its local date and time in the recipient's zone
+    ('2027-03-29T09:00'); every item held for the same due time goes in the same digest."""
+    return due.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%dT%H:%M")
+
+
+def local_day(at: dt.datetime, timezone: str) -> str:
+    """The recipient's local date of `at`: the day a frequency cap counts in."""
+    return at.astimezone(ZoneInfo(timezone)).date().isoformat()
+
+
+def over_cap(sent_today: int, cap: int) -> bool:
+    """Whether one more non-essential mail today would exceed the cap (0: no cap)."""
+    return cap > 0 and sent_today >= cap
+
+
+def next_quarter(now: dt.datetime) -> tuple[str, dt.datetime]:
+    """The next quarter's name ('2027Q2') and its first day, 09:00 UTC."""
+    quarter = (now.month - 1) // 3 + 1
+    year, quarter = (now.year + 1, 1) if quarter == 4 else (now.year, quarter + 1)
+    start = dt.datetime(year, 3 * (quarter - 1) + 1, 1, 9, tzinfo=dt.UTC)
+    return f"{year}Q{quarter}", start
+
+
+def quarter_of(at: dt.datetime) -> str:
+    """The quarter `at` falls in ('2027Q1')."""
+    return f"{at.year}Q{(at.month - 1) // 3 + 1}"
+
+
+def wins_week(now: dt.datetime) -> tuple[str, dt.datetime]:
+    """The weekly wins digest collecting what happens now: its ISO week ('2027-W13') and when it
+    goes: the following Monday, 09:00 UTC (each recipient's quiet hours still apply)."""
+    year, week, weekday = now.astimezone(dt.UTC).isocalendar()
+    monday = now.astimezone(dt.UTC).date() + dt.timedelta(days=8 - weekday)
+    return f"{year}-W{week:02d}", dt.datetime.combine(monday, dt.time(9), tzinfo=dt.UTC)
+
+
+# links notifications mails and answers itself (shared.links tokens, the deployment's secret)
+UNSUBSCRIBE = LinkKind("notifications.unsubscribe", "notifications", "/links/unsubscribe")
+"""data: program_id, participant_id, kind; POST one-click (RFC 8058) or the preferences page."""
+ASSESSMENT_FORM = LinkKind("notifications.assessment", "notifications", "/links/assessment")
+"""data: program_id, participant_id, quarter; the survey form, answers go to insights."""
+UNSUBSCRIBE_LINK_DAYS = 400  # an unsubscribe link holds this long (RFC 8058: for a long time)
