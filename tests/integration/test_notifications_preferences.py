@@ -1,0 +1,195 @@
+"""Preferences end to end on both databases: notifications served on a real port, a real
+nats-server and a real SMTP sink. A mail's List-Unsubscribe URL is POSTed as a mail client does
+(RFC 8058) and that kind stops for that person; a person on the daily digest gets one digest
+when its durable timer is due (the service's clock moved), and never a second."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import email
+import email.policy
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import select
+
+from cli.launcher import free_port
+from cli.mailcatcher import MailCatcher
+from services.notifications import preferences, store
+from services.notifications.app import definition
+from shared.clock import FixedClock
+from shared.service import Service
+from tests.support.factories import envelope, publish, registration
+from tests.support.waiting import eventually, settings_for
+
+REGISTERED = "mentorship.participant.registered"
+FORMED = "mentorship.pair.formed"
+MILESTONE = "mentorship.milestone.reached"
+NOW = dt.datetime(2027, 3, 1, 10, tzinfo=dt.UTC)  # a Monday, 11:00 in Berlin
+
+
+@contextlib.contextmanager
+def catching(folder: Path, port: int) -> Iterator[MailCatcher]:
+    catcher = MailCatcher(folder, port=port)
+    catcher.start()
+    try:
+        yield catcher
+    finally:
+        catcher.stop()
+
+
+@contextlib.asynccontextmanager
+async def served(service: Service, port: int) -> AsyncIterator[str]:
+    """The service's HTTP app on a real port (its lifespan starts the service)."""
+    server = uvicorn.Server(
+        uvicorn.Config(service.http_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def parsed(catcher: MailCatcher) -> list[Any]:
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in catcher.messages()
+    ]
+
+
+def to(mails: list[Any], who: str, subject_start: str) -> list[Any]:
+    return [
+        m
+        for m in mails
+        if m["To"].addresses[0].addr_spec == f"{who}@example.org"
+        and str(m["Subject"]).startswith(subject_start)
+    ]
+
+
+async def test_one_click_unsubscribe_stops_that_kind_and_a_daily_digest_goes_once(
+    tmp_path, nats_server, js, database_url
+):
+    smtp, http = free_port(), free_port()
+    settings = settings_for(
+        tmp_path,
+        nats_server.url,
+        database_url,
+        smtp_port=smtp,
+        smtp_host="127.0.0.1",
+        notifications_http_port=http,
+        notifications_public_url=f"http://127.0.0.1:{http}",
+        link_secret="z" * 40,
+        quiet_hours="",
+        quiet_weekends=False,
+        daily_mail_cap=0,
+    )
+    clock = FixedClock(NOW)
+    service = Service(definition(), settings, clock)
+    with catching(tmp_path / "mail", smtp) as catcher:
+        async with served(service, http) as base:
+            assert service.running is not None
+            for body in (
+                registration("prog", "m", role="mentor"),
+                registration("prog", "e"),
+                registration("prog", "m2", role="mentor"),
+                registration("prog", "d", notification_frequency="daily"),
+            ):
+                await publish(js, REGISTERED, body)
+            for pair, mentor, mentee in (("pair-1", "m", "e"), ("pair-2", "m2", "d")):
+                await publish(
+                    js,
+                    FORMED,
+                    envelope(
+                        "prog", pair_id=pair, round_id="r1", mentor_id=mentor,
+                        mentee_id=mentee, language="en",
+                    ),
+                )  # fmt: skip
+            await publish(
+                js, MILESTONE, envelope("prog", pair_id="pair-1", milestone_id="a", title="First")
+            )
+            await publish(
+                js, MILESTONE, envelope("prog", pair_id="pair-2", milestone_id="b", title="Ship")
+            )
+
+            async def first_mails() -> bool:  # 4 pair.formed, pair-1: 4, m2: 2 (d waits)
+                return len(catcher.messages()) >= 10
+
+            await eventually(first_mails, what="the pair and milestone mails")
+            mails = parsed(catcher)
+            [formed] = to(mails, "e", "You are matched")
+            assert "List-Unsubscribe" not in formed  # essential
+            [celebration] = to(mails, "e", "Milestone reached")
+            assert celebration["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            url = celebration["List-Unsubscribe"].strip("<>")
+            assert url.startswith(f"{base}/links/unsubscribe?t=")
+            assert to(mails, "d", "Milestone reached") == []  # held for d's digest
+
+            async with httpx.AsyncClient() as client:
+                page = await client.get(url)  # a scanner's prefetch changes nothing
+                assert page.status_code == 200 and "Unsubscribe from milestone" in page.text
+                async with service.running.sessions() as session:
+                    assert list(await session.scalars(select(store.Unsubscription))) == []
+                answer = await client.post(
+                    url,
+                    content="List-Unsubscribe=One-Click",
+                    headers={"content-type": "application/x-www-form-urlencoded"},
+                )
+                assert answer.status_code == 200, answer.text
+                assert "unsubscribed from milestone celebrations" in answer.text
+                forged = await client.post(
+                    url.replace("?t=", "?t=x"), content="List-Unsubscribe=One-Click"
+                )
+                assert forged.status_code == 400 and "not valid" in forged.text
+
+            await publish(
+                js, MILESTONE, envelope("prog", pair_id="pair-1", milestone_id="c", title="Second")
+            )
+
+            async def second_recorded() -> bool:
+                async with service.running.sessions() as session:
+                    rows = list(
+                        await session.scalars(
+                            select(store.Delivery).where(store.Delivery.recipient_id == "e")
+                        )
+                    )
+                return sum(r.status == "unsubscribed" for r in rows) == 1 and len(rows) == 5
+
+            await eventually(second_recorded, what="e's second celebration recorded, not sent")
+            await eventually(
+                lambda: _at_least(catcher, 13), what="m's two mails and e's feedback request"
+            )
+            clock.advance(dt.timedelta(days=1))  # past d's digest hour (09:00 Berlin)
+
+            async def digested() -> bool:
+                return len(to(parsed(catcher), "d", "Your mentorship digest")) >= 1
+
+            await eventually(digested, what="d's digest")
+            await asyncio.sleep(1.5)  # the timer loop polls every 0.5 s: a second would be here
+            mails = parsed(catcher)
+    assert len(to(mails, "e", "Milestone reached")) == 1  # the first only
+    assert len(to(mails, "e", "How is it going?")) == 2  # another kind still goes
+    assert len(to(mails, "m", "Milestone reached")) == 2  # another person still gets both
+    [digest] = to(mails, "d", "Your mentorship digest")
+    text = digest.get_body(("plain",)).get_content()
+    assert "Milestone reached: Ship" in text and "Feedback after Ship" in text
+    assert to(mails, "d", "Milestone reached") == []
+    assert len({m["Message-ID"] for m in mails}) == len(mails)
+
+
+async def _at_least(catcher: MailCatcher, n: int) -> bool:
+    return len(catcher.messages()) >= n
+
+
+def test_the_kinds_named_on_the_page_are_the_kinds_that_can_be_refused():
+    assert set(preferences.KIND_NAMES) == preferences.NON_ESSENTIAL | {preferences.ALL}
