@@ -65,9 +65,6 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
     person = await store.person_or_raise(
         uow.session, program_id=event.program_id, participant_id=event.participant_id
     )
-    person.timezone = event.new_timezone
-    if event.working_hours is not None:
-        person.working_hours = [h.to_json() for h in event.working_hours]
     effective = dt.datetime.combine(
         event.effective_date, dt.time(), tzinfo=ZoneInfo(event.new_timezone)
     ).astimezone(dt.UTC)
@@ -77,9 +74,12 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
         participant_id=event.participant_id,
         after=max(effective, uow.clock.now()),
     )
-    why = f"{person.display_name} now works from {event.new_timezone}"
     schedules = meetings.Schedules(uow, event.program_id)
-    await schedules.preload(rows)
+    await schedules.preload(rows)  # read first, then change: one flush at the end
+    person.timezone = event.new_timezone
+    if event.working_hours is not None:
+        person.working_hours = [h.to_json() for h in event.working_hours]
+    why = f"{person.display_name} now works from {event.new_timezone}"
     for row in rows:
         await meetings.recheck(uow, row, why=why, schedules=schedules)
     await schedules.finish()

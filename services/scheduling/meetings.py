@@ -67,13 +67,31 @@ class Schedules:
         return self.meetings[key]
 
     async def preload(self, rows: Sequence[store.Session]) -> None:
-        """The meetings of these occurrences, in one query (not one, and a flush, per UID)."""
+        """The meetings of these occurrences, their people and the people's busy time, in four
+        queries (not one, and a flush, per UID, and three per person)."""
         wanted = {r.meeting_id or r.session_id for r in rows} - set(self.meetings)
-        if wanted:
-            for meeting in await store.meetings_by_id(
-                self.uow.session, program_id=self.program_id, meeting_ids=sorted(wanted)
-            ):
-                self.meetings[meeting.meeting_id] = meeting
+        with self.uow.session.no_autoflush:  # what is read here does not depend on pending writes
+            if wanted:
+                for meeting in await store.meetings_by_id(
+                    self.uow.session, program_id=self.program_id, meeting_ids=sorted(wanted)
+                ):
+                    self.meetings[meeting.meeting_id] = meeting
+            people = {p for m in self.meetings.values() for p in (m.mentor_id, m.mentee_id)}
+            people -= set(self.people)
+            if not people:
+                return
+            found = await store.people_by_id(
+                self.uow.session, program_id=self.program_id, participant_ids=sorted(people)
+            )
+            busy = await store.busy_spans_of(
+                self.uow.session, program_id=self.program_id,
+                participant_ids=[p.participant_id for p in found],
+                after=self.uow.clock.now() - dt.timedelta(days=1),
+            )  # fmt: skip
+        for person in found:
+            pid = person.participant_id
+            self.people[pid] = person
+            self.planned[pid], self.absent[pid] = busy[pid]
 
     def _availability(self, person: store.Person) -> Availability:
         # kept while the person's zone and hours stay what they are (a handler may change them)
