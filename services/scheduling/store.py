@@ -380,8 +380,9 @@ async def busy_spans_of(
     )
     for sid, start, end, mentor, mentee in rows:
         if start and end:
-            for pid in {mentor, mentee} & found.keys():
-                found[pid][0][sid] = Interval(utc(start), utc(end))
+            for pid in (mentor, mentee):
+                if pid in found:
+                    found[pid][0][sid] = Interval(utc(start), utc(end))
     absences = await session.execute(
         select(Absence.participant_id, Absence.start, Absence.end).where(
             Absence.program_id == program_id,
