@@ -194,7 +194,7 @@ class Settings(BaseSettings):
         default=3,
         ge=0,
         description="notifications: days after a session held that the pair gets a reflective "
-        "prompt (or the reading their charter names); 0: none",
+        "prompt (or the reading their charter chose, charter.agreed touchpoint); 0: none",
     )
     cpu_workers: int = Field(
         default=1, ge=1, description="worker processes for CPU-heavy work (matching, MIME)"

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from services.notifications import deliveries, notices, preferences, store
 from services.notifications.queueing import queue_all
-from shared.events import SessionHeld
+from shared.events import CharterAgreed, SessionHeld
 from shared.timers import Due
 from shared.unit_of_work import UnitOfWork
 
@@ -207,6 +207,15 @@ async def on_session_held(event: SessionHeld, uow: UnitOfWork) -> None:
     )
 
 
+async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:
+    """Keeps what the pair chose for between sessions (a reading, a prompt); a charter without
+    one goes back to the program's own prompts."""
+    pair = await store.pair_or_raise(
+        uow.session, program_id=event.program_id, pair_id=event.pair_id
+    )
+    pair.touchpoint = getattr(event, "touchpoint", None) or None
+
+
 def prompt_for(session_id: str) -> str:
     """The reflective prompt of a touchpoint: one of PROMPTS, the same for the same session."""
     digest = hashlib.sha256(session_id.encode()).digest()
@@ -214,8 +223,8 @@ def prompt_for(session_id: str) -> str:
 
 
 async def on_touchpoint_due(item: Due, uow: UnitOfWork) -> None:
-    """Both people of the pair get the touchpoint (a pair notifications never heard formed, or
-    that left, gets none)."""
+    """Both people of the pair get the touchpoint: what their charter chose, else one of the
+    program's prompts (a pair notifications never heard formed gets none)."""
     p = item.payload
     pair = await store.get_pair(uow.session, program_id=item.program_id, pair_id=p["pair_id"])
     if pair is None:
@@ -240,7 +249,8 @@ async def on_touchpoint_due(item: Due, uow: UnitOfWork) -> None:
             "A question to think about before your next mentorship session",
             {
                 "headline": "Between sessions: a minute to reflect.",
-                "prompt": prompt_for(str(p["session_id"])),
+                "prompt": "" if pair.touchpoint else prompt_for(str(p["session_id"])),
+                "chosen": pair.touchpoint or "",
                 "takeaways": [str(t) for t in p.get("takeaways") or []][:20],
             },
         )

@@ -16,6 +16,7 @@ from services.notifications.mime import one_line
 from services.notifications.queueing import queue_all, signer_for
 from shared.consumer import Subscription
 from shared.events import (
+    CharterAgreed,
     CheckinDue,
     CheckinOverdue,
     MatchingCompleted,
@@ -332,4 +333,5 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(PairAtRisk, notices.on_pair_at_risk, after=(*_PEOPLE, PairFormed)),
     Subscription(SessionHeld, digests.on_session_held, after=(*_PEOPLE, PairFormed)),
     Subscription(ParticipantUpdated, on_participant_updated, after=(ParticipantRegistered,)),
+    Subscription(CharterAgreed, digests.on_charter_agreed, after=(*_PEOPLE, PairFormed)),
 ]

@@ -52,6 +52,8 @@ class Pair(Base):
     mentor_id: Mapped[str] = mapped_column(String(200))
     mentee_id: Mapped[str] = mapped_column(String(200))
     reasons: Mapped[list[str]] = mapped_column(JSON)
+    # what the pair chose for between sessions (charter.agreed touchpoint): a reading, a prompt
+    touchpoint: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Delivery(Base):

@@ -130,6 +130,12 @@ class CharterAgreed(Event):
     decision_rights: str = Field(
         default="", max_length=2000, description="who decides what (the mentee owns their goals)"
     )
+    touchpoint: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="a reading or reflective prompt the pair chose for between sessions (a "
+        "title, a link); notifications sends it after each session held instead of its own prompt",
+    )
 
 
 MilestoneKind = Literal["task", "review", "conversation"]

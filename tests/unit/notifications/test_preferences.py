@@ -28,6 +28,7 @@ from services.notifications.handlers import (
 from services.notifications.notices import on_milestone_reached
 from services.notifications.quiet import QuietHours
 from shared.events import (
+    CharterAgreed,
     MilestoneReached,
     PairFormed,
     ParticipantRegistered,
@@ -446,10 +447,37 @@ async def test_a_held_session_brings_a_touchpoint_with_the_pairs_takeaways(db):
     assert digests.prompt_for("s1") in text and "Staff Engineer" in text
 
 
+async def test_a_touchpoint_sends_what_the_pairs_charter_chose_instead_of_a_prompt(db):
+    await pair(db)
+    charter = CharterAgreed.model_validate(
+        envelope(
+            "p1", pair_id="pair-1", cadence_days=14, session_minutes=45,
+            touchpoint="Read 'The Manager's Path', chapter 3",
+        )
+    )  # fmt: skip
+    await db.apply(digests.on_charter_agreed, charter)
+    held = SessionHeld.model_validate(
+        envelope(
+            "p1", session_id="s2", pair_id="pair-1", held_at=MONDAY.isoformat(),
+            duration_minutes=45,
+        )
+    )  # fmt: skip
+    await db.apply(digests.on_session_held, held)
+    db.clock.advance(dt.timedelta(days=3))
+    await fire(db, preferences.TOUCHPOINT, digests.on_touchpoint_due)
+    [first, _] = await mails(db, preferences.TOUCHPOINT)
+    text = body(first, "plain")
+    assert "The Manager's Path" in text and digests.prompt_for("s2") not in text
+
+
 async def _hostile(db: HandlerDb) -> list[Any]:
     """Every timed kind, built from hostile names, titles and takeaways."""
     await pair(db, name=NAME, notification_frequency="daily")
     await db.apply(on_milestone_reached, milestone(1, title=TEXT[:200], visibility="public"))
+    charter = envelope("p1", pair_id="pair-1", cadence_days=14, session_minutes=45)
+    await db.apply(
+        digests.on_charter_agreed, CharterAgreed.model_validate(charter | {"touchpoint": TEXT})
+    )
     held = SessionHeld.model_validate(
         envelope(
             "p1", session_id="s1", pair_id="pair-1", held_at=MONDAY.isoformat(),
