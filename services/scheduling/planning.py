@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -144,18 +144,21 @@ def find_slot(
     shared = intersect(intersect(work[0], work[1]), [Interval(not_before, until)])
     window = Interval(not_before, until)
     free = subtract(shared, [*_blocked(people, rules.buffer, window), *avoid])
-    # bare start instants, in order: an Interval is made only for the slots compared below (a
-    # week's search has hundreds of quarter hours; moving a series' occurrences made 100k)
-    starts = [start for interval in free for start in _starts(interval, length, zone)]
-    if not starts:
-        return NoSlot(_why_none(people, shared, free, minutes, not_before, until))
     if near is not None:
-        at = min(starts, key=lambda s: (abs(s - near), s))
+        at = _nearest(free, length, zone, near)
+        if at is None:
+            return NoSlot(_why_none(people, shared, free, minutes, not_before, until))
         best = Interval(at, at + length)
         return Slot(best, tuple(_edges(best, people, work)))
+    # the first organizer-local day's starts only, and Intervals only for them: a search over
+    # weeks has thousands of quarter hours, and only the first day's are compared
+    starts = (start for interval in free for start in _starts(interval, length, zone))
+    first = next(starts, None)
+    if first is None:
+        return NoSlot(_why_none(people, shared, free, minutes, not_before, until))
     local = ZoneInfo(zone)
-    first_day = starts[0].astimezone(local).date()
-    same_day = []
+    first_day = first.astimezone(local).date()
+    same_day = [Interval(first, first + length)]
     for start in starts:  # in order: the first day's starts come first
         if start.astimezone(local).date() != first_day:
             break
@@ -170,13 +173,39 @@ def find_slot(
     return Slot(best, tuple(_edges(best, people, work)))
 
 
-def _starts(interval: Interval, length: dt.timedelta, zone: str) -> list[dt.datetime]:
-    found = []
+STEP = dt.timedelta(minutes=QUARTER)
+
+
+def _starts(interval: Interval, length: dt.timedelta, zone: str) -> Iterator[dt.datetime]:
+    # a quarter hour of the organizer's clock, then steps of 15 minutes of UTC: every zone's
+    # offset (and its daylight-saving shift) is a whole number of quarter hours, so the steps
+    # stay on the local quarters
     start = organizer_quarter(interval.start, zone)
     while start + length <= interval.end:
-        found.append(start)
-        start += dt.timedelta(minutes=QUARTER)
-    return found
+        yield start
+        start += STEP
+
+
+def _nearest(
+    free: Sequence[Interval], length: dt.timedelta, zone: str, near: dt.datetime
+) -> dt.datetime | None:
+    """The start `_starts` would give closest to `near` (the earlier of two as close), or None.
+
+    Computed per interval from its first quarter, not by listing every quarter of the window.
+    """
+    best: tuple[dt.timedelta, dt.datetime] | None = None
+    for interval in free:
+        first = organizer_quarter(interval.start, zone)
+        if first + length > interval.end:
+            continue
+        last = (interval.end - length - first) // STEP  # the number of steps that still fit
+        steps = (near - first) // STEP  # the step at or before `near`
+        for k in (steps, steps + 1):
+            at = first + min(max(k, 0), last) * STEP
+            key = (abs(at - near), at)
+            if best is None or key < best:
+                best = key
+    return None if best is None else best[1]
 
 
 def _why_none(

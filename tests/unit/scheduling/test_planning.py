@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.scheduling import planning
 from services.scheduling.planning import (
     NoSlot,
     Planner,
@@ -223,3 +224,34 @@ def test_every_slot_lies_in_both_peoples_hours_or_the_reason_is_given(
     assert start <= slot.start and slot.end <= until
     assert slot.start.astimezone(ZoneInfo(mentor.availability.timezone)).minute % 15 == 0
     assert inside(mentor, slot) and inside(mentee, slot)
+
+
+@given(
+    zone=st.sampled_from(
+        [
+            "Europe/Berlin",
+            "Asia/Kathmandu",
+            "America/St_Johns",
+            "Asia/Kolkata",
+            "Australia/Lord_Howe",
+            "Pacific/Chatham",
+            "UTC",
+        ]
+    ),
+    base=st.datetimes(min_value=dt.datetime(2026, 1, 1), max_value=dt.datetime(2028, 12, 1)),
+    gaps=st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 900)), min_size=1, max_size=4),
+    minutes=st.sampled_from([15, 30, 45, 60, 90]),
+    offset=st.integers(-5000, 8000),
+)
+def test_the_nearest_start_is_the_closest_of_every_start_listed(zone, base, gaps, minutes, offset):
+    # the computed nearest quarter is what listing every quarter and taking the closest gives
+    start, free = base.replace(tzinfo=dt.UTC), []
+    for gap, span in gaps:
+        start += dt.timedelta(minutes=gap, seconds=7)
+        free.append(Interval(start, start + dt.timedelta(minutes=span)))
+        start = free[-1].end
+    length = dt.timedelta(minutes=minutes)
+    near = base.replace(tzinfo=dt.UTC) + dt.timedelta(minutes=offset, seconds=13)
+    listed = [s for i in free for s in planning._starts(i, length, zone)]
+    expected = min(listed, key=lambda s: (abs(s - near), s)) if listed else None
+    assert planning._nearest(free, length, zone, near) == expected
