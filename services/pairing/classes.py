@@ -9,6 +9,7 @@ that differ between regions come out as they are.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,24 +78,24 @@ class Overlap:
     def windows(self, mentee_class: int, mentor_class: int) -> tuple[Interval, ...]:
         """The two classes' shared working time in the week, as UTC intervals."""
         assert self.week_of is not None
-        origin = dt.datetime.combine(self.week_of, dt.time(), tzinfo=dt.UTC)
-        a, b = self.mentee_weeks[mentee_class], self.mentor_weeks[mentor_class]
+        a, b = self.mentee_weeks[mentee_class].tolist(), self.mentor_weeks[mentor_class].tolist()
         out = []
         i = j = 0
         while i < len(a) and j < len(b):
-            lo, hi = max(a[i, 0], b[j, 0]), min(a[i, 1], b[j, 1])
+            lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
             if lo < hi:
-                out.append(
-                    Interval(
-                        origin + dt.timedelta(minutes=int(lo)),
-                        origin + dt.timedelta(minutes=int(hi)),
-                    )
-                )
-            if a[i, 1] < b[j, 1]:
+                out.append(Interval(_at(self.week_of, lo), _at(self.week_of, hi)))
+            if a[i][1] < b[j][1]:
                 i += 1
             else:
                 j += 1
         return tuple(out)
+
+
+@functools.lru_cache(maxsize=65536)
+def _at(week_of: dt.date, minute: int) -> dt.datetime:
+    """The instant `minute` minutes into the UTC week from week_of (shared: they repeat)."""
+    return dt.datetime.combine(week_of, dt.time(), tzinfo=dt.UTC) + dt.timedelta(minutes=minute)
 
 
 def overlap(mentees: Classes, mentors: Classes, week_of: dt.date) -> Overlap:

@@ -53,37 +53,57 @@ def result(
     slot = _load_slots(matched, chosen, solved.assigned_score[matched], enc)
     start, heads, scores = arcs
     alt_mentor, alt_score = _runner_ups(start, heads, scores, solved.assigned, RUNNER_UPS)
-    windows: dict[tuple[int, int], tuple[Interval, ...]] = {}
+    windows: dict[tuple[int, int], tuple[tuple[Interval, ...], str]] = {}
+    texts: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], list[str]] = {}
     pairs = []
     load_weight = rules.weights.load
     parts_l = parts.tolist()
     slot_l = slot.tolist()
+    alt_mentor_l = alt_mentor.tolist()
+    alt_score_l = alt_score.tolist()
     mentee_class = enc.mentee_classes.index.tolist()
     mentor_class = enc.mentor_classes.index.tolist()
     mentor_at = enc.mentor_index.tolist()
-    for x, i in enumerate(matched.tolist()):
-        j = int(chosen[x])
+    mentor_ids = [p.participant_id for p in mentors]
+    minutes_of = enc.overlap.minutes
+    longest_of = enc.overlap.longest
+    for x, (i, j) in enumerate(zip(matched.tolist(), chosen.tolist(), strict=True)):
         mentee, mentor = mentees[i], mentors[mentor_at[j]]
         named = list(zip(pricing.COMPONENTS, parts_l[x], strict=True))
         named.append((LOAD, -load_weight * slot_l[x]))
         key = (mentee_class[i], mentor_class[j])
-        if key not in windows:
-            windows[key] = enc.overlap.windows(*key)
+        known = windows.get(key)
+        if known is None:
+            known = windows[key] = (
+                enc.overlap.windows(*key),
+                f"weekly shared working time: {int(minutes_of[key]) / 60:.1f} h "
+                f"(longest stretch {int(longest_of[key]) / 60:.1f} h)",
+            )
+        shared, time_text = known
         language = next(lang for lang in mentee.languages if lang in mentor.languages)
+        what = (mentee.skills_sought, mentee.goals, mentor.skills_offered)
+        topics = texts.get(what)
+        if topics is None:
+            topics = texts[what] = _topics(*what)
         pairs.append(
             Proposal(
                 mentor_id=mentor.participant_id,
                 mentee_id=mentee.participant_id,
                 language=language,
-                reasons=_reasons(mentee, mentor, language, named, enc, key),
+                reasons=(
+                    f"shared language: {language}",
+                    *topics,
+                    time_text,
+                    "score: " + ", ".join(f"{name} {v:+d}" for name, v in named if v),
+                ),
                 score=sum(v for _, v in named),
                 components=tuple(named),
                 alternatives=tuple(
-                    Alternative(mentors[mentor_at[h]].participant_id, int(sc))
-                    for h, sc in zip(alt_mentor[i], alt_score[i], strict=True)
+                    Alternative(mentor_ids[mentor_at[h]], sc)
+                    for h, sc in zip(alt_mentor_l[i], alt_score_l[i], strict=True)
                     if h >= 0
                 ),
-                shared=windows[key],
+                shared=shared,
             )
         )
     spoken = {lang for p in mentors for lang in p.languages}
@@ -155,29 +175,17 @@ def _sought_names(skills: frozenset[str]) -> tuple[str, ...]:
     return tuple(parse_skill(s, 0)[0] for s in skills)
 
 
-def _reasons(
-    mentee: Profile,
-    mentor: Profile,
-    language: str,
-    named: list[tuple[str, int]],
-    enc: Encoded,
-    key: tuple[int, int],
-) -> tuple[str, ...]:
-    offered = _offered_names(mentor.skills_offered)
-    skills = sorted(n for n in _sought_names(mentee.skills_sought) if n in offered)
-    goals = sorted(g for g in mentee.goals if g.lower() in offered)
-    minutes = int(enc.overlap.minutes[key])
-    longest = int(enc.overlap.longest[key])
-    reasons = [f"shared language: {language}"]
+def _topics(sought: frozenset[str], goals: frozenset[str], offered: frozenset[str]) -> list[str]:
+    """The reasons about skills and goals (the sought ones the mentor offers)."""
+    names = _offered_names(offered)
+    skills = sorted(n for n in _sought_names(sought) if n in names)
+    met = sorted(g for g in goals if g.lower() in names)
+    out = []
     if skills:
-        reasons.append("skills: " + ", ".join(skills))
-    if goals:
-        reasons.append("goals: " + ", ".join(goals))
-    reasons.append(
-        f"weekly shared working time: {minutes / 60:.1f} h (longest stretch {longest / 60:.1f} h)"
-    )
-    reasons.append("score: " + ", ".join(f"{name} {v:+d}" for name, v in named if v))
-    return tuple(reasons)
+        out.append("skills: " + ", ".join(skills))
+    if met:
+        out.append("goals: " + ", ".join(met))
+    return out
 
 
 def _why_unmatched(
@@ -198,14 +206,21 @@ def _why_unmatched(
             f"min a week at the same time, with one unbroken {rules.min_stretch_minutes}-min "
             "stretch"
         )
-    candidates = np.flatnonzero(fits)
-    scratch = np.zeros(6, dtype=np.int64)
-    allowed = [
-        j for j in candidates if pricing.score(i, int(j), e, m, t, enc.weights, scratch) >= 0
-    ]
+    allowed = int(_count_allowed(i, np.flatnonzero(fits).astype(np.int64), e, m, t, enc.weights))
     if not allowed:
         return (
             "every mentor who fits is ruled out (reporting line, same department, an avoid list "
             "or a pair that ended)"
         )
-    return f"capacity: the {len(allowed)} mentor(s) who fit are full with mentees they fit better"
+    return f"capacity: the {allowed} mentor(s) who fit are full with mentees they fit better"
+
+
+@numba.njit(cache=True)
+def _count_allowed(i, candidates, e, m, t, w):  # type: ignore[no-untyped-def]
+    """How many of the candidate mentors no hard constraint rules out for mentee i."""
+    scratch = np.zeros(6, dtype=np.int64)
+    count = 0
+    for j in candidates:
+        if pricing.components(i, j, e, m, t, w, scratch):
+            count += 1
+    return count
