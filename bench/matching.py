@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.matching [--sizes 1000 10000 50000] [--shapes diverse popular]
                                        [--exact-up-to 1000] [--greedy-up-to 10000] [--timeout 300]
+                                       [--phases]
 
 Each (size, shape) runs in its own process (peak RSS per size): a synthetic program
 (bench/matching_data.py: zones clustered by region, Zipf skills, capacities 1-5, a third as many
@@ -10,6 +11,8 @@ wall time and peak RSS of the round, the certified gap (dual bound against the o
 total score and pairs against the greedy rule (most-constrained first, each mentee its best
 mentor with room) and, up to --exact-up-to, against OR-tools' min-cost flow over every
 feasible pair. Targets: 50k x ~17k in <= 5 s and <= 1 GB, gap <= 0.01%, exact where checked.
+--phases adds where the round's time goes: exclusion rules, encoding, pricing passes, flow solves
+(each, with the mentees it leaves unmatched), explanations.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numba
 import numpy as np
 
 from bench.matching_data import WEEK_OF, program
-from services.pairing import pricing
+from services.pairing import explain, flow, matching, pricing
 from services.pairing.encoding import encode
 from services.pairing.matching import Rules, _ruled_out, propose_pairs, unmatched_cost
 
@@ -106,13 +109,45 @@ def _exact(enc: Any, n: int) -> tuple[int, int]:
     return -int(f.optimal_cost()), len(tails)
 
 
-def run_one(size: int, shape: str, exact: bool, greedy: bool) -> dict[str, Any]:
+def _timed_phases() -> tuple[dict[str, float], list[str]]:
+    """Wraps the round's phases with timers (this process only: the bench's child)."""
+    spent: dict[str, float] = {}
+    solves: list[str] = []
+
+    def timed(owner: Any, name: str, phase: str) -> None:
+        inner = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            out = inner(*args, **kwargs)
+            took = time.perf_counter() - started
+            spent[phase] = spent.get(phase, 0.0) + took
+            if phase == "flow":
+                warm = "warm" if kwargs.get("warm") is not None else "cold"
+                left = int((out.assigned < 0).sum())
+                solves.append(f"{warm} {took:.2f} s ({left} unmatched)")
+            return out
+
+        setattr(owner, name, wrapper)
+
+    timed(matching, "_ruled_out", "rules")
+    timed(matching, "encode", "encoding")
+    timed(matching, "_search", "pricing")
+    timed(flow, "solve", "flow")
+    timed(explain, "result", "explanations")
+    return spent, solves
+
+
+def run_one(
+    size: int, shape: str, exact: bool, greedy: bool, phases: bool = False
+) -> dict[str, Any]:
     """One round in this process; what the parent prints."""
     mentors, mentees = program(size, shape=shape)
     started = time.perf_counter()
     # load the compiled code (numba's cache; compiles once per machine, then only loads)
     propose_pairs(mentors[:3], mentees[:3], current_load={}, week_of=WEEK_OF)
     warmup = time.perf_counter() - started
+    spent, solves = _timed_phases() if phases else ({}, [])
     started = time.perf_counter()
     result = propose_pairs(mentors, mentees, current_load={}, week_of=WEEK_OF, rules=RULES)
     seconds = time.perf_counter() - started
@@ -134,6 +169,8 @@ def run_one(size: int, shape: str, exact: bool, greedy: bool) -> dict[str, Any]:
         "arcs": cert.arcs,
         "scored": cert.scored,
     }
+    if phases:
+        out |= {"phases": spent, "solves": solves}
     if greedy or exact:
         enc = encode(
             mentors,
@@ -179,6 +216,9 @@ def _line(r: dict[str, Any]) -> str:
     )
     if "warmup_seconds" in r:
         text += f"\n{'':22}compiled code loaded in {r['warmup_seconds']:.2f} s (not in the round)"
+    if "phases" in r:
+        text += f"\n{'':22}phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["phases"].items())
+        text += f"\n{'':22}flow solves: " + "; ".join(r["solves"])
     if "greedy_score" in r:
         text += (
             f"\n{'':22}vs greedy: score x{r['score'] / max(1, r['greedy_score']):.4f}, "
@@ -202,15 +242,20 @@ def main() -> None:
     parser.add_argument("--exact-up-to", type=int, default=1000)
     parser.add_argument("--greedy-up-to", type=int, default=10000)
     parser.add_argument("--timeout", type=float, default=300.0)
-    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--phases", action="store_true", help="time each phase of the round")
+    parser.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        size, shape, exact, greedy = args.one
-        print(json.dumps(run_one(int(size), shape, exact == "1", greedy == "1")))
+        size, shape, exact, greedy, phases = args.one
+        print(json.dumps(run_one(int(size), shape, exact == "1", greedy == "1", phases == "1")))
         return
     for size in args.sizes:
         for shape in args.shapes:
-            flags = [str(int(size <= args.exact_up_to)), str(int(size <= args.greedy_up_to))]
+            flags = [
+                str(int(size <= args.exact_up_to)),
+                str(int(size <= args.greedy_up_to)),
+                str(int(args.phases)),
+            ]
             command = [sys.executable, "-m", "bench.matching", "--one", str(size), shape, *flags]
             try:
                 done = subprocess.run(

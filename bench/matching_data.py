@@ -99,7 +99,7 @@ def program(
     for j in range(n_mentors):
         availability, spoken = _person(rng)
         star = shape == "popular" and j < stars
-        offered = set()
+        offered: set[tuple[int, int]] = set()
         while len(offered) < rng.randint(3, 6):
             skill = _zipf(rng, len(SKILLS))
             level = 5 if star else rng.randint(3, 5 if shape == "diverse" else 4)
