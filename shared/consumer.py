@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
-import nats.errors
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry import metrics
@@ -44,6 +44,7 @@ from shared.deadletters import (
 )
 from shared.events import Event
 from shared.outbox import DeliveryTables
+from shared.pull import Puller
 from shared.settings import Settings
 from shared.telemetry import consumer_span
 from shared.unit_of_work import Preload, UnitOfWork, write_outbox, write_upserts
@@ -107,6 +108,7 @@ class ConsumerRuntime:
     clock: Clock
     settings: Settings
     cpu: CpuPool
+    nats: NATS
     js: JetStreamContext
     barrier: Barrier
     on_commit: Callable[[], None]
@@ -165,43 +167,39 @@ class SubscriptionConsumer(Generic[E]):
 
     async def run(self) -> None:
         """Fetches and applies batches until cancelled."""
-        psub = await self.rt.js.pull_subscribe_bind(self.durable, stream=STREAM)
+        puller = Puller(self.rt.nats, stream=STREAM, durable=self.durable)
+        await puller.start()
         try:
-            await self._consume(psub)
+            await self._consume(puller)
         finally:
             with contextlib.suppress(Exception):
-                await psub.unsubscribe()
+                await puller.stop()
 
-    async def _consume(self, psub: JetStreamContext.PullSubscription) -> None:
-        # the next batch is fetched while this one is applied: batches still apply one after
-        # another, in stream order, but the network round trip overlaps the work
-        upcoming = asyncio.create_task(self._fetch(psub))
-        try:
-            while True:
-                msgs = await upcoming
-                upcoming = asyncio.create_task(self._fetch(psub))
-                if not msgs:
-                    continue
-                try:
-                    await self.process(msgs)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # unacked messages come back after ack_wait
-                    log.exception(
-                        "%s: a batch failed outside any handler; it will be redelivered",
-                        self.durable,
-                    )
-                    await asyncio.sleep(1.0)
-        finally:
-            upcoming.cancel()
+    async def _consume(self, puller: Puller) -> None:
+        batch = self.rt.settings.batch_size
+        while True:
+            msgs = await self._fetch(puller)
+            if not msgs:
+                continue
+            # the next batch is asked for while this one is applied: batches still apply one
+            # after another, in stream order, but the network round trip overlaps the work
+            puller.prefetch(batch)
+            try:
+                await self.process(msgs)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # unacked messages come back after ack_wait
+                log.exception(
+                    "%s: a batch failed outside any handler; it will be redelivered",
+                    self.durable,
+                )
+                await asyncio.sleep(1.0)
 
-    async def _fetch(self, psub: JetStreamContext.PullSubscription) -> list[Msg]:
+    async def _fetch(self, puller: Puller) -> list[Msg]:
         """One batch; empty when there is nothing to do or NATS is away (after a pause)."""
         s = self.rt.settings
         try:
-            msgs: list[Msg] = await psub.fetch(batch=s.batch_size, timeout=s.fetch_timeout_seconds)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return []
+            msgs = await puller.fetch(s.batch_size, s.fetch_timeout_seconds)
         except Exception as exc:  # NATS away or reconnecting: the messages stay on the server
             self._fetch_failures += 1
             delay = backoff(self._fetch_failures, base=0.2, cap=5.0)

@@ -171,6 +171,7 @@ class Service:
             clock=self.clock,
             settings=settings,
             cpu=cpu,
+            nats=nc,
             js=js,
             barrier=Barrier(js, stall_seconds=settings.barrier_stall_seconds),
             on_commit=relay.wake,
