@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import nats.errors
@@ -49,6 +49,9 @@ def never_publishable(exc: BaseException) -> bool:
     """Whether publishing failed for a reason a retry cannot change (the row is parked)."""
     return isinstance(exc, nats.errors.MaxPayloadError | nats.js.errors.BadRequestError)
 
+
+# an outbox row to publish: id, subject, payload, headers (JSON)
+_Pending = tuple[int, str, bytes, str]
 
 Publish = Callable[[str, bytes, Mapping[str, str]], Awaitable[bool]]
 
@@ -87,7 +90,8 @@ def add_delivery_tables(metadata: MetaData) -> DeliveryTables:
 
 
 class OutboxRelay:
-    """Publishes pending outbox rows in order, awaiting each PubAck; retries while NATS is away."""
+    """Publishes pending outbox rows in order, a batch in flight at once; retries while NATS is
+    away."""
 
     def __init__(
         self,
@@ -137,32 +141,62 @@ class OutboxRelay:
         """Publishes one batch of pending rows; returns how many were published."""
         outbox = self._outbox
         async with self._sessions() as session:
-            rows = (
-                await session.execute(
+            rows: list[_Pending] = [
+                (r[0], r[1], r[2], r[3])
+                for r in await session.execute(
                     select(outbox.c.id, outbox.c.subject, outbox.c.payload, outbox.c.headers)
                     .where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
                     .order_by(outbox.c.id)
                     .limit(self._batch_size)
                 )
-            ).all()
+            ]
+        results = await self._publish_all(rows)
         done: list[int] = []
+        failure: Exception | None = None
         try:
-            for row_id, subject, payload, headers_json in rows:
-                headers: dict[str, str] = json.loads(headers_json)
-                try:
-                    await self._publish_one(subject, payload, headers)
-                except Exception as exc:
-                    if never_publishable(exc):  # park it; the rows after it keep flowing
-                        await self._park(row_id, subject, exc)
-                        continue
-                    await self._record_failure(row_id, exc)
-                    raise
-                done.append(row_id)
+            for (row_id, subject, _, _), result in zip(rows, results, strict=True):
+                if result is None:
+                    done.append(row_id)
+                elif never_publishable(result):  # park it; the rows after it keep flowing
+                    await self._park(row_id, subject, result)
+                elif failure is None:
+                    failure = result
+                    await self._record_failure(row_id, result)
         finally:
             # one transaction for the batch; should it be lost, the rows are published again
             # under the same Nats-Msg-Id and JetStream drops the copies (duplicate window)
             await self._mark_published(done)
+        if failure is not None:
+            raise failure
         return len(rows)
+
+    async def _publish_all(self, rows: Sequence[_Pending]) -> list[Exception | None]:
+        """Publishes the rows, pipelined; each row's outcome (None: published).
+
+        The first row is published alone: it makes sure nats-py's response subscription exists
+        (created on a connection's first request, which would otherwise let the second row's
+        PUB overtake the first). The rest go out in id order on the one connection before any
+        PubAck is awaited, so the stream stores them in that order (ADR 0007).
+        """
+        if not rows:
+            return []
+
+        async def one(row: _Pending) -> None:
+            _, subject, payload, headers_json = row
+            await self._publish_one(subject, payload, json.loads(headers_json))
+
+        outcomes: list[Exception | None] = []
+        try:
+            await one(rows[0])
+            outcomes.append(None)
+        except Exception as exc:
+            outcomes.append(exc)
+        sends = [asyncio.ensure_future(one(row)) for row in rows[1:]]
+        for result in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancelled: the rows stay pending
+            outcomes.append(result)
+        return outcomes
 
     async def _mark_published(self, row_ids: list[int]) -> None:
         if not row_ids:

@@ -245,6 +245,33 @@ async def test_outbox_keeps_events_while_nats_is_away_and_publishes_each_once(
         assert sorted(b["event_id"] for b in bodies) == sorted(str(e.event_id) for e in events)
 
 
+async def test_outbox_relay_pipelines_a_backlog_in_the_order_it_was_written(
+    tmp_path, nats_server, js, database_url
+):
+    # more rows than one relay batch (200), all in flight at once: the stream keeps id order
+    settings = settings_for(tmp_path, nats_server.url, database_url)
+    async with running(probe_definition(Faults()), settings) as rt:
+        events = [
+            OpportunityOffered(
+                program_id="p1",
+                occurred_at=SystemClock().now(),
+                opportunity_id=f"o{i}",
+                participant_id="a",
+                kind="k",
+                title="t",
+            )
+            for i in range(450)
+        ]
+        async with rt.unit_of_work() as uow:
+            for event in events:
+                uow.emit(event)
+        rt.relay.wake()
+        await eventually(lambda: _no_pending(rt), timeout=30, what="the relay to drain")
+        bodies = await bodies_on(js, OFFERED)
+        assert [b["opportunity_id"] for b in bodies] == [f"o{i}" for i in range(450)]
+        assert rt.relay.published == 450
+
+
 async def _no_pending(rt) -> bool:
     return (await backlog(sessions=rt.sessions, tables=tables))[0] == 0
 
