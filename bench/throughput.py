@@ -90,6 +90,8 @@ def _scheduling_rows(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "display_name": body["display_name"],
             "timezone": body["timezone"],
             "working_hours": _hours(body),
+            "role": body["role"],
+            "edge_burden": 0,
         }
     }
 
@@ -102,17 +104,28 @@ def _notifications_rows(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "email": body["email"],
             "display_name": body["display_name"],
             "timezone": body["timezone"],
+            "role": body["role"],
         }
     }
 
 
 def _insights_rows(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    # the row insights' handler writes (its per-batch counters, a few rows, are left out)
+    at = dt.datetime.fromisoformat(body["occurred_at"])
+    mentee = body["role"] == "mentee"
     return {
         "participants": {
             "program_id": body["program_id"],
             "participant_id": body["participant_id"],
             "role": body["role"],
             "timezone": body["timezone"],
+            "display_name": body["display_name"],
+            "cohort": f"{at.year:04d}-{at.month:02d}",
+            "matched": False,
+            "active": True,
+            "registered_at": at,
+            "unmatched_reason": "waiting for the next matching round" if mentee else None,
+            "demographics": None,
         }
     }
 
