@@ -25,6 +25,7 @@ from shared.settings import Settings
 from shared.telemetry import current_traceparent
 
 E = TypeVar("E", bound=Event)
+M = TypeVar("M", bound=DeclarativeBase)
 
 
 class UnitOfWork:
@@ -101,6 +102,22 @@ class UnitOfWork:
         table = target if isinstance(target, Table) else cast(Table, target.__table__)
         self.writes.append(Upsert(table, dict(values), add))
 
+    def upsert_row(self, model: type[M], values: Mapping[str, Any]) -> M:
+        """`upsert` a new row of a mapped class, and return it as later `get`s of the batch see it.
+
+        The returned object reads and writes the deferred upsert's own values: a later event of
+        the batch that changes an attribute changes what the batch writes, in the same one
+        statement per table. It is not an ORM instance (nothing is added to the session); use
+        it only for the model's columns.
+        """
+        table = cast(Table, model.__table__)  # type: ignore[attr-defined]
+        upsert = Upsert(table, dict(values))
+        self.writes.append(upsert)
+        row = PendingRow(upsert.values)
+        key = tuple(upsert.values[name] for name in _primary_key(model))
+        self._loaded[(model, key)] = row
+        return cast(M, row)
+
     def outbox_rows(self) -> list[dict[str, object]]:
         """The outbox rows of what was emitted, in order."""
         if not self.emitted:
@@ -122,6 +139,27 @@ class UnitOfWork:
 
 
 _MISSING = object()
+
+
+class PendingRow:
+    """A row that a deferred upsert will write: attribute access on the upsert's values."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        object.__setattr__(self, "_values", values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._values[name] = value
+
+    def __repr__(self) -> str:
+        return f"PendingRow({self._values!r})"
 
 
 @functools.cache
