@@ -13,9 +13,12 @@
    ack. Target: insights >= 60% of the raw rate.
 2. Queries, on PostgreSQL: read models bulk-loaded (COPY) for --participants participants and
    --events events (5,000,000 timeline entries, sessions, check-ins, pairs with health, daily
-   counters), then GET overview and GET pairs (riskiest first, and only at-risk ones) through
-   insights' HTTP app, p95 of 200 requests each, against the overview as it was built before
-   (about ten COUNT queries over the program's rows) on the same data. Target: p95 < 50 ms.
+   counters), then GET overview and the lists (pairs riskiest first, at-risk ones, page 51 by
+   cursor and by offset, sessions, unmatched mentees, a pair's timeline) through insights'
+   HTTP app, p95 of 200 requests each, against the overview as it was built before (about ten
+   COUNT queries over the program's rows) on the same data. Target: p95 < 50 ms. Before each,
+   the plan of every statement the request sends (EXPLAIN ANALYZE of the same SQL and
+   parameters): the index it reads, flagged SCAN/SORT if a sequential scan or a sort remains.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -485,6 +489,48 @@ async def old_overview(sessions: Any) -> None:
             await session.scalar(query)
 
 
+async def _cursor_after(client: httpx.AsyncClient, path: str, rows: int) -> str:
+    """The next_cursor after the first `rows` rows of a list."""
+    cursor = ""
+    for _ in range(rows // 1000):
+        response = await client.get(path + (f"&cursor={cursor}" if cursor else ""))
+        response.raise_for_status()
+        cursor = response.json()["next_cursor"]
+    return cursor
+
+
+async def explain(engine: Any, call: Any) -> None:
+    """Prints the plan summary of every statement one request issues (EXPLAIN ANALYZE of the
+    very SQL and parameters it sent): the index used, and any sequential scan or sort."""
+    from sqlalchemy import event
+
+    issued: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM" in statement.upper():
+            issued.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        await call()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    async with engine.connect() as conn:
+        for statement, parameters in issued:
+            plan = (await conn.exec_driver_sql("EXPLAIN ANALYZE " + statement, parameters)).all()
+            lines = [row[0] for row in plan]
+            nodes = [
+                line.strip().removeprefix("->").strip().split("  (")[0]
+                for line in lines
+                if "Scan" in line or "Sort" in line.split("(")[0]
+            ]
+            found = re.search(r"\bFROM\s+(\S+)", statement, re.IGNORECASE)
+            table = found.group(1) if found else "?"
+            took = next((line for line in lines if line.startswith("Execution Time")), "")
+            flag = " SCAN/SORT" if any("Seq Scan" in n or "Sort" in n for n in nodes) else ""
+            print(f"    {table}: {'; '.join(nodes)} ({took}){flag}", flush=True)
+
+
 async def queries(
     url: str, folder: Path, admin_url: str, participants: int, events: int
 ) -> list[tuple[str, float]]:
@@ -514,20 +560,25 @@ async def queries(
         async with httpx.AsyncClient(
             transport=transport, base_url="http://insights", headers=headers
         ) as client:
+            base = f"/programs/{PROGRAM}"
+            cursor = await _cursor_after(client, f"{base}/pairs?limit=1000", 5000)
             for name, path in (
-                ("GET overview", f"/programs/{PROGRAM}/overview"),
-                ("GET pairs (riskiest 100)", f"/programs/{PROGRAM}/pairs?limit=100"),
-                ("GET pairs?health=at_risk", f"/programs/{PROGRAM}/pairs?health=at_risk&limit=100"),
-                (
-                    "GET pairs page 50 (offset 5,000)",
-                    f"/programs/{PROGRAM}/pairs?limit=100&offset=5000",
-                ),
+                ("GET overview", f"{base}/overview"),
+                ("GET pairs (riskiest 100)", f"{base}/pairs?limit=100"),
+                ("GET pairs?health=at_risk", f"{base}/pairs?health=at_risk&limit=100"),
+                ("GET pairs page 51 (cursor)", f"{base}/pairs?limit=100&cursor={cursor}"),
+                ("GET pairs page 51 (offset 5,000)", f"{base}/pairs?limit=100&offset=5000"),
+                ("GET sessions (latest 100)", f"{base}/sessions?limit=100"),
+                ("GET sessions?status=missed", f"{base}/sessions?status=missed&limit=100"),
+                ("GET unmatched-mentees", f"{base}/unmatched-mentees?limit=100"),
+                ("GET pair timeline", f"{base}/pairs/p7/timeline?limit=100"),
             ):
 
                 async def call(path: str = path) -> None:
                     response = await client.get(path)
                     response.raise_for_status()
 
+                await explain(running.engine, call)
                 figures.append((name, p95(await _timed(call, 200))))
                 print(f"  {name}: p95 {figures[-1][1]:.1f} ms", flush=True)
         old = p95(await _timed(lambda: old_overview(running.sessions), 50))

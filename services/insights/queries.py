@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.insights.equity import GroupTotals
 from services.insights.overview import AssessmentAverage
+from services.insights.schemas import PairRow, SessionRow
 from services.insights.store import (
     ApiToken,
     AssessmentSum,
@@ -120,32 +122,78 @@ async def equity_totals(
     }
 
 
+@dataclass(frozen=True)
+class Keyset:
+    """A list's order (the columns of the index it is read from) and its keyset condition."""
+
+    columns: tuple[Any, ...]
+    descending: bool
+
+    def ordered(self, query: Select[Any], after: tuple[Any, ...] | None) -> Select[Any]:
+        """The query in this order, from the row after `after` (a previous page's last key)."""
+        if after is not None:
+            key = tuple_(*self.columns)
+            bound = tuple_(*(literal(v, c.type) for v, c in zip(after, self.columns, strict=True)))
+            query = query.where(key < bound if self.descending else key > bound)
+        return query.order_by(*(c.desc() if self.descending else c for c in self.columns))
+
+
+PAIRS = Keyset((PairView.risk_score, PairView.pair_id), descending=True)
+UNMATCHED = Keyset((ParticipantView.participant_id,), descending=False)
+SESSIONS = Keyset((SessionView.start, SessionView.session_id), descending=True)
+TIMELINE = Keyset((TimelineRow.at, TimelineRow.event_id), descending=False)
+
+_PAIR_COLUMNS = [PairView.__table__.c[name] for name in PairRow.model_fields]
+_UNMATCHED_COLUMNS = [
+    ParticipantView.__table__.c[name]
+    for name in ("participant_id", "display_name", "timezone", "cohort", "unmatched_reason")
+]
+_SESSION_COLUMNS = [SessionView.__table__.c[name] for name in SessionRow.model_fields]
+_TIMELINE_COLUMNS = [
+    TimelineRow.__table__.c[name]
+    for name in ("at", "event_id", "kind", "summary", "scores", "content")
+]
+
+
+async def _rows(session: AsyncSession, query: Select[Any], limit: int, offset: int) -> list[Any]:
+    if offset:
+        query = query.offset(offset)
+    return list((await session.execute(query.limit(limit))).all())
+
+
 async def pairs(
-    session: AsyncSession, *, program_id: str, health: str | None, limit: int, offset: int
-) -> list[PairView]:
-    """The program's pairs, riskiest first (ix_pairs_risk / ix_pairs_health_risk)."""
-    query = select(PairView).where(PairView.program_id == program_id)
+    session: AsyncSession,
+    *,
+    program_id: str,
+    health: str | None,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, ...] | None = None,
+) -> list[Any]:
+    """The program's pairs, riskiest first (ix_pairs_risk / ix_pairs_health_risk, read
+    backwards from the key after `after`)."""
+    query = select(*_PAIR_COLUMNS).where(PairView.program_id == program_id)
     if health is not None:
         query = query.where(PairView.health == health)
-    query = query.order_by(PairView.risk_score.desc(), PairView.pair_id.desc())
-    return list((await session.scalars(query.limit(limit).offset(offset))).all())
+    return await _rows(session, PAIRS.ordered(query, after), limit, offset)
 
 
 async def unmatched_mentees(
-    session: AsyncSession, *, program_id: str, limit: int, offset: int
-) -> list[ParticipantView]:
+    session: AsyncSession,
+    *,
+    program_id: str,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, ...] | None = None,
+) -> list[Any]:
     """Active mentees without a pair, by id (ix_participants_unmatched)."""
-    query = (
-        select(ParticipantView)
-        .where(
-            ParticipantView.program_id == program_id,
-            ParticipantView.role == "mentee",
-            ParticipantView.matched.is_(False),
-            ParticipantView.active.is_(True),
-        )
-        .order_by(ParticipantView.participant_id)
+    query = select(*_UNMATCHED_COLUMNS).where(
+        ParticipantView.program_id == program_id,
+        ParticipantView.role == "mentee",
+        ParticipantView.matched.is_(False),
+        ParticipantView.active.is_(True),
     )
-    return list((await session.scalars(query.limit(limit).offset(offset))).all())
+    return await _rows(session, UNMATCHED.ordered(query, after), limit, offset)
 
 
 async def sessions(
@@ -154,26 +202,31 @@ async def sessions(
     program_id: str,
     status: str | None,
     limit: int,
-    offset: int,
-) -> list[SessionView]:
-    """The program's sessions, latest start first (ix_sessions_program_start)."""
-    query = select(SessionView).where(SessionView.program_id == program_id)
+    offset: int = 0,
+    after: tuple[Any, ...] | None = None,
+) -> list[Any]:
+    """The program's sessions, latest start first (ix_sessions_program_start, or
+    ix_sessions_status_start for one status)."""
+    query = select(*_SESSION_COLUMNS).where(SessionView.program_id == program_id)
     if status is not None:
         query = query.where(SessionView.status == status)
-    query = query.order_by(SessionView.start.desc(), SessionView.session_id.desc())
-    return list((await session.scalars(query.limit(limit).offset(offset))).all())
+    return await _rows(session, SESSIONS.ordered(query, after), limit, offset)
 
 
 async def timeline(
-    session: AsyncSession, *, program_id: str, pair_id: str, limit: int, offset: int
-) -> list[TimelineRow]:
+    session: AsyncSession,
+    *,
+    program_id: str,
+    pair_id: str,
+    limit: int,
+    offset: int = 0,
+    after: tuple[Any, ...] | None = None,
+) -> list[Any]:
     """The pair's timeline, oldest first (the table's primary key)."""
-    query = (
-        select(TimelineRow)
-        .where(TimelineRow.program_id == program_id, TimelineRow.pair_id == pair_id)
-        .order_by(TimelineRow.at, TimelineRow.event_id)
+    query = select(*_TIMELINE_COLUMNS).where(
+        TimelineRow.program_id == program_id, TimelineRow.pair_id == pair_id
     )
-    return list((await session.scalars(query.limit(limit).offset(offset))).all())
+    return await _rows(session, TIMELINE.ordered(query, after), limit, offset)
 
 
 async def pair(session: AsyncSession, *, program_id: str, pair_id: str) -> PairView | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,12 +22,19 @@ class Problem(BaseModel):
 
 
 class Page(BaseModel, Generic[Row]):
-    """One page of a list; ask again with offset=next_offset for the next (null: no more)."""
+    """One page of a list. Ask again with cursor=next_cursor for the next page (null: no
+    more); the response's Link header (rel="next") is that request. offset/next_offset still
+    work, but a deep offset costs more and can repeat or skip rows inserted meanwhile."""
 
     items: list[Row]
     limit: int
     offset: int
-    next_offset: int | None
+    next_offset: int | None = Field(
+        description="offset of the next page (null: no more, or the page was asked by cursor)"
+    )
+    next_cursor: str | None = Field(
+        description="opaque; pass as cursor for the rows after this page (null: no more)"
+    )
 
 
 class PairRow(BaseModel):
@@ -96,14 +103,26 @@ class ProgramSettingsBody(BaseModel):
     thresholds: Thresholds = Thresholds()
 
 
-def page(rows: Sequence[Any], model: type[Row], *, limit: int, offset: int) -> Page[Row]:
-    """A page of `limit` rows (one more was asked for, to know whether there is a next)."""
-    items = [model.model_validate(row) for row in rows[:limit]]
+def page(
+    rows: Sequence[Any],
+    model: type[Row],
+    *,
+    limit: int,
+    offset: int,
+    by_cursor: bool,
+    next_cursor: Callable[[Any], str],
+    shown: Callable[[Any], Any] | None = None,
+) -> Page[Row]:
+    """A page of `limit` rows (one more was asked for, to know whether there is a next);
+    `next_cursor` makes the cursor after a row, `shown` what of a row the page shows."""
+    more = len(rows) > limit
+    items = [model.model_validate(shown(row) if shown else row) for row in rows[:limit]]
     return Page[model](  # type: ignore[valid-type]
         items=items,
         limit=limit,
         offset=offset,
-        next_offset=offset + limit if len(rows) > limit else None,
+        next_offset=offset + limit if more and not by_cursor else None,
+        next_cursor=next_cursor(rows[limit - 1]) if more else None,
     )
 
 

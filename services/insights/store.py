@@ -153,6 +153,7 @@ class SessionView(Base):
     __table_args__ = (
         UniqueConstraint("session_id", name="uq_sessions_session_id"),
         Index("ix_sessions_program_start", "program_id", "start", "session_id"),
+        Index("ix_sessions_status_start", "program_id", "status", "start", "session_id"),
     )
 
     program_id: Mapped[str] = mapped_column(String(200), primary_key=True)

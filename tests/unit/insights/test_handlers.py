@@ -147,7 +147,9 @@ async def test_a_struggling_pair_is_at_risk_with_its_reasons_and_emits_pair_at_r
     async with db.sessions() as session:
         pairs = await queries.pairs(session, program_id=PROGRAM, health=None, limit=10, offset=0)
     assert pairs[0].pair_id == "pair-1"
-    riskiest = pairs[0]
+    async with db.sessions() as session:
+        riskiest = await queries.pair(session, program_id=PROGRAM, pair_id="pair-1")
+    assert riskiest is not None
     assert riskiest.health == "at_risk" and riskiest.at_risk_crossings == 1
     assert riskiest.reasons == [
         "1 of 4 sessions held",
