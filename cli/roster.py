@@ -26,6 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from pydantic import ValidationError
 
+from cli.jetstream import on_jetstream
 from shared.bus import event_headers
 from shared.clock import SystemClock
 from shared.events import Event, MatchingCompleted, MatchingRequested, ParticipantRegistered
@@ -181,7 +182,6 @@ async def publish_all(js: JetStreamContext, events: Iterable[Event], total: int)
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     """Publishes participant.registered for every good row; reports every bad one."""
-    from cli.main import _on_jetstream
 
     path = Path(args.csv)
     try:
@@ -199,14 +199,13 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     async def work(js: JetStreamContext, _: Any) -> int:
         return await publish_all(js, good, len(good))
 
-    sent = _on_jetstream(settings, work) if good else 0
+    sent = on_jetstream(settings, work) if good else 0
     print(f"published {sent} participant.registered for {args.program}; {len(problems)} bad row(s)")
     return 1 if problems else 0
 
 
 def cmd_match(args: argparse.Namespace, settings: Settings) -> int:
     """Publishes matching.requested; waits for the round's matching.completed and shows it."""
-    from cli.main import _on_jetstream
 
     event = MatchingRequested(
         program_id=args.program, occurred_at=SystemClock().now(),
@@ -247,7 +246,7 @@ def cmd_match(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(shown, indent=2))
         return 0
 
-    return _on_jetstream(settings, work)
+    return on_jetstream(settings, work)
 
 
 def add_parser(subparsers: Any) -> None:
