@@ -194,6 +194,25 @@ def test_unmatched_mentee_ids_are_sorted_whatever_order_they_were_found_in():
     assert result.unmatched_mentee_ids == ["b", "z"]
 
 
+def test_each_unmatched_mentee_is_told_why():
+    # two mentors fit "a" and "b"; "report" fits only its own manager; "night" shares no time
+    mentors = [mentor("m1", capacity=1), mentor("boss", capacity=1, zone="Asia/Tokyo")]
+    mentees = [
+        mentee("a"),
+        mentee("b"),
+        mentee("report", zone="Asia/Tokyo", manager_id="boss"),
+        mentee("night", zone="Europe/Berlin", start=20, end=23),
+        mentee("ja", languages=("ja",)),
+    ]
+    result = propose_pairs(mentors, mentees, current_load={}, week_of=WEEK)
+    why = {u.mentee_id: u.reason for u in result.unmatched}
+    assert set(why) == {"b", "report", "night", "ja"}
+    assert why["b"] == "capacity: the 1 mentor(s) who fit are full with mentees they fit better"
+    assert why["report"].startswith("every mentor who fits is ruled out (reporting line")
+    assert why["night"].startswith("no shared time:")
+    assert why["ja"] == "no mentor shares a language (ja)"
+
+
 def test_unmatched_mentee_ids_are_sorted():
     result = propose_pairs(
         [], [mentee("c"), mentee("a"), mentee("b")], current_load={}, week_of=WEEK
