@@ -36,6 +36,7 @@ from shared.events import (
     PairAtRisk,
     PairDeclined,
     PairEnded,
+    PairExpired,
     PairFormed,
     PairPaused,
     PairProposed,
@@ -241,6 +242,12 @@ _PROJECTED: list[Subscription[Any]] = [
     Subscription(
         PairDeclined,
         pairs.on_pair_declined,
+        after=(PairProposed,),
+        preload=(*_PAIR, writes.mentees_of_pairs()),
+    ),
+    Subscription(
+        PairExpired,
+        pairs.on_pair_expired,
         after=(PairProposed,),
         preload=(*_PAIR, writes.mentees_of_pairs()),
     ),

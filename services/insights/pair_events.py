@@ -20,6 +20,7 @@ from shared.events import (
     OpportunityOffered,
     PairDeclined,
     PairEnded,
+    PairExpired,
     PairFormed,
     PairPaused,
     PairProposed,
@@ -136,6 +137,25 @@ async def on_pair_declined(event: PairDeclined, uow: UnitOfWork) -> None:
     writes.add_entry(
         uow, event, event.pair_id, "declined", f"declined by {who}", content=event.reason
     )
+    writes.count_event(uow, program_id=event.program_id, subject=event.subject)
+
+
+async def on_pair_expired(event: PairExpired, uow: UnitOfWork) -> None:
+    """A proposal not accepted in time closes: the mentee's reason to be unmatched says who
+    did not answer, until a pair forms."""
+    pair = await writes.pair_or_raise(uow, program_id=event.program_id, pair_id=event.pair_id)
+    move_state(uow, pair, PairState.EXPIRED, event.occurred_at)
+    roles = {pair.mentor_id: "the mentor", pair.mentee_id: "the mentee"}
+    silent = [roles[p] for p in (pair.mentor_id, pair.mentee_id) if p in event.silent]
+    summary = (
+        f"proposal expired: {' and '.join(silent)} did not accept in time"
+        if silent
+        else "proposal expired before both accepted"
+    )
+    mentee = await writes.participant(uow, event.program_id, pair.mentee_id)
+    if mentee is not None and not mentee.matched:
+        _set_unmatched_reason(mentee, summary, event.occurred_at)
+    writes.add_entry(uow, event, event.pair_id, "expired", summary, content=event.reason)
     writes.count_event(uow, program_id=event.program_id, subject=event.subject)
 
 

@@ -35,13 +35,15 @@ class PairState(StrEnum):
     FORMED = "formed"
     PAUSED = "paused"
     DECLINED = "declined"
+    EXPIRED = "expired"  # a proposal not accepted in time
     ENDED = "ended"
 
 
 def pair_state(
     current: PairState, current_at: dt.datetime | None, reported: PairState, at: dt.datetime
 ) -> PairState:
-    """The state after a report: ended and declined are final, otherwise the latest wins."""
+    """The state after a report: ended, declined and expired are final, otherwise the latest
+    wins."""
     if current in _FINAL:
         return current
     if reported in _FINAL or current_at is None or at >= current_at:
@@ -49,7 +51,7 @@ def pair_state(
     return current
 
 
-_FINAL = (PairState.ENDED, PairState.DECLINED)
+_FINAL = (PairState.ENDED, PairState.DECLINED, PairState.EXPIRED)
 
 
 class SessionStatus(StrEnum):

@@ -23,6 +23,9 @@ from shared.events import (
     Event,
     MatchingCompleted,
     PairAtRisk,
+    PairExpired,
+    PairFormed,
+    PairProposed,
     SessionHeld,
     SessionScheduled,
 )
@@ -108,7 +111,7 @@ def test_every_catalogue_event_has_one_projecting_subscription_in_catalogue_orde
     projected = {s.event.__name__ for s in SUBSCRIPTIONS if s.handler is not on_any_event}
     # the ones the issue found changing only a counter, among every event with a read model
     assert {"SessionHeld", "MilestoneReached", "CheckinOverdue", "FeedbackGiven"} <= projected
-    assert len(projected) == 28
+    assert len(projected) == 29
 
 
 async def test_the_sample_program_gives_the_overview_coordinators_need(db):
@@ -275,3 +278,28 @@ async def test_sessions_planned_ahead_are_upcoming_not_in_the_past_windows(db):
     after = await overview(db)
     assert after["sessions_upcoming"] == before["sessions_upcoming"] + 1
     assert after["sessions"] == before["sessions"]
+
+
+async def test_an_expired_proposal_closes_the_pair_and_says_who_did_not_answer(db):
+    program = sample_program()
+    await apply_all(db, program.events)
+    before = await overview(db)
+    ids = {"pair_id": "pair-x", "mentor_id": "mentor-0", "mentee_id": "mentee-3"}
+    at = {"program_id": PROGRAM, "round_id": "r2"}
+    proposed = PairProposed(occurred_at=NOW, score=0.7, **at, **ids)
+    expired = PairExpired(
+        program_id=PROGRAM, occurred_at=NOW + dt.timedelta(days=3), silent=["mentor-0"], **ids
+    )
+    # a pair.formed reported late (another subject) does not reopen the closed proposal
+    late = PairFormed(occurred_at=NOW + dt.timedelta(days=1), language="en", **at, **ids)
+    await apply_all(db, [proposed, expired, late])
+    o = await overview(db)
+    assert o["pairs_by_state"]["expired"] == 1
+    assert o["pairs_by_state"].get("proposed") == before["pairs_by_state"].get("proposed")
+    assert o["mentees_matched"] == before["mentees_matched"]
+    async with db.sessions() as session:
+        unmatched = await queries.unmatched_mentees(session, program_id=PROGRAM, limit=100)
+        entries = await queries.timeline(session, program_id=PROGRAM, pair_id="pair-x", limit=10)
+    reasons = {m.participant_id: m.unmatched_reason for m in unmatched}
+    assert reasons["mentee-3"] == "proposal expired: the mentor did not accept in time"
+    assert [e.kind for e in entries][:2] == ["proposed", "expired"]
