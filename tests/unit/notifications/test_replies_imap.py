@@ -63,8 +63,8 @@ async def db(tmp_path: Path) -> AsyncIterator[HandlerDb]:
         yield db
 
 
-@pytest.fixture
-def server() -> Iterator[int]:
+@contextlib.contextmanager
+def pymap_server() -> Iterator[int]:
     """A pymap IMAP server (plain, in memory) with the organizer's account; its port."""
     port = free_port()
     process = subprocess.Popen(
@@ -98,6 +98,12 @@ def server() -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    with pymap_server() as port:
+        yield port
 
 
 @contextlib.contextmanager
