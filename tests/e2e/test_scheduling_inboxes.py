@@ -1,8 +1,9 @@
-"""End to end, through events only: a zone change and an absence reach both people's inboxes.
+"""End to end, through events only: a zone change, an absence and a charter reach both inboxes.
 
 scheduling and notifications run as they are, on one nats-server, with an SMTP catcher: the
 mentee moves to New York (an updated invitation, same UID, higher SEQUENCE) and the mentor is
-away for a week (a cancellation of that occurrence, METHOD:CANCEL with RECURRENCE-ID).
+away for a week (a cancellation of that occurrence, METHOD:CANCEL with RECURRENCE-ID); a
+weekly charter cancels the monthly series' future under its UID and invites a new series.
 """
 
 from __future__ import annotations
@@ -115,3 +116,52 @@ async def test_a_zone_change_and_an_absence_reach_both_inboxes(tmp_path, nats_se
 
 async def _any_on(js: Any, subject: str) -> bool:
     return bool(await bodies_on(js, subject))
+
+
+async def test_a_charter_reaches_both_inboxes_as_a_cancel_and_a_new_series(
+    tmp_path, nats_server, js
+):
+    async with system(tmp_path, nats_server.url, None) as catcher:
+        await publish(
+            js, "mentorship.participant.registered", registration("prog", "m", role="mentor")
+        )
+        await publish(js, "mentorship.participant.registered", registration("prog", "e"))
+        formed = envelope(
+            "prog", pair_id="p", round_id="r", mentor_id="m", mentee_id="e", language="en"
+        )
+        await publish(js, "mentorship.pair.formed", formed)
+
+        async def invited() -> bool:
+            return sum(len(v) for v in calendars_by_recipient(catcher).values()) >= 4
+
+        await eventually(invited, what="kickoff and series invitations in both inboxes")
+        charter = envelope("prog", pair_id="p", cadence_days=7, session_minutes=60)
+        await publish(js, "mentorship.charter.agreed", charter)
+        await eventually(
+            lambda: _count_on(js, "mentorship.session.scheduled", 3), what="the charter's series"
+        )
+        old, new = [b for b in await bodies_on(js, "mentorship.session.scheduled") if b["rrule"]]
+
+        async def both_told() -> bool:
+            by = calendars_by_recipient(catcher)
+            return len(by) == 2 and all(
+                ("CANCEL", 1, True) in methods(c, old["uid"])
+                and ("REQUEST", 0, False) in methods(c, new["uid"])
+                for c in by.values()
+            )
+
+        await eventually(both_told, what="the old series cancelled and the new one in both inboxes")
+        by = calendars_by_recipient(catcher)
+    assert new["uid"] != old["uid"] and new["rrule"].startswith("FREQ=WEEKLY;INTERVAL=1;")
+    for calendars in by.values():
+        [request] = [
+            v for c in calendars for v in c.walk("VEVENT")
+            if str(v["UID"]) == new["uid"] and "RECURRENCE-ID" not in v
+        ]  # fmt: skip
+        assert str(request["RRULE"].to_ical().decode()).startswith("FREQ=WEEKLY")
+        length = request["DTEND"].dt - request["DTSTART"].dt
+        assert length.total_seconds() == 60 * 60
+
+
+async def _count_on(js: Any, subject: str, n: int) -> bool:
+    return len(await bodies_on(js, subject)) >= n
