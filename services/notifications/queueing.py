@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import weakref
 from pathlib import Path
 
 from services.notifications import preferences, quiet, store
@@ -97,6 +98,12 @@ async def _queue(
     )
 
 
+# per unit of work (a batch of events): cap counts it queued, not yet written
+_BATCH_COUNTS: weakref.WeakKeyDictionary[UnitOfWork, dict[tuple[str, str, str], int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def _respect(
     program_id: str, planned: list[PlannedDelivery], uow: UnitOfWork
 ) -> list[PlannedDelivery]:
@@ -110,6 +117,16 @@ async def _respect(
     refused = await store.refused_kinds(session, program_id=program_id, participant_ids=people)
     chosen = await store.frequencies(session, program_id=program_id, participant_ids=people)
     now = uow.clock.now()
+    days = {
+        p.delivery_id: preferences.local_day(send_at(p, uow), p.mail.recipient.timezone)
+        for p in optional
+        if preferences.may_hold(p.kind)
+    }
+    # queued in this batch (its writes are deferred) on top of what the database counted
+    batch = _BATCH_COUNTS.setdefault(uow, {})
+    stored = await store.daily_counts(
+        session, program_id=program_id, participant_ids=people, days=set(days.values())
+    )
     going = []
     for plan in planned:
         if preferences.is_essential(plan.kind):
@@ -123,18 +140,18 @@ async def _respect(
         elif chosen.get(plan.recipient_id) == preferences.DAILY:
             _hold(program_id, plan, uow)
         else:
-            timezone = plan.mail.recipient.timezone
-            day = preferences.local_day(send_at(plan, uow), timezone)
-            count = await session.get(store.DailyCount, (program_id, plan.recipient_id, day))
-            if count is None:
-                count = store.DailyCount(
-                    program_id=program_id, participant_id=plan.recipient_id, day=day, sent=0
-                )
-                session.add(count)
-            if preferences.over_cap(count.sent, settings.daily_mail_cap):
+            key = (program_id, plan.recipient_id, days[plan.delivery_id])
+            row = stored.get(key[1:])
+            sent = (row.sent if row is not None else 0) + batch.get(key, 0)
+            if preferences.over_cap(sent, settings.daily_mail_cap):
                 _hold(program_id, plan, uow)
             else:
-                count.sent += 1
+                batch[key] = batch.get(key, 0) + 1
+                uow.upsert(  # one statement per batch, adding to the stored count
+                    store.DailyCount,
+                    {"program_id": key[0], "participant_id": key[1], "day": key[2], "sent": 1},
+                    add=("sent",),
+                )
                 going.append(plan)
     return going
 

@@ -328,42 +328,49 @@ async def refused_kinds(
 ) -> dict[str, set[str]]:
     """The kinds each of these people unsubscribed from (one query)."""
     refused: dict[str, set[str]] = {}
-    if not participant_ids:
-        return refused
-    rows = await session.execute(
-        select(Unsubscription.participant_id, Unsubscription.kind).where(
-            Unsubscription.program_id == program_id,
-            Unsubscription.participant_id.in_(list(participant_ids)),
+    for chunk in _chunks(participant_ids):
+        rows = await session.execute(
+            select(Unsubscription.participant_id, Unsubscription.kind).where(
+                Unsubscription.program_id == program_id,
+                Unsubscription.participant_id.in_(chunk),
+            )
         )
-    )
-    for pid, kind in rows:
-        refused.setdefault(pid, set()).add(kind)
+        for pid, kind in rows:
+            refused.setdefault(pid, set()).add(kind)
     return refused
+
+
+def _chunks(ids: Collection[str], size: int = 1000) -> list[list[str]]:
+    """IN lists of at most `size` (SQLite limits the parameters of one statement)."""
+    items = sorted(ids)
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 async def frequencies(
     session: AsyncSession, *, program_id: str, participant_ids: Collection[str]
 ) -> dict[str, str]:
     """Each person's chosen frequency, where they chose one (one query)."""
-    if not participant_ids:
-        return {}
-    rows = await session.execute(
-        select(Preference.participant_id, Preference.frequency).where(
-            Preference.program_id == program_id,
-            Preference.participant_id.in_(list(participant_ids)),
+    chosen: dict[str, str] = {}
+    for chunk in _chunks(participant_ids):
+        rows = await session.execute(
+            select(Preference.participant_id, Preference.frequency).where(
+                Preference.program_id == program_id, Preference.participant_id.in_(chunk)
+            )
         )
-    )
-    return {pid: frequency for pid, frequency in rows}
+        chosen.update({pid: frequency for pid, frequency in rows})
+    return chosen
 
 
 async def held_keys(session: AsyncSession, *, keys: Collection[str]) -> set[str]:
     """Which of these idempotency keys wait in (or went out with) a digest (one query)."""
-    if not keys:
-        return set()
-    found = await session.scalars(
-        select(HeldItem.idempotency_key).where(HeldItem.idempotency_key.in_(list(keys)))
-    )
-    return set(found)
+    found: set[str] = set()
+    for chunk in _chunks(keys):
+        found.update(
+            await session.scalars(
+                select(HeldItem.idempotency_key).where(HeldItem.idempotency_key.in_(chunk))
+            )
+        )
+    return found
 
 
 async def program_contacts(session: AsyncSession, *, program_id: str) -> list[Contact]:
@@ -373,3 +380,26 @@ async def program_contacts(session: AsyncSession, *, program_id: str) -> list[Co
             select(Contact).where(Contact.program_id == program_id).order_by(Contact.participant_id)
         )
     )
+
+
+async def daily_counts(
+    session: AsyncSession,
+    *,
+    program_id: str,
+    participant_ids: Collection[str],
+    days: Collection[str],
+) -> dict[tuple[str, str], DailyCount]:
+    """The cap counters of these people on these local days, by (person, day) (one query)."""
+    found: dict[tuple[str, str], DailyCount] = {}
+    if not days:
+        return found
+    for chunk in _chunks(participant_ids):
+        rows = await session.scalars(
+            select(DailyCount).where(
+                DailyCount.program_id == program_id,
+                DailyCount.participant_id.in_(chunk),
+                DailyCount.day.in_(list(days)),
+            )
+        )
+        found.update({(row.participant_id, row.day): row for row in rows})
+    return found

@@ -264,6 +264,19 @@ async def test_the_daily_cap_folds_the_rest_into_one_digest_sent_once(db):
     assert len(await rows(db, store.HeldItem, participant_id="m")) == 1
 
 
+async def test_the_cap_holds_within_one_batch_of_events_too(db):
+    await pair(db)
+    async with db.unit_of_work() as uow:  # the consumer's batch: one transaction, writes deferred
+        for n in (1, 2, 3):
+            await on_milestone_reached(milestone(n), uow)
+    for who in ("m", "e"):
+        sent = await mails(db, "milestone.reached", who) + await mails(db, "feedback.request", who)
+        assert len(sent) == 3
+        assert len(await rows(db, store.HeldItem, participant_id=who)) == 3
+    [count] = await rows(db, store.DailyCount, participant_id="m")
+    assert count.sent == 3
+
+
 async def test_a_person_who_chose_the_daily_digest_gets_low_urgency_mail_only_in_it(db):
     await pair(db, notification_frequency="daily")
     await db.apply(on_milestone_reached, milestone(1))
