@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from sqlalchemy import select
 
@@ -23,9 +24,13 @@ from cli.mailcatcher import MailCatcher
 from services.notifications import preferences, store
 from services.notifications.app import definition
 from shared.clock import FixedClock
+from shared.db import make_engine, make_sessions
 from shared.service import Service
+from shared.settings import Settings
 from tests.support.factories import envelope, publish, registration
+from tests.support.handlers import HandlerDb
 from tests.support.waiting import eventually, settings_for
+from tests.unit.notifications import test_preferences as unit
 
 REGISTERED = "mentorship.participant.registered"
 FORMED = "mentorship.pair.formed"
@@ -193,3 +198,48 @@ async def _at_least(catcher: MailCatcher, n: int) -> bool:
 
 def test_the_kinds_named_on_the_page_are_the_kinds_that_can_be_refused():
     assert set(preferences.KIND_NAMES) == preferences.NON_ESSENTIAL | {preferences.ALL}
+
+
+@pytest.fixture
+async def db(tmp_path: Path, database_url: str | None) -> AsyncIterator[HandlerDb]:
+    """The unit tests' tables and settings, on SQLite and on PostgreSQL (the cap's adding
+    upsert, the digest timers' upserts and the withdrawals differ between the two)."""
+    url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'preferences.sqlite3'}"
+    engine = make_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(store.Base.metadata.create_all)
+    try:
+        yield HandlerDb(
+            sessions=make_sessions(engine),
+            tables=store.delivery_tables,
+            clock=FixedClock(unit.MONDAY),
+            settings=Settings(
+                data_dir=tmp_path / "data",
+                mail_from="team@mentoring.example",
+                mail_from_name="Mentoring Team",
+                link_secret="y" * 40,
+                daily_mail_cap=3,
+                notifications_public_url="https://mail.mentoring.example/",
+                program_video_urls={"p1": "https://meet.example.org/p1"},
+            ),
+            source="notifications",
+        )
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        unit.test_the_daily_cap_folds_the_rest_into_one_digest_sent_once,
+        unit.test_the_cap_holds_within_one_batch_of_events_too,
+        unit.test_a_person_who_chose_the_daily_digest_gets_low_urgency_mail_only_in_it,
+        unit.test_unsubscribed_kinds_are_recorded_not_sent_and_essential_mail_still_goes,
+        unit.test_unsubscribing_withdraws_mail_queued_and_items_held,
+        unit.test_public_milestones_go_in_the_weekly_wins_to_everyone_private_ones_do_not,
+        unit.test_the_quarterly_survey_links_to_the_form_and_arms_the_next_quarter,
+    ],
+    ids=lambda case: case.__name__.removeprefix("test_")[:40],
+)
+async def test_preferences_on_both_databases(db, case):
+    await case(db)
