@@ -25,16 +25,18 @@ from services.notifications import preferences, store
 from services.notifications.app import definition
 from shared.clock import FixedClock
 from shared.db import make_engine, make_sessions
+from shared.links import link_signer
 from shared.service import Service
 from shared.settings import Settings
 from tests.support.factories import envelope, publish, registration
 from tests.support.handlers import HandlerDb
-from tests.support.waiting import eventually, settings_for
+from tests.support.waiting import bodies_on, eventually, settings_for, subject_counts
 from tests.unit.notifications import test_preferences as unit
 
 REGISTERED = "mentorship.participant.registered"
 FORMED = "mentorship.pair.formed"
 MILESTONE = "mentorship.milestone.reached"
+SUBMITTED = "mentorship.assessment.submitted"
 NOW = dt.datetime(2027, 3, 1, 10, tzinfo=dt.UTC)  # a Monday, 11:00 in Berlin
 
 
@@ -243,3 +245,54 @@ async def db(tmp_path: Path, database_url: str | None) -> AsyncIterator[HandlerD
 )
 async def test_preferences_on_both_databases(db, case):
     await case(db)
+
+
+async def test_the_survey_form_sends_the_answers_to_insights_once(
+    tmp_path, nats_server, js, database_url
+):
+    http = free_port()
+    settings = settings_for(
+        tmp_path,
+        nats_server.url,
+        database_url,
+        smtp_port=free_port(),
+        smtp_host="127.0.0.1",
+        notifications_http_port=http,
+        link_secret="z" * 40,
+    )
+    clock = FixedClock(NOW)
+    service = Service(definition(), settings, clock)
+    data = {"program_id": "prog", "participant_id": "e", "quarter": "2027Q1"}
+    token = link_signer(settings).sign(
+        preferences.ASSESSMENT_FORM.purpose, data, NOW + dt.timedelta(days=30)
+    )
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    async with served(service, http) as base, httpx.AsyncClient() as client:
+        url = f"{base}{preferences.ASSESSMENT_FORM.path}?t={token}"
+        page = await client.get(url)
+        assert page.status_code == 200 and "I am treated fairly" in page.text
+        bad = await client.post(url, content="relevance=9", headers=form)
+        assert bad.status_code == 422 and "from 1 to 5" in bad.text
+        answers = "relevance=4&impact=3&satisfaction=5&fairness=2"
+        first = await client.post(url, content=f"t={token}&{answers}", headers=form)
+        assert first.status_code == 200 and "Thank you" in first.text
+        again = await client.post(url, content=answers, headers=form)
+        assert again.status_code == 200 and "Already received" in again.text
+        unsubscribe = link_signer(settings).sign(
+            preferences.UNSUBSCRIBE.purpose, data, NOW + dt.timedelta(days=30)
+        )
+        wrong = await client.post(
+            f"{base}{preferences.ASSESSMENT_FORM.path}?t={unsubscribe}",
+            content=answers,
+            headers=form,
+        )
+        assert wrong.status_code == 400  # a token for something else
+
+        async def published() -> bool:
+            return (await subject_counts(js)).get(SUBMITTED, 0) >= 1
+
+        await eventually(published, what="assessment.submitted")
+        await asyncio.sleep(0.5)
+        [event] = await bodies_on(js, SUBMITTED)
+    assert event["participant_id"] == "e" and event["instrument"] == "program-assessment-2027Q1"
+    assert event["scores"] == {"relevance": 4, "impact": 3, "satisfaction": 5, "fairness": 2}
