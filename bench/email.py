@@ -1,20 +1,29 @@
 """Emails per second into a local SMTP sink: the service's sender against raw aiosmtplib.
 
     .venv/bin/python -m bench.email [--emails 2000] [--pool 4] [--rounds 3] [--database-url URL]
+                                    [--security both|plain|starttls] [--service-cohort 1000]
                                     [--cohort 2000]
 
-All in one run, on one sink (aiosmtpd in a process of its own), with the same invitation bytes:
+All in one run, on one sink (aiosmtpd in a process of its own), with the same invitation bytes,
+once over plain SMTP and once with STARTTLS (the sink then requires it, as real submission
+servers do; a self-signed certificate made with openssl, trusted through SSL_CERT_FILE):
 - naive: one new SMTP connection per email, one email after another (the sender before);
 - ceiling: raw aiosmtplib over `--pool` reused connections, nothing else;
 - sender: the service's Sender with its bookkeeping: claim due send timers in batches, read the
   deliveries, send over the pool, journal each 250, record sent + notification.sent per batch.
 Targets: sender >= 70% of the ceiling, >= 4x naive.
 
-End to end (`--cohort`, 0 to skip): the notifications service on a real nats-server, a cohort of
-N people as N/2 pairs: participant.registered for each, then one session.scheduled per pair;
-time from the first session.scheduled published to the last invitation in the sink, as a share
-of the ceiling's rate (target >= 40%). Then session.rescheduled for 50 pairs one at a time:
-published -> updated invitation in the sink, p50/p99.
+notifications alone (`--service-cohort`, 0 to skip): the service on a real nats-server, N people
+as N/2 pairs: participant.registered for each, then one session.scheduled per pair; time from
+the first session.scheduled published to the last invitation in the sink, as a share of the
+plain ceiling's rate. Then session.rescheduled for 50 pairs one at a time: published -> updated
+invitation in the sink, p50/p99.
+
+The whole flow (`--cohort`, 0 to skip; the issue's target): pairing, scheduling and
+notifications as processes (as `up` runs them) on one nats-server, the cohort registered (half
+mentors), then matching.requested; until every invitation of every planned session is in the
+sink, as a share of the plain ceiling's rate (target >= 40%), with the first and last of each
+event kind on the bus (where the time goes).
 """
 
 from __future__ import annotations
@@ -23,7 +32,10 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import json
+import os
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -46,11 +58,16 @@ from services.notifications.messages import InvitationMail, Recipient, compose_i
 from services.notifications.mime import Mailbox
 from services.notifications.sender import Sender
 from services.notifications.smtp import SmtpPool
-from shared.bus import ensure_stream, event_headers, publish_acked
+from shared.bus import STREAM, ensure_stream, event_headers, publish_acked
 from shared.clock import SystemClock
 from shared.cpu import CpuPool
 from shared.db import create_schema, make_engine, make_sessions
-from shared.events import ParticipantRegistered, SessionRescheduled, SessionScheduled
+from shared.events import (
+    MatchingRequested,
+    ParticipantRegistered,
+    SessionRescheduled,
+    SessionScheduled,
+)
 from shared.service import Service
 from shared.settings import Settings
 from shared.timers import schedule
@@ -88,10 +105,67 @@ def invitation(i: int, tag: str) -> tuple[str, bytes]:
     return mail_id, compose_invitation(mail)
 
 
+class _Sink:
+    """aiosmtpd handler: one line per message accepted: time, Message-ID, 1 for a calendar
+    REQUEST (an invitation or update), else 0. Written before the 250."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        data = envelope.original_content or b""
+        head = data.split(b"\r\n\r\n", 1)[0]
+        found = next(
+            (ln[11:].strip() for ln in head.split(b"\r\n") if ln[:11].lower() == b"message-id:"),
+            b"<none>",
+        )
+        invite = b"1" if b"method=request" in data.lower() else b"0"
+        os.write(self._fd, b"%.6f %s %s\n" % (time.time(), found, invite))
+        return "250 Message accepted for delivery"
+
+
+def serve_sink(path: str, port: int, cert: str | None = None) -> None:
+    """The sink, until killed (in a process of its own); with `cert` it offers STARTTLS and
+    requires it, as real submission servers do."""
+    from aiosmtpd.controller import Controller
+
+    tls = None
+    if cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert, cert.replace(".crt", ".key"))
+    controller = Controller(
+        _Sink(Path(path)),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=tls,
+        require_starttls=tls is not None,
+    )
+    controller.start()
+    while True:
+        time.sleep(3600)
+
+
+def make_certificate(folder: Path) -> Path:
+    """A self-signed certificate for 127.0.0.1 (the clients trust it through SSL_CERT_FILE)."""
+    cert, key = folder / "sink.crt", folder / "sink.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(cert),
+            "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert
+
+
 @contextlib.contextmanager
-def sink_process(log: Path, port: int) -> Iterator[None]:
+def sink_process(log: Path, port: int, cert: Path | None = None) -> Iterator[None]:
     """The SMTP sink in a process of its own (it must not share the sender's CPU or GIL)."""
-    code = f"from cli.mailcatcher import serve_message_ids; serve_message_ids({str(log)!r}, {port})"
+    code = f"from bench.email import serve_sink; serve_sink({str(log)!r}, {port}, " + (
+        f"{str(cert)!r})" if cert else "None)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -107,20 +181,33 @@ def sink_process(log: Path, port: int) -> Iterator[None]:
         proc.wait()
 
 
-async def naive(port: int, mails: list[tuple[str, bytes]], pool: int) -> float:
+def _sink_lines(log: Path) -> list[tuple[float, str, bool]]:
+    if not log.exists():
+        return []
+    out = []
+    for line in log.read_text().splitlines():
+        at, mid, invite = line.rsplit(" ", 2)
+        out.append((float(at), mid, invite == "1"))
+    return out
+
+
+async def naive(port: int, mails: list[tuple[str, bytes]], pool: int, tls: bool) -> float:
     """A new connection per email, one email after another (the sender this one replaced)."""
     started = time.perf_counter()
     for _, message in mails:
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=10)
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=10, start_tls=tls)
         await client.connect()
         await client.sendmail(FROM, ["p@example.org"], message)
         await client.quit()
     return time.perf_counter() - started
 
 
-async def ceiling(port: int, mails: list[tuple[str, bytes]], pool: int) -> float:
+async def ceiling(port: int, mails: list[tuple[str, bytes]], pool: int, tls: bool) -> float:
     """Raw aiosmtplib over `pool` reused connections."""
-    clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=10) for _ in range(pool)]
+    clients = [
+        aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=10, start_tls=tls)
+        for _ in range(pool)
+    ]
     for client in clients:
         await client.connect()
         await client.ehlo()
@@ -154,10 +241,21 @@ async def sender_db(folder: Path, database_url: str | None) -> AsyncIterator[Any
 
 
 async def service_sender(
-    port: int, mails: list[tuple[str, bytes]], pool: int, folder: Path, database_url: str | None
+    port: int,
+    mails: list[tuple[str, bytes]],
+    pool: int,
+    folder: Path,
+    database_url: str | None,
+    tls: bool,
 ) -> float:
     """The service's Sender, from due deliveries to every one recorded sent."""
-    settings = Settings(data_dir=folder, smtp_port=port, mail_from=FROM, smtp_pool_size=pool)
+    settings = Settings(
+        data_dir=folder,
+        smtp_port=port,
+        mail_from=FROM,
+        smtp_pool_size=pool,
+        smtp_security="starttls" if tls else "none",
+    )
     clock = SystemClock()
     cpu = CpuPool(1, threads=True)
     async with sender_db(folder, database_url) as engine:
@@ -224,20 +322,25 @@ def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
 
-async def senders(args: argparse.Namespace, folder: Path) -> float:
-    """The three sender rates; returns the ceiling's median rate (emails/s)."""
+async def senders(args: argparse.Namespace, folder: Path, tls: bool) -> float:
+    """The three sender rates over plain SMTP or STARTTLS; returns the ceiling's median rate."""
     port = free_port()
-    log = folder / "sink.ids"
+    variant = "starttls" if tls else "plain"
+    log = folder / f"sink-{variant}.ids"
+    cert = make_certificate(folder) if tls else None
+    if cert:
+        os.environ["SSL_CERT_FILE"] = str(cert)  # what the clients trust, as a CA bundle would
     results: dict[str, list[float]] = {"naive": [], "ceiling": [], "sender": []}
-    with sink_process(log, port):
+    print(f"\n{variant}:" + (" (the sink requires STARTTLS, as real servers do)" if tls else ""))
+    with sink_process(log, port, cert):
         for r in range(args.rounds):
             runs: list[tuple[str, Callable[..., Any]]] = [
-                ("naive", lambda m: naive(port, m, args.pool)),
-                ("ceiling", lambda m: ceiling(port, m, args.pool)),
+                ("naive", lambda m: naive(port, m, args.pool, tls)),
+                ("ceiling", lambda m: ceiling(port, m, args.pool, tls)),
                 (
                     "sender",
                     lambda m, r=r: service_sender(
-                        port, m, args.pool, folder / f"sender-{r}", args.database_url
+                        port, m, args.pool, folder / f"sender-{variant}-{r}", args.database_url, tls
                     ),
                 ),
             ]
@@ -246,16 +349,18 @@ async def senders(args: argparse.Namespace, folder: Path) -> float:
                 seconds = await run(mails)
                 results[name].append(_rate(args.emails, seconds))
                 print(f"  round {r + 1} {name:8s} {results[name][-1]:8.0f} emails/s", flush=True)
-    ids = log.read_text().splitlines()
+    ids = [mid for _, mid, _ in _sink_lines(log)]
     sender_ids = [i for i in ids if i.startswith("<sender")]
     expected = args.emails * args.rounds
     median = {name: statistics.median(rates) for name, rates in results.items()}
-    print(f"\n{args.emails} invitations x {args.rounds} rounds, pool of {args.pool} (medians):")
+    what = f"{args.emails} invitations x {args.rounds} rounds, pool of {args.pool}"
+    print(f"{what}, {variant} (medians):")
     for name in ("naive", "ceiling", "sender"):
         print(f"  {name:8s} {median[name]:8.0f} emails/s")
     print(
-        f"  sender / ceiling = {median['sender'] / median['ceiling']:.2f} (target >= 0.70); "
-        f"sender / naive = {median['sender'] / median['naive']:.1f}x (target >= 4x)"
+        f"  {variant}: sender / ceiling = {median['sender'] / median['ceiling']:.2f} (target >= "
+        f"0.70); sender / naive = {median['sender'] / median['naive']:.1f}x (target >= 4x); "
+        f"ceiling / naive = {median['ceiling'] / median['naive']:.1f}x"
     )
     print(
         f"  sink: {len(sender_ids)} sender Message-IDs for {expected} deliveries, "
@@ -340,9 +445,10 @@ def _count(log: Path) -> int:
     return log.read_bytes().count(b"\n") if log.exists() else 0
 
 
-async def end_to_end(args: argparse.Namespace, folder: Path, ceiling_rate: float) -> None:
-    """session.scheduled for a cohort -> last invitation; session.rescheduled -> update."""
-    people = args.cohort - args.cohort % 2
+async def service_end_to_end(args: argparse.Namespace, folder: Path, ceiling_rate: float) -> None:
+    """notifications alone: session.scheduled for a cohort -> last invitation;
+    session.rescheduled -> update."""
+    people = args.service_cohort - args.service_cohort % 2
     nats_server = NatsServer(free_port(), folder / "nats", folder / "nats.log")
     nats_server.start()
     port, log = free_port(), folder / "e2e.ids"
@@ -385,7 +491,8 @@ async def end_to_end(args: argparse.Namespace, folder: Path, ceiling_rate: float
                 elapsed = time.perf_counter() - started
                 rate = people / elapsed
                 print(
-                    f"\nend to end, {people} people: session.scheduled published -> last of "
+                    f"\nnotifications alone, {people} people: session.scheduled published -> "
+                    "last of "
                     f"{people} invitations in the sink in {elapsed:.1f}s = {rate:.0f} emails/s = "
                     f"{rate / ceiling_rate:.2f} of the raw pooled rate (target >= 0.40)"
                 )
@@ -407,11 +514,181 @@ async def end_to_end(args: argparse.Namespace, folder: Path, ceiling_rate: float
                     f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms "
                     f"({len(latencies)} reschedules, one at a time)"
                 )
-            ids = log.read_text().splitlines()
+            ids = [mid for _, mid, _ in _sink_lines(log)]
             print(f"sink: {len(ids)} messages, {len(ids) - len(set(ids))} duplicate Message-IDs")
         await nc.close()
     finally:
         nats_server.stop()
+
+
+# --- the whole flow: matching.requested -> pairing -> scheduling -> notifications -> sink ----
+
+
+def _cohort(n: int) -> list[dict[str, Any]]:
+    """N registrations: half mentors (one mentee each), half mentees, in four zones."""
+    zones = ["Europe/Berlin", "Europe/London", "America/New_York", "Europe/Madrid"]
+    hours = [{"weekday": d, "start": "09:00", "end": "17:00"} for d in range(5)]
+    bodies = []
+    for i in range(n):
+        mentor = i % 2 == 0
+        body: dict[str, Any] = {
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": SystemClock().now().isoformat(),
+            "program_id": "bench",
+            "schema_version": 1,
+            "participant_id": f"p{i}",
+            "email": f"p{i}@example.org",
+            "display_name": f"Person {i}",
+            "role": "mentor" if mentor else "mentee",
+            "timezone": zones[i % len(zones)],
+            "working_hours": hours,
+            "languages": ["en"],
+            "skills_offered": ["python", "leadership"] if mentor else [],
+            "skills_sought": [] if mentor else ["python"],
+        }
+        if mentor:
+            body["capacity"] = 1
+        bodies.append(body)
+    return bodies
+
+
+PIPELINE = ("pairing", "scheduling", "notifications")
+QUIET = 20.0  # seconds without a new session.scheduled before the flow counts as planned
+WATCH = (
+    "mentorship.matching.completed",
+    "mentorship.pair.formed",
+    "mentorship.session.scheduled",
+    "mentorship.notification.sent",
+)
+
+
+async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) -> None:
+    """The three services as processes (as `up` runs them) on one nats-server: the cohort
+    registered, then matching.requested; until every invitation of every planned session is
+    in the sink. Where the time goes: first and last of each event kind on the bus."""
+    from bench.throughput import _ready, _start, drained, publish_all, wait_for
+
+    people = args.cohort - args.cohort % 2
+    nats_server = NatsServer(free_port(), folder / "pnats", folder / "pnats.log")
+    nats_server.start()
+    port, log = free_port(), folder / "pipeline.ids"
+    env = dict(os.environ) | {
+        "MENTORSHIP_NATS_URL": nats_server.url,
+        "MENTORSHIP_DATA_DIR": str(folder / "pipeline"),
+        "MENTORSHIP_SMTP_HOST": "127.0.0.1",
+        "MENTORSHIP_SMTP_PORT": str(port),
+        "MENTORSHIP_SMTP_POOL_SIZE": str(args.pool),
+        "MENTORSHIP_MAIL_FROM": FROM,
+        "MENTORSHIP_LOG_LEVEL": "WARNING",
+        "MENTORSHIP_PAIRING_CONSENT_REQUIRED": "false",
+    }
+    if args.database_url:
+        env["MENTORSHIP_DATABASE_URL"] = args.database_url
+    ports = {name: free_port() for name in PIPELINE}
+    env |= {f"MENTORSHIP_{name.upper()}_HTTP_PORT": str(p) for name, p in ports.items()}
+    (folder / "pipeline").mkdir(parents=True, exist_ok=True)
+    seen: dict[str, list[float]] = {subject: [] for subject in WATCH}
+    attendees: list[int] = []
+    try:
+        with sink_process(log, port):
+            nc = await nats.connect(nats_server.url)
+            js = nc.jetstream()
+            await ensure_stream(js)
+            procs = [
+                _start([sys.executable, "-m", f"services.{name}"], env, folder / f"p-{name}.log")
+                for name in PIPELINE
+            ]
+            try:
+                for name in PIPELINE:
+
+                    async def up(port: int = ports[name]) -> tuple[int, int]:
+                        return (1 if await _ready(port) else 0), 1
+
+                    try:
+                        await wait_for(up, f"{name} starting", 300)
+                    except TimeoutError:
+                        tail = (folder / f"p-{name}.log").read_text()[-3000:]
+                        raise TimeoutError(
+                            f"{name} did not get ready; its log ends:\n{tail}"
+                        ) from None
+
+                async def on_message(msg: Any) -> None:
+                    seen[msg.subject].append(time.perf_counter())
+                    if msg.subject == "mentorship.session.scheduled":
+                        attendees.append(len(json.loads(msg.data)["attendee_ids"]))
+
+                for subject in WATCH:
+                    await nc.subscribe(subject, cb=on_message)
+                durables = [c.name for c in await js.consumers_info(STREAM) if "__" in c.name]
+                await publish_all(js, _cohort(people))
+                await wait_for(lambda: drained(js, durables, 0), "registrations consumed", 600)
+                started = time.perf_counter()
+                wall = time.time()
+                await _publish(
+                    js,
+                    [
+                        MatchingRequested(
+                            program_id="bench",
+                            occurred_at=SystemClock().now(),
+                            round_id=f"bench-{uuid.uuid4().hex[:8]}",
+                            requested_by="bench",
+                        )
+                    ],
+                )
+
+                async def all_invited() -> tuple[int, int]:
+                    invited = sum(1 for at, _, inv in _sink_lines(log) if inv and at >= wall)
+                    planned = sum(attendees)
+                    settled = bool(seen["mentorship.matching.completed"])
+                    last = max(seen["mentorship.session.scheduled"] or [started])
+                    if settled and invited >= planned and time.perf_counter() - last > QUIET:
+                        # nothing left to consume, and QUIET s without a new plan
+                        settled = (await drained(js, durables, 0)) == (len(durables),) * 2
+                    return invited, (planned if settled and planned else invited + 1)
+
+                await wait_for(all_invited, "invitations in the sink", 1800)
+                info = await js.stream_info(STREAM, subjects_filter="mentorship.>")
+                subjects = info.state.subjects or {}
+                print(
+                    "  events on the stream: "
+                    + ", ".join(
+                        f"{k.removeprefix('mentorship.')} {v}" for k, v in sorted(subjects.items())
+                    )
+                )
+                tail = (folder / "p-scheduling.log").read_text()[-1500:]
+                if tail.strip():
+                    print(f"  scheduling's log ends:\n{tail}")
+            finally:
+                await nc.drain()
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(30)
+    finally:
+        nats_server.stop()
+    lines = [(at, inv) for at, _, inv in _sink_lines(log) if at >= wall]
+    invites = [at for at, inv in lines if inv]
+    last = max(invites) - wall
+    rate = len(invites) / last
+    print(
+        f"\nwhole flow, {people} people: matching.requested -> the last of {len(invites)} "
+        f"invitations ({len(attendees)} sessions) in the sink in {last:.1f}s = {rate:.0f} "
+        f"invitations/s = {rate / ceiling_rate:.2f} of the raw pooled rate (target >= 0.40); "
+        f"{len(lines) - len(invites)} other mails meanwhile"
+    )
+    print("  where the time goes (seconds after matching.requested, first .. last):")
+    for subject in WATCH:
+        times = seen[subject]
+        if times:
+            print(
+                f"    {subject.removeprefix('mentorship.'):24s} {len(times):6d} "
+                f"{min(times) - started:7.1f} .. {max(times) - started:7.1f}"
+            )
+    if invites:
+        print(
+            f"    {'invitation in the sink':24s} {len(invites):6d} "
+            f"{min(invites) - wall:7.1f} .. {last:7.1f}"
+        )
 
 
 def main() -> None:
@@ -419,14 +696,33 @@ def main() -> None:
     parser.add_argument("--emails", type=int, default=2000)
     parser.add_argument("--pool", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cohort", type=int, default=2000, help="people end to end; 0 skips")
+    parser.add_argument(
+        "--security", choices=("plain", "starttls", "both"), default="both", help="the senders"
+    )
+    parser.add_argument(
+        "--cohort", type=int, default=2000, help="people in the whole flow; 0 skips"
+    )
+    parser.add_argument(
+        "--service-cohort",
+        type=int,
+        default=1000,
+        help="people for notifications alone (and the reschedule latency); 0 skips",
+    )
     parser.add_argument("--database-url", default=None, help="PostgreSQL; default SQLite")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-email-") as tmp:
         folder = Path(tmp)
-        ceiling_rate = asyncio.run(senders(args, folder))
+        ceiling_rate = 0.0
+        if args.security in ("starttls", "both"):
+            asyncio.run(senders(args, folder, tls=True))
+        if args.security in ("plain", "both"):
+            ceiling_rate = asyncio.run(senders(args, folder, tls=False))
+        if not ceiling_rate:  # the end to end runs talk plain SMTP to the sink
+            ceiling_rate = asyncio.run(senders(args, folder, tls=False))
+        if args.service_cohort:
+            asyncio.run(service_end_to_end(args, folder, ceiling_rate))
         if args.cohort:
-            asyncio.run(end_to_end(args, folder, ceiling_rate))
+            asyncio.run(pipeline(args, folder, ceiling_rate))
 
 
 if __name__ == "__main__":
