@@ -5,7 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from services.notifications import deliveries, digests, messages, notices, reminders, store
+from services.notifications import (
+    deliveries,
+    digests,
+    messages,
+    notices,
+    preferences,
+    reminders,
+    store,
+)
 from services.notifications.deliveries import (
     Attendee,
     SessionChange,
@@ -24,6 +32,7 @@ from shared.events import (
     PairAtRisk,
     PairFormed,
     PairProposed,
+    ParticipantLeft,
     ParticipantRegistered,
     ParticipantTimezoneChanged,
     ParticipantUpdated,
@@ -68,6 +77,21 @@ def _prefer(uow: UnitOfWork, program_id: str, participant_id: str, frequency: st
             "participant_id": participant_id,
             "frequency": frequency,
             "updated_at": uow.clock.now(),
+        },
+    )
+
+
+async def on_participant_left(event: ParticipantLeft, uow: UnitOfWork) -> None:
+    """Someone who left the program gets no optional mail any more (weekly wins, surveys,
+    touchpoints), recorded as an unsubscription; mail about their sessions still goes (the
+    cancellations scheduling sends when they leave)."""
+    uow.upsert(
+        store.Unsubscription,
+        {
+            "program_id": event.program_id,
+            "participant_id": event.participant_id,
+            "kind": preferences.ALL,
+            "unsubscribed_at": uow.clock.now(),
         },
     )
 
@@ -334,4 +358,5 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(SessionHeld, digests.on_session_held, after=(*_PEOPLE, PairFormed)),
     Subscription(ParticipantUpdated, on_participant_updated, after=(ParticipantRegistered,)),
     Subscription(CharterAgreed, digests.on_charter_agreed, after=(*_PEOPLE, PairFormed)),
+    Subscription(ParticipantLeft, on_participant_left, after=(ParticipantRegistered,)),
 ]

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from services.notifications import digests, pages, preferences, store
 from services.notifications.handlers import (
     on_pair_formed,
+    on_participant_left,
     on_participant_registered,
     on_participant_updated,
     on_session_scheduled,
@@ -31,6 +32,7 @@ from shared.events import (
     CharterAgreed,
     MilestoneReached,
     PairFormed,
+    ParticipantLeft,
     ParticipantRegistered,
     ParticipantUpdated,
     SessionHeld,
@@ -419,6 +421,22 @@ async def test_public_milestones_go_in_the_weekly_wins_to_everyone_private_ones_
         await session.execute(store.timers.update().values(status="pending"))
     await fire(db, preferences.WINS, digests.on_wins_due)
     assert len(await mails(db, preferences.WINS)) == 3
+
+
+async def test_someone_who_left_gets_no_optional_mail_but_session_mail_still_goes(db):
+    await pair(db)
+    await db.apply(on_participant_registered, person("x"))
+    await db.apply(
+        on_participant_left, ParticipantLeft.model_validate(envelope("p1", participant_id="x"))
+    )
+    db.clock.advance(dt.timedelta(days=31))
+    await fire(db, preferences.ASSESSMENT, digests.on_assessment_due)
+    assert len(await mails(db, preferences.ASSESSMENT)) == 2  # m and e
+    [refused] = await rows(db, store.Delivery, recipient_id="x")
+    assert (
+        refused.status == "unsubscribed"
+        and "from the quarterly program survey" in refused.last_error
+    )
 
 
 async def test_the_quarterly_survey_links_to_the_form_and_arms_the_next_quarter(db):
