@@ -553,7 +553,7 @@ def _cohort(n: int) -> list[dict[str, Any]]:
 
 
 PIPELINE = ("pairing", "scheduling", "notifications")
-QUIET = 20.0  # seconds without a new session.scheduled before the flow counts as planned
+QUIET = 120.0  # no new session for this long: pairs left without one stay so
 WATCH = (
     "mentorship.matching.completed",
     "mentorship.pair.formed",
@@ -589,6 +589,7 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
     (folder / "pipeline").mkdir(parents=True, exist_ok=True)
     seen: dict[str, list[float]] = {subject: [] for subject in WATCH}
     attendees: list[int] = []
+    kickoffs: set[str] = set()  # pairs with a planned session
     try:
         with sink_process(log, port):
             nc = await nats.connect(nats_server.url)
@@ -615,7 +616,9 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
                 async def on_message(msg: Any) -> None:
                     seen[msg.subject].append(time.perf_counter())
                     if msg.subject == "mentorship.session.scheduled":
-                        attendees.append(len(json.loads(msg.data)["attendee_ids"]))
+                        body = json.loads(msg.data)
+                        attendees.append(len(body["attendee_ids"]))
+                        kickoffs.add(body["pair_id"])
 
                 for subject in WATCH:
                     await nc.subscribe(subject, cb=on_message)
@@ -639,11 +642,16 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
                 async def all_invited() -> tuple[int, int]:
                     invited = sum(1 for at, _, inv in _sink_lines(log) if inv and at >= wall)
                     planned = sum(attendees)
-                    settled = bool(seen["mentorship.matching.completed"])
                     last = max(seen["mentorship.session.scheduled"] or [started])
-                    if settled and invited >= planned and time.perf_counter() - last > QUIET:
-                        # nothing left to consume, and QUIET s without a new plan
-                        settled = (await drained(js, durables, 0)) == (len(durables),) * 2
+                    quiet = time.perf_counter() - last
+                    every_pair = len(kickoffs) >= len(seen["mentorship.pair.formed"])
+                    settled = (
+                        bool(seen["mentorship.matching.completed"])
+                        and invited >= planned
+                        and (every_pair or quiet > QUIET)
+                        # nothing left to consume
+                        and (await drained(js, durables, 0)) == (len(durables),) * 2
+                    )
                     return invited, (planned if settled and planned else invited + 1)
 
                 await wait_for(all_invited, "invitations in the sink", 1800)
@@ -663,9 +671,14 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
                 for proc in procs:
                     proc.terminate()
                 for proc in procs:
-                    proc.wait(30)
+                    try:
+                        proc.wait(30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
     finally:
         nats_server.stop()
+    print(f"  pairs with a planned session: {len(kickoffs)} of {len(seen[WATCH[1]])} formed")
     lines = [(at, inv) for at, _, inv in _sink_lines(log) if at >= wall]
     invites = [at for at, inv in lines if inv]
     last = max(invites) - wall
