@@ -318,7 +318,8 @@ async def _session_context(event: SessionChange, uow: UnitOfWork) -> SessionCont
         reasons=pair.reasons if pair else (),
         location=getattr(event, "video_url", None) or video_url_for(settings, event.program_id),
         held_links=held_links,
-        replies_read=settings.replies_smtp_port is not None,
+        replies_read=settings.replies_smtp_port is not None
+        or settings.replies_imap_host is not None,
     )
 
 
