@@ -446,10 +446,13 @@ async def _timed(call: Any, repeats: int) -> list[float]:
     for _ in range(10):
         await call()
     samples = []
+    cpu = time.process_time()
     for _ in range(repeats):
         started = time.perf_counter()
         await call()
         samples.append((time.perf_counter() - started) * 1000)
+    # this process's CPU per request (client and app): what load multiplies into wall time
+    print(f"    cpu {(time.process_time() - cpu) * 1000 / repeats:.1f} ms/request", flush=True)
     return samples
 
 

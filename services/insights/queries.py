@@ -67,13 +67,15 @@ async def assessments(
     session: AsyncSession, *, program_id: str, cohort: str | None = None
 ) -> list[AssessmentAverage]:
     """Average score per month and dimension, of one cohort or all."""
-    query = select(AssessmentSum).where(AssessmentSum.program_id == program_id)
+    query = select(
+        AssessmentSum.period, AssessmentSum.dimension, AssessmentSum.total, AssessmentSum.responses
+    ).where(AssessmentSum.program_id == program_id)
     if cohort is not None:
         query = query.where(AssessmentSum.cohort == cohort)
     sums: dict[tuple[str, str], tuple[float, int]] = {}
-    for row in (await session.scalars(query)).all():
-        total, n = sums.get((row.period, row.dimension), (0.0, 0))
-        sums[(row.period, row.dimension)] = (total + row.total, n + row.responses)
+    for period, dimension, row_total, responses in (await session.execute(query)).all():
+        total, n = sums.get((period, dimension), (0.0, 0))
+        sums[(period, dimension)] = (total + row_total, n + responses)
     return [
         AssessmentAverage(period=p, dimension=d, average=round(t / n, 2), responses=n)
         for (p, d), (t, n) in sorted(sums.items())
