@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from services.scheduling import feeds
 from shared.clock import SystemClock
 from shared.db import make_engine, make_sessions
 from shared.errors import EventRejected, UnknownReference
@@ -32,6 +31,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, *, create: bool) -> int:
+    # imported here: scheduling's calendar code would cost every CLI command a second to start
+    from services.scheduling import feeds
+
     url = make_url(settings.database_url_for("scheduling"))
     engine = make_engine(str(url), schema="scheduling")
     ids = {"program_id": args.program, "participant_id": args.participant}
