@@ -7,7 +7,7 @@ import contextlib
 import functools
 import json
 import operator
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -69,6 +69,13 @@ class UnitOfWork:
         if cached is not _MISSING:
             return cast("R | None", cached)
         return await self.session.get(model, key)
+
+    def peek(self, model: type[R], key: tuple[Any, ...]) -> tuple[bool, R | None]:
+        """(whether the batch loaded this key, its row or None): a lookup that never queries."""
+        cached = self._loaded.get((model, key), _MISSING)
+        if cached is _MISSING:
+            return False, None
+        return True, cast("R | None", cached)
 
     def add(self, row: DeclarativeBase) -> None:
         """Adds a new row to the session; later `get`s in the same batch see it."""
@@ -177,24 +184,39 @@ def _key_of(row: Any) -> tuple[Any, ...]:
 R = TypeVar("R")
 
 
+def _no_key(event: Any) -> tuple[Any, ...]:
+    raise TypeError("this Preload has keys=, not key=")
+
+
 @dataclass(frozen=True)
 class Preload(Generic[E]):
     """Rows a subscription's handler reads by primary key, loaded for a whole batch at once.
 
     `key(event)` gives the primary key (a tuple, in the model's primary-key column order) of
-    the `model` row the handler will `uow.get`. The consumer loads every such row of a batch in
-    one query before the handlers run, so a read-modify-write handler (a projection that
-    updates a row) costs no statement per event. Handlers add new rows with `uow.add`.
+    the `model` row the handler will `uow.get`; `keys(event)` instead, several (a session's
+    attendees, say). The consumer loads every such row of a batch in one query before the
+    handlers run, so a read-modify-write handler (a projection that updates a row) costs no
+    statement per event. Handlers add new rows with `uow.add`.
     """
 
     model: type[DeclarativeBase]
-    key: Callable[[E], tuple[Any, ...]]
+    key: Callable[[E], tuple[Any, ...]] = _no_key
+    keys: Callable[[E], Iterable[tuple[Any, ...]]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.key is _no_key) == (self.keys is None):
+            raise TypeError("Preload takes key= or keys=, exactly one")
+
+    def _keys_of(self, events: list[E]) -> list[tuple[Any, ...]]:
+        if self.keys is None:
+            return list(dict.fromkeys(self.key(event) for event in events))
+        return list(dict.fromkeys(k for event in events for k in self.keys(event)))
 
     async def load(self, session: AsyncSession, events: list[E]) -> dict[tuple[Any, ...], Any]:
         """The rows for these events' keys, None where a key has no row (chunks of 500)."""
         mapper = inspect(self.model)
         columns = list(mapper.primary_key)
-        keys = list(dict.fromkeys(self.key(event) for event in events))
+        keys = self._keys_of(events)
         found: dict[tuple[Any, ...], Any] = dict.fromkeys(keys)
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]

@@ -44,7 +44,7 @@ from shared.events.sessions import SessionCancelled, SessionRescheduled
 from shared.links import SESSION_HELD, link_url
 from shared.settings import Settings
 from shared.timers import Due
-from shared.unit_of_work import UnitOfWork
+from shared.unit_of_work import Preload, UnitOfWork
 
 HELD_LINK_DAYS = 14  # a "we met" link holds this long after the session's end
 
@@ -294,7 +294,7 @@ def _partner_times(start: dt.datetime, others: list[Attendee]) -> list[str]:
 
 async def _session_context(event: SessionChange, uow: UnitOfWork) -> SessionContext:
     settings, now = uow.settings, uow.clock.now()
-    pair = await store.get_pair(uow.session, program_id=event.program_id, pair_id=event.pair_id)
+    pair = await uow.get(store.Pair, (event.program_id, event.pair_id))  # preloaded
     held_links = None
     session_id = getattr(event, "session_id", None)
     end = getattr(event, "end", None)
@@ -326,18 +326,51 @@ async def _session_context(event: SessionChange, uow: UnitOfWork) -> SessionCont
 async def _queue_session_mails(
     event: SessionChange, uow: UnitOfWork, *, start: dt.datetime, end: dt.datetime, kind: str
 ) -> None:
-    contacts = await store.contacts_or_raise(
-        uow.session, program_id=event.program_id, participant_ids=event.attendee_ids
-    )
+    contacts = [await _contact(uow, event.program_id, pid) for pid in event.attendee_ids]
+    context = await _session_context(event, uow)
     planned = deliveries.session_mails(
         event,
         [contact.attendee() for contact in contacts],
-        context=await _session_context(event, uow),
+        context=context,
         start=start,
         end=end,
         session_kind=kind,
     )
-    await queue_all(event.program_id, planned, uow)
+    # the duplicate check needs no flush of the deliveries earlier events of the batch added: a
+    # delivery queued twice in one batch breaks its unique idempotency key, and the batch is
+    # applied again event by event (each then sees the one before). A flush per event cost
+    # most of a session.scheduled.
+    with uow.session.no_autoflush:
+        await queue_all(event.program_id, planned, uow)
+
+
+async def _contact(uow: UnitOfWork, program_id: str, participant_id: str) -> store.Contact:
+    """An attendee's contact (preloaded for the batch), or why there is none."""
+    contact = await uow.get(store.Contact, (program_id, participant_id))
+    if contact is None:  # says why: unknown here, or another program's
+        return await store.contact_or_raise(
+            uow.session, program_id=program_id, participant_id=participant_id
+        )
+    return contact
+
+
+# what the session mails read, loaded for the whole batch: no lookup per event
+_SESSION_ROWS: tuple[Preload[Any], ...] = (
+    Preload(store.Pair, key=lambda e: (e.program_id, e.pair_id)),
+    Preload(store.Contact, keys=lambda e: [(e.program_id, pid) for pid in e.attendee_ids]),
+    Preload(store.Delivery, keys=lambda e: _session_deliveries(e)),
+)
+
+
+def _session_deliveries(event: SessionChange) -> list[tuple[str, str]]:
+    """The keys of the deliveries a session change queues (one per attendee), for the check
+    that none is queued already."""
+    return [
+        (event.program_id, deliveries.delivery_id(deliveries.idempotency_key(
+            program_id=event.program_id, source_event_id=str(event.event_id), recipient_id=pid
+        )))
+        for pid in event.attendee_ids
+    ]  # fmt: skip
 
 
 _PEOPLE = (ParticipantRegistered, ParticipantTimezoneChanged)
@@ -346,9 +379,24 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(ParticipantRegistered, on_participant_registered),
     Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)),
     Subscription(PairFormed, on_pair_formed, after=_PEOPLE),
-    Subscription(SessionScheduled, on_session_scheduled, after=(*_PEOPLE, PairFormed)),
-    Subscription(SessionRescheduled, on_session_rescheduled, after=(*_PEOPLE, SessionScheduled)),
-    Subscription(SessionCancelled, on_session_cancelled, after=(*_PEOPLE, SessionScheduled)),
+    Subscription(
+        SessionScheduled,
+        on_session_scheduled,
+        after=(*_PEOPLE, PairFormed),
+        preload=_SESSION_ROWS,
+    ),
+    Subscription(
+        SessionRescheduled,
+        on_session_rescheduled,
+        after=(*_PEOPLE, SessionScheduled),
+        preload=_SESSION_ROWS,
+    ),
+    Subscription(
+        SessionCancelled,
+        on_session_cancelled,
+        after=(*_PEOPLE, SessionScheduled),
+        preload=_SESSION_ROWS,
+    ),
     Subscription(PairProposed, notices.on_pair_proposed, after=_PEOPLE),
     Subscription(MatchingCompleted, notices.on_matching_completed, after=_PEOPLE),
     Subscription(CheckinDue, notices.on_checkin_due, after=_PEOPLE),

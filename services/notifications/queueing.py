@@ -34,7 +34,7 @@ def signer_for(settings: Settings) -> LinkSigner:
 
 async def queue_all(program_id: str, planned: list[PlannedDelivery], uow: UnitOfWork) -> None:
     """Composes and stores the deliveries not queued already (a redelivery queues nothing)."""
-    queued = await store.queued_keys(uow.session, keys=[p.idempotency_key for p in planned])
+    queued = await _queued(program_id, planned, uow)
     planned = [p for p in planned if p.idempotency_key not in queued]
     if any(not preferences.is_essential(p.kind) for p in planned):
         planned = await _respect(program_id, planned, uow)
@@ -49,6 +49,15 @@ async def queue_all(program_id: str, planned: list[PlannedDelivery], uow: UnitOf
         composed = await uow.cpu.run(compose_invitations, mails)
     for plan, message in zip(planned, composed, strict=True):
         await _queue(program_id, plan, message, uow)
+
+
+async def _queued(program_id: str, planned: list[PlannedDelivery], uow: UnitOfWork) -> set[str]:
+    """The idempotency keys already queued: from the batch's preload when the subscription
+    loaded these deliveries (session mails), else one query."""
+    seen = [uow.peek(store.Delivery, (program_id, p.delivery_id)) for p in planned]
+    if all(known for known, _ in seen):
+        return {p.idempotency_key for p, (_, row) in zip(planned, seen, strict=True) if row}
+    return await store.queued_keys(uow.session, keys=[p.idempotency_key for p in planned])
 
 
 async def _queue(
