@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mentorship.timers")
 
 LEASE = dt.timedelta(minutes=2)
+_ARMED = "mentorship.timers.armed"  # session.info: the items schedule() armed in it
 BATCH = 50
 # items scheduled by other transactions (consumers, other replicas) are not signalled here
 POLL_SECONDS = 0.5
@@ -158,6 +159,8 @@ async def schedule(
     await session.execute(
         statement.on_conflict_do_update(index_elements=["program_id", "kind", "key"], set_=values)
     )
+    # a timer's own `done` that re-arms its item is told apart from a lease lost (TimerRunner)
+    session.info.setdefault(_ARMED, set()).add((program_id, kind, key))
 
 
 async def cancel(
@@ -319,8 +322,11 @@ class TimerRunner:
             if handler.act is not None:
                 await handler.act(item)
             async with self._unit_of_work() as uow:
-                await self._finish(uow.session, item, status=DONE, error=None)
+                # done first, then the item's own row: the order in which consumers lock the
+                # same rows (a projection's row, then the timer it re-arms), so the two never
+                # wait on each other in a cycle (a deadlock PostgreSQL breaks after a second)
                 await handler.done(item, uow)
+                await self._finish(uow.session, item, status=DONE, error=None)
         except LeaseLost:
             log.warning(
                 "timer %s/%s/%s: lease lost, result discarded", item.program_id, item.kind, item.key
@@ -351,6 +357,8 @@ class TimerRunner:
             )
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
+            if (item.program_id, item.kind, item.key) in session.info.get(_ARMED, ()):
+                return  # its own `done` armed it again: it runs at its new time
             raise LeaseLost(f"{item.kind} {item.key!r} is no longer leased to this runner")
 
     async def _failed(self, item: Due, handler: TimerHandler, reason: str) -> None:
