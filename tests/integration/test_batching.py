@@ -261,7 +261,12 @@ async def test_an_unpublishable_outbox_row_is_parked_and_later_rows_keep_flowing
         rt.relay.wake()
         offered = OpportunityOffered.subject
         await eventually(lambda: _on_stream(js, offered, 2), what="the rows after the huge one")
-        assert await backlog(sessions=rt.sessions, tables=tables) == (0, 1)
+        # the relay marks its batch published once every PubAck of it is in
+
+        async def marked() -> bool:
+            return await backlog(sessions=rt.sessions, tables=tables) == (0, 1)
+
+        await eventually(marked, what="the relay to mark the published rows")
         [parked] = await parked_rows(sessions=rt.sessions, tables=tables)
         assert parked.event_id == str(huge.event_id)
         assert "MaxPayload" in parked.reason
