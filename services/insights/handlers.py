@@ -7,8 +7,7 @@ event wait for the events it refers to (a pair's sessions wait for its pair.form
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import select
 
@@ -90,10 +89,8 @@ async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWor
             "unmatched_reason": WAITING if role == "mentee" else None,
             "demographics": demographics,
         }
-        uow.upsert(ParticipantView, values)
-        # later registrations of the batch see it (and write it again when they change it)
-        person = cast(ParticipantView, SimpleNamespace(**values))
-        uow.preloaded(ParticipantView, {key: person})
+        # later registrations of the batch see it, and what they change is what is written
+        person = uow.upsert_row(ParticipantView, values)
         writes.add_to(uow, event.program_id, f"participants.{role}")
         writes.add_for_groups(uow, person, "people")
     else:
@@ -106,8 +103,6 @@ async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWor
             writes.add_for_groups(uow, person, "people", 1)
         person.role, person.timezone = role, event.timezone
         person.display_name = event.display_name
-        if isinstance(person, SimpleNamespace):  # new in this batch: not an ORM row
-            uow.upsert(ParticipantView, vars(person))
     writes.count_event(uow, program_id=event.program_id, subject=event.subject)
 
 
