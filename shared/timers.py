@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mentorship.timers")
 
 LEASE = dt.timedelta(minutes=2)
-_ARMED = "mentorship.timers.armed"  # session.info: the items schedule() armed in it
+_ARMED = "mentorship.timers.armed"  # session.info: the items schedule() / cancel() touched
 BATCH = 50
 # items scheduled by other transactions (consumers, other replicas) are not signalled here
 POLL_SECONDS = 0.5
@@ -175,6 +175,7 @@ async def cancel(
             timers.c.status == PENDING,
         )
     )
+    session.info.setdefault(_ARMED, set()).add((program_id, kind, key))  # see schedule()
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -358,7 +359,7 @@ class TimerRunner:
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             if (item.program_id, item.kind, item.key) in session.info.get(_ARMED, ()):
-                return  # its own `done` armed it again: it runs at its new time
+                return  # its own `done` armed it again (it runs at its new time) or cancelled it
             raise LeaseLost(f"{item.kind} {item.key!r} is no longer leased to this runner")
 
     async def _failed(self, item: Due, handler: TimerHandler, reason: str) -> None:
