@@ -46,6 +46,8 @@ from nats.js.errors import NotFoundError
 from sqlalchemy import insert
 
 from cli.launcher import NatsServer, free_port
+from services.insights import handlers as insights_handlers
+from services.insights import writes as insights_writes
 from shared import migrations
 from shared.bus import STREAM, durable_name, ensure_stream
 from shared.clock import SystemClock
@@ -122,11 +124,11 @@ def _insights_rows(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "role": body["role"],
             "timezone": body["timezone"],
             "display_name": body["display_name"],
-            "cohort": f"{at.year:04d}-{at.month:02d}",
+            "cohort": insights_writes.month(at),
             "matched": False,
             "active": True,
             "registered_at": at,
-            "unmatched_reason": "waiting for the next matching round" if mentee else None,
+            "unmatched_reason": insights_handlers.WAITING if mentee else None,
             "demographics": None,
         }
     }
