@@ -46,6 +46,7 @@ from shared.events import Event
 from shared.outbox import DeliveryTables
 from shared.pull import Puller
 from shared.settings import Settings
+from shared.tasks import stop
 from shared.telemetry import consumer_span
 from shared.unit_of_work import Preload, UnitOfWork, write_outbox, write_upserts
 
@@ -465,9 +466,7 @@ class SubscriptionConsumer(Generic[E]):
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop(task)
 
 
 def delivery_of(msg: Msg) -> tuple[int, int]:

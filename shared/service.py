@@ -41,6 +41,7 @@ from shared.events import Event
 from shared.logs import configure_logging
 from shared.outbox import DeliveryTables, OutboxRelay, prune
 from shared.settings import Settings
+from shared.tasks import stop_all
 from shared.telemetry import setup_tracing
 from shared.unit_of_work import UnitOfWork, unit_of_work
 
@@ -202,9 +203,7 @@ class Service:
             log.info("%s started: %d subscriptions", d.name, len(d.subscriptions))
             yield running
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_all(tasks, grace=STOP_GRACE_SECONDS, what=d.name)
             # flush the last acks, then close: nats-py 2.16's drain waits its full timeout on
             # pull subscriptions whose fetches left status messages behind
             with contextlib.suppress(Exception):
@@ -229,6 +228,9 @@ def tune_garbage_collector() -> None:
 
 
 PRUNE_EVERY_SECONDS = 3600.0
+# a cancelled relay, consumer or timer ends within a round trip; one that has not after this
+# long is named in the log and left behind rather than holding the stop for ever
+STOP_GRACE_SECONDS = 15.0
 
 
 async def _prune_periodically(running: Running) -> None:
