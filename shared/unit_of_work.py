@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Table, insert, inspect, select, tuple_
+from sqlalchemy import Table, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
 from shared.bus import event_headers
 from shared.clock import Clock
 from shared.cpu import CpuPool
-from shared.db import Sessions, upsert_insert
+from shared.db import Sessions, keys_in, upsert_insert
 from shared.events import Event
 from shared.outbox import DeliveryTables
 from shared.settings import Settings
@@ -220,7 +220,7 @@ class Preload(Generic[E]):
         found: dict[tuple[Any, ...], Any] = dict.fromkeys(keys)
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
-            statement = select(self.model).where(tuple_(*columns).in_(chunk))
+            statement = select(self.model).where(keys_in(columns, chunk))
             for row in await session.scalars(statement):
                 found[_key_of(row)] = row
         return found
