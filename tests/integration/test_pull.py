@@ -11,6 +11,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from shared.bus import STREAM
 from shared.pull import ConsumerGone, Puller
+from tests.support.waiting import eventually
 
 SUBJECT = "mentorship.participant.registered"
 
@@ -53,8 +54,12 @@ async def test_batches_come_full_in_stream_order_and_the_rest_follows(js) -> Non
             await m.ack()
     assert sizes == [512, 512, 76]
     assert seen == list(range(1100))
-    info = await js.consumer_info(STREAM, "batches")
-    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+    async def all_acked() -> bool:  # acks are published without a reply: counted a bit later
+        info = await js.consumer_info(STREAM, "batches")
+        return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+
+    await eventually(all_acked, timeout=5, what="every message acked")
     await puller.stop()
 
 
