@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from services.pairing import consent, profiles, relations, rounds, store
@@ -24,6 +25,8 @@ from shared.events import (
     Role,
 )
 from shared.unit_of_work import UnitOfWork
+
+log = logging.getLogger("mentorship.pairing.rounds")
 
 
 async def on_participant_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
@@ -62,7 +65,10 @@ async def on_participant_left(event: ParticipantLeft, uow: UnitOfWork) -> None:
 
 async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> None:
     """Pairs (or, with consent, proposes) the program's unpaired mentees and announces each pair
-    and the round's outcome; a dry run announces only the outcome and keeps nothing."""
+    and the round's outcome; a dry run announces only the outcome and keeps nothing.
+
+    Logs one line per round with the seconds of each phase (`timeline {...}`, JSON)."""
+    timeline = rounds.Timeline()
     session, program = uow.session, event.program_id
     if await store.get_round(session, program_id=program, round_id=event.round_id):
         return  # the round ran already; a second request for it changes nothing
@@ -75,19 +81,30 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
         closed=await store.closed_pairings(session, program_id=program),
         waitlisted=await store.waitlist(session, program_id=program),
     )
+    timeline.mark("load")
     # matching is CPU-bound: in the pool, the loop keeps acking, relaying and answering health
-    result = await uow.cpu.run(rounds.match, standing)
+    result, solving = await uow.cpu.run(rounds.timed_match, standing)
+    timeline.mark("pool")
+    timeline.add("match", solving)
     now = uow.clock.now()
     outcome = rounds.outcome(
         program_id=program, round_id=event.round_id, result=result, now=now,
         proposal_expires_at=consent.deadline(uow.settings, program, now), dry_run=event.dry_run,
     )  # fmt: skip
+    timeline.mark("events")
     if not event.dry_run:
-        await store.add_round(session, outcome)
-        await session.flush()  # a mentee paired by a concurrent round fails here
+        await store.add_round(session, outcome)  # a mentee paired by a concurrent round fails
+        timeline.mark("store")
         await consent.arm_expiry(uow, program, outcome.pairs)
+        timeline.mark("timers")
     for announced in outcome.events:
         uow.emit(announced)
+    timeline.mark("emit")
+    log.info(
+        "round %s of %s: %d pairs, %d unmatched%s; timeline %s",
+        event.round_id, program, len(result.pairs), len(result.unmatched_mentee_ids),
+        " (dry run)" if event.dry_run else "", timeline.json(),
+    )  # fmt: skip
 
 
 async def on_pair_paused(event: PairPaused, uow: UnitOfWork) -> None:

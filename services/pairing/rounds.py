@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from services.pairing.matching import MatchResult, Profile, Proposal, propose_pairs
 from shared.events import Event, MatchingCompleted, PairFormed, PairProposed
@@ -45,6 +47,50 @@ def match(standing: Standing) -> MatchResult:
         ended=standing.closed,
         waitlisted=standing.waitlisted,
     )
+
+
+def timed_match(standing: Standing) -> tuple[MatchResult, float]:
+    """`match` for a round, and the seconds it took inside the worker (the rest of the pool
+    call is moving the standing in and the result out).
+
+    The result comes back without what a round does not keep (each pair's runner-ups, score
+    components and shared windows; its reasons and score name them): at 10,000 pairs that was
+    4 MB and about 0.6 s of pickling, against 2.4 MB and 0.05 s.
+    """
+    started = time.perf_counter()
+    result = match(standing)
+    seconds = time.perf_counter() - started
+    lean = [replace(p, components=(), alternatives=(), shared=()) for p in result.pairs]
+    return replace(result, pairs=lean), seconds
+
+
+@dataclass
+class Timeline:
+    """Seconds per phase of one round, in order: the round's log line says where time goes."""
+
+    started_at: float = field(default_factory=time.time)  # wall clock, for other processes
+    phases: dict[str, float] = field(default_factory=dict)
+    _last: float = field(default_factory=time.perf_counter, repr=False)
+
+    def mark(self, phase: str) -> None:
+        """The phase that just ended; its seconds are from the previous mark."""
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self._last
+        self._last = now
+
+    def add(self, phase: str, seconds: float) -> None:
+        """A phase measured elsewhere (inside the worker, say), not moving the last mark."""
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+
+    def json(self) -> str:
+        """The timeline as one JSON object (started_at, ended_at wall clock; phases)."""
+        return json.dumps(
+            {
+                "started_at": round(self.started_at, 4),
+                "ended_at": round(time.time(), 4),
+                "phases": {name: round(seconds, 4) for name, seconds in self.phases.items()},
+            }
+        )
 
 
 def pair_id(program_id: str, round_id: str, mentee_id: str) -> str:

@@ -10,9 +10,10 @@ what the winner committed.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,9 +22,13 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
+    Text,
     UniqueConstraint,
+    insert,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,6 +118,10 @@ class MatchingRound(Base):
     pairs_formed: Mapped[int] = mapped_column(Integer)
     # the mentees this round left unmatched: the next round serves them first (the waitlist)
     unmatched_mentee_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+
+
+PAIRS = cast(Table, Pair.__table__)
+ROUNDS = cast(Table, MatchingRound.__table__)
 
 
 class Charter(Base):
@@ -221,25 +230,73 @@ async def ensure_has_participants(session: AsyncSession, *, program_id: str) -> 
         )
 
 
+class _Profiles:
+    """Builds profiles from rows, sharing equal parts (zone and hours, languages, skills).
+
+    A program's 13,000 people have a few hundred distinct availabilities: built once each
+    (not parsed per row), and pickled once each when the round's standing crosses into the
+    worker process (pickle writes a shared object once).
+    """
+
+    def __init__(self) -> None:
+        self._availability: dict[tuple[str, str], Availability] = {}
+        self._shared: dict[Any, Any] = {}
+
+    def _one(self, value: Any) -> Any:
+        return self._shared.setdefault(value, value)
+
+    def __call__(self, row: Any) -> Profile:
+        hours = row.working_hours
+        key = (row.timezone, hours if isinstance(hours, str) else json.dumps(hours))
+        availability = self._availability.get(key)
+        if availability is None:
+            parsed = json.loads(hours) if isinstance(hours, str) else hours
+            availability = Availability.from_json(row.timezone, parsed)
+            self._availability[key] = availability
+        return Profile(
+            participant_id=row.participant_id,
+            availability=availability,
+            languages=self._one(tuple(_json(row.languages))),
+            skills_offered=self._one(frozenset(s.lower() for s in _json(row.skills_offered))),
+            skills_sought=self._one(frozenset(s.lower() for s in _json(row.skills_sought))),
+            manager_id=row.manager_id,
+            capacity=row.capacity,
+            department=row.department,
+        )
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value: parsed already (ORM, JSON type), or its text (raw columns)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def profile(row: Participant) -> Profile:
     """The matching profile of a participant's row."""
-    return Profile(
-        participant_id=row.participant_id,
-        availability=Availability.from_json(row.timezone, row.working_hours),
-        languages=tuple(row.languages),
-        skills_offered=frozenset(s.lower() for s in row.skills_offered),
-        skills_sought=frozenset(s.lower() for s in row.skills_sought),
-        manager_id=row.manager_id,
-        capacity=row.capacity,
-    )
+    return _Profiles()(row)
+
+
+PROFILE_COLUMNS = (
+    Participant.participant_id,
+    Participant.timezone,
+    # as stored (JSON text): equal hours are parsed once per program, not once per row
+    type_coerce(Participant.working_hours, Text).label("working_hours"),
+    Participant.languages,
+    Participant.skills_offered,
+    Participant.skills_sought,
+    Participant.manager_id,
+    Participant.capacity,
+    Participant.department,
+)
 
 
 async def active_profiles(
     session: AsyncSession, *, program_id: str, role: str
 ) -> tuple[Profile, ...]:
-    """The matching profiles of the program's active participants of one role, oldest first."""
-    rows = await session.scalars(
-        select(Participant)
+    """The matching profiles of the program's active participants of one role, oldest first.
+
+    Columns, not ORM objects: a round reads every profile of the program."""
+    rows = await session.execute(
+        select(*PROFILE_COLUMNS)
         .where(
             Participant.program_id == program_id,
             Participant.role == role,
@@ -247,7 +304,8 @@ async def active_profiles(
         )
         .order_by(Participant.registered_at, Participant.participant_id)
     )
-    return tuple(profile(row) for row in rows)
+    build = _Profiles()
+    return tuple(build(row) for row in rows)
 
 
 async def pairings(
@@ -286,6 +344,9 @@ async def free_slot(session: AsyncSession, *, program_id: str, mentor_id: str) -
     await change_slots(session, program_id=program_id, free=[mentor_id])
 
 
+SLOT_CHUNK = 1000  # mentors per statement (well inside SQLite's and PostgreSQL's limits)
+
+
 async def change_slots(
     session: AsyncSession,
     *,
@@ -294,33 +355,60 @@ async def change_slots(
     free: Sequence[str] = (),
 ) -> None:
     """Takes a slot per mentor in `take` (checked: SlotTaken when none is left) and gives one
-    back per mentor in `free`, in one order of mentors (two transactions never deadlock).
+    back per mentor in `free`.
 
-    One checked UPDATE per mentor: on PostgreSQL a concurrent one waits for the row and then
-    re-checks against the committed count, so two transactions never both take the last slot.
+    A checked UPDATE per chunk of mentors with the same change (a round of 3,300 mentors: a
+    handful of statements, not one per mentor). On PostgreSQL the mentors' rows are first
+    locked in one order of ids (`SELECT ... ORDER BY ... FOR UPDATE`), so two transactions never
+    deadlock; a concurrent one waits for the rows and its UPDATE then re-checks against the
+    committed count, so two transactions never both take the last slot.
     """
     deltas = Counter(take)
     deltas.subtract(Counter(free))
+    by_delta: dict[int, list[str]] = {}
     for mentor_id, delta in sorted(deltas.items()):
-        if delta == 0:
-            continue
-        mentor = (Participant.program_id == program_id, Participant.participant_id == mentor_id)
+        if delta:
+            by_delta.setdefault(delta, []).append(mentor_id)
+    mentors = sorted(m for ids in by_delta.values() for m in ids)
+    if len(mentors) > 1 and session.get_bind().dialect.name == "postgresql":
+        for chunk in _chunks(mentors):
+            await session.execute(
+                select(Participant.participant_id)
+                .where(Participant.program_id == program_id, Participant.participant_id.in_(chunk))
+                .order_by(Participant.participant_id)
+                .with_for_update()
+            )
+    for delta, ids in sorted(by_delta.items()):
         room = (
             Participant.active_pairs + delta <= Participant.capacity
             if delta > 0
             else Participant.active_pairs + delta >= 0
         )
-        result = await session.execute(
-            update(Participant)
-            .where(*mentor, room)
-            .values(active_pairs=Participant.active_pairs + delta)
-            .execution_options(synchronize_session=False)
-        )
-        if delta > 0 and result.rowcount != 1:  # type: ignore[attr-defined]
-            raise SlotTaken(
-                f"mentor {mentor_id!r} of program {program_id!r} has no {delta} free slot(s) "
-                "left; the round is retried on the pairs formed meanwhile"
+        full: list[str] = []
+        for chunk in _chunks(ids):
+            changed = await session.scalars(
+                update(Participant)
+                .where(
+                    Participant.program_id == program_id,
+                    Participant.participant_id.in_(chunk),
+                    room,
+                )
+                .values(active_pairs=Participant.active_pairs + delta)
+                .returning(Participant.participant_id)
+                .execution_options(synchronize_session=False)
             )
+            if delta > 0:
+                full += sorted(set(chunk) - set(changed))
+        if full:  # the transaction rolls back: no slot is taken
+            more = f" and {len(full) - 1} more" if len(full) > 1 else ""
+            raise SlotTaken(
+                f"mentor {full[0]!r}{more} of program {program_id!r} has no {delta} free "
+                "slot(s) left; the round is retried on the pairs formed meanwhile"
+            )
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[i : i + SLOT_CHUNK] for i in range(0, len(ids), SLOT_CHUNK)]
 
 
 async def get_round(
@@ -331,36 +419,49 @@ async def get_round(
 
 
 async def add_round(session: AsyncSession, outcome: RoundOutcome) -> None:
-    """Stores a completed round and the pairs it formed, their mentors' slots taken."""
+    """Stores a completed round and the pairs it formed, their mentors' slots taken.
+
+    Core INSERTs, executed at once (several rows per statement), not ORM objects flushed later:
+    a mentee paired by a concurrent round fails here, on the open-pair index.
+    """
     await take_slots(
         session,
         program_id=outcome.program_id,
         mentor_ids=[pair.mentor_id for pair in outcome.pairs],
     )
-    session.add_all(
-        Pair(
-            program_id=outcome.program_id,
-            pair_id=pair.pair_id,
-            round_id=outcome.round_id,
-            mentor_id=pair.mentor_id,
-            mentee_id=pair.mentee_id,
-            language=pair.language,
-            status=pair.status,
-            formed_at=outcome.completed_at,
-            reasons=list(pair.reasons),
-            expires_at=pair.expires_at,
-        )
+    rows = [
+        _pair_row(outcome.program_id, outcome.round_id, pair, outcome.completed_at)
         for pair in outcome.pairs
+    ]
+    if rows:
+        await session.execute(insert(PAIRS), rows)
+    await session.execute(
+        insert(ROUNDS),
+        [
+            {
+                "program_id": outcome.program_id,
+                "round_id": outcome.round_id,
+                "completed_at": outcome.completed_at,
+                "pairs_formed": len(outcome.pairs),
+                "unmatched_mentee_ids": list(outcome.unmatched_mentee_ids),
+            }
+        ],
     )
-    session.add(
-        MatchingRound(
-            program_id=outcome.program_id,
-            round_id=outcome.round_id,
-            completed_at=outcome.completed_at,
-            pairs_formed=len(outcome.pairs),
-            unmatched_mentee_ids=list(outcome.unmatched_mentee_ids),
-        )
-    )
+
+
+def _pair_row(program_id: str, round_id: str, pair: NewPair, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "program_id": program_id,
+        "pair_id": pair.pair_id,
+        "round_id": round_id,
+        "mentor_id": pair.mentor_id,
+        "mentee_id": pair.mentee_id,
+        "language": pair.language,
+        "status": pair.status,
+        "formed_at": now,
+        "reasons": list(pair.reasons),
+        "expires_at": pair.expires_at,
+    }
 
 
 async def waitlist(session: AsyncSession, *, program_id: str) -> tuple[str, ...]:

@@ -442,7 +442,7 @@ async def test_matching_runs_in_the_cpu_pool_with_the_result_of_running_it_inlin
             await on_matching_requested(requested("prog", "r1"), uow)
     finally:
         pool.close()
-    assert pool.ran == [rounds.match]
+    assert pool.ran == [rounds.timed_match]
     assert [(p.mentor_id, p.mentee_id, p.language, p.reasons) for p in formed(uow)] == [
         (p.mentor_id, p.mentee_id, p.language, list(p.reasons)) for p in inline.pairs
     ]

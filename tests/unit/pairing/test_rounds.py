@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pickle
 
 from services.pairing import rounds
@@ -72,3 +73,35 @@ def test_a_round_that_pairs_nobody_still_announces_its_outcome():
     [completed] = outcome.events
     assert isinstance(completed, MatchingCompleted)
     assert (completed.pairs_formed, completed.unmatched_mentees, outcome.pairs) == (0, 0, ())
+
+
+def test_timed_match_brings_back_what_a_round_keeps_and_the_seconds_it_took():
+    standing = rounds.Standing(
+        mentors=(person("m-1", capacity=2), person("m-2", capacity=1)),
+        mentees=(person("e-1"), person("e-2"), person("e-3"), person("e-4")),
+        pairings=(),
+        week_of=NOW.date(),
+    )
+    full = rounds.match(standing)
+    lean, seconds = rounds.timed_match(standing)
+    kept = [(p.mentor_id, p.mentee_id, p.language, p.reasons, p.score) for p in full.pairs]
+    assert [(p.mentor_id, p.mentee_id, p.language, p.reasons, p.score) for p in lean.pairs] == kept
+    assert len(kept) == 3 and any(p.shared and p.components for p in full.pairs)
+    # the explanations the round does not store stay in the worker
+    assert all(not (p.shared or p.components or p.alternatives) for p in lean.pairs)
+    assert lean.unmatched_mentee_ids == full.unmatched_mentee_ids == ["e-4"]
+    assert lean.unmatched == full.unmatched and lean.certificate == full.certificate
+    assert 0 < seconds < 60
+
+
+def test_a_timeline_keeps_each_phase_in_order_and_adds_a_phase_measured_elsewhere():
+    timeline = rounds.Timeline()
+    timeline.mark("load")
+    timeline.mark("pool")
+    timeline.add("match", 0.25)
+    timeline.mark("load")  # a phase met again adds up
+    data = json.loads(timeline.json())
+    assert list(data["phases"]) == ["load", "pool", "match"]
+    assert data["phases"]["match"] == 0.25
+    assert all(seconds >= 0 for seconds in data["phases"].values())
+    assert data["started_at"] <= data["ended_at"]
