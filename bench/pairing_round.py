@@ -2,15 +2,21 @@
 matching.completed, against a maximum-cardinality matching computed in the same run.
 
     .venv/bin/python -m bench.pairing_round [--sizes 1000 5000 10000] [--shape diverse]
-                                           [--mentor-ratio 0.33] [--timeout 600]
+        [--mentor-ratio 0.33] [--timeout 600] [--consent]
+        [--database-url postgresql://postgres@127.0.0.1:5432/postgres [--only-postgres]]
 
 Per size: a fresh nats-server and the real pairing service (`python -m services.pairing`, its
-own process, SQLite), N mentees and N x 0.33 mentors (bench/matching_data.py: zones clustered
-by region, Zipf skills, capacities 1-5, some reporting lines) published as participant.registered
-and consumed; then one matching.requested. Printed: the seconds from its publish to the
-matching.completed (target: <= 30 s at 10,000 x 3,300; and when the first pair.formed arrived:
-the rest is the outbox relaying every pair before matching.completed), and the round's pairs
-against the maximum number of pairs any matching can form under the same hard constraints
+own process; SQLite, and with --database-url also a fresh database on that PostgreSQL server),
+N mentees and N x 0.33 mentors (bench/matching_data.py: zones clustered by region, Zipf skills,
+capacities 1-5, some reporting lines) published as participant.registered and consumed; then one
+matching.requested. Printed: the seconds from its publish to the matching.completed (target:
+<= 30 s at 10,000 x 3,300) and its timeline: the wait before the round's handler starts (fetch
+and barrier), each phase of the handler as pairing logs it (load: profiles and pairs read;
+solve: the matcher inside the CPU pool's worker; pool in/out: the rest of the pool call, moving
+the standing in and the result out; events; store: pairs, slots and the round written; timers:
+proposals' expiry), the commit and outbox up to the first pair.formed (pair.proposed with
+--consent) on the wire, and the relay of every pair before matching.completed. Then the round's
+pairs against the maximum number of pairs any matching can form under the same hard constraints
 (shared language, >= 60 weekly shared minutes with a 60-minute stretch in the round's real week,
 mentor capacity, no reporting line), computed here from what pairing stored, independently of
 the matcher: shared.worktime per zone-and-hours class, then a max flow (OR-tools) over groups of
@@ -26,6 +32,7 @@ import datetime as dt
 import functools
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -36,6 +43,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import nats
 from nats.js import JetStreamContext
@@ -51,6 +59,7 @@ REGISTERED = "mentorship.participant.registered"
 REQUESTED = "mentorship.matching.requested"
 COMPLETED = "mentorship.matching.completed"
 FORMED = "mentorship.pair.formed"
+PROPOSED = "mentorship.pair.proposed"
 TARGET_SECONDS = 30.0
 
 
@@ -129,14 +138,26 @@ async def until(check: Any, what: str, limit: float) -> float:
 # --- the reference: a maximum-cardinality matching under the same hard constraints ----------
 
 
-def _people(db: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+PEOPLE = (
+    "SELECT participant_id, role, timezone, working_hours, languages, capacity, manager_id, "
+    "active_pairs FROM participants WHERE program_id = {} AND active"
+)
+
+
+async def _rows(database: Path | str) -> list[Any]:
+    """pairing's stored participants: from its SQLite file, or its PostgreSQL database."""
+    if isinstance(database, Path):
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            return conn.execute(PEOPLE.format("?"), (PROGRAM,)).fetchall()
+    conn = await asyncpg.connect(database, server_settings={"search_path": "pairing"})
+    try:
+        return [tuple(r) for r in await conn.fetch(PEOPLE.format("$1"), PROGRAM)]
+    finally:
+        await conn.close()
+
+
+def _people(rows: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(mentors, mentees) as pairing stored them (active ones)."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        rows = conn.execute(
-            "SELECT participant_id, role, timezone, working_hours, languages, capacity, "
-            "manager_id, active_pairs FROM participants WHERE program_id = ? AND active",
-            (PROGRAM,),
-        ).fetchall()
     people = [
         {
             "id": pid,
@@ -180,12 +201,12 @@ def _week(zone: str, hours_json: str, week_of: dt.date) -> list[Interval]:
     return intersect(working_intervals(who, week_of - dt.timedelta(days=2), 10), window)
 
 
-def maximum_pairs(db: Path, week_of: dt.date) -> tuple[int, float]:
+def maximum_pairs(rows: list[Any], week_of: dt.date) -> tuple[int, float]:
     """The most pairs any matching forms under the hard constraints, and the seconds it took."""
     from ortools.graph.python import max_flow
 
     started = time.perf_counter()
-    mentors, mentees = _people(db)
+    mentors, mentees = _people(rows)
     chains = _chains(mentors + mentees)
     mentor_ids, mentee_ids = {p["id"] for p in mentors}, {p["id"] for p in mentees}
     ruled_out = set()  # (mentee, mentor) inside one reporting line, either direction
@@ -255,7 +276,44 @@ def _start_pairing(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def one_size(size: int, mentors: int, shape: str, limit: float) -> dict[str, Any]:
+async def fresh_postgres(admin_url: str) -> tuple[str, str]:
+    """A new empty database on the server: (its SQLAlchemy URL, its plain asyncpg URL)."""
+    plain = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    name = f"mentorship_bench_round_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(plain)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = plain.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/{name}", f"{base}/{name}"
+
+
+async def drop_postgres(admin_url: str, url: str) -> None:
+    plain = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(plain)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+TIMELINE = re.compile(r"round (\S+) of \S+: .*; timeline (\{.*\})$")
+
+
+def handler_timeline(log: Path, round_id: str) -> dict[str, Any] | None:
+    """The timeline pairing logged for the round (see services/pairing/handlers.py)."""
+    for line in log.read_text(errors="replace").splitlines():
+        found = TIMELINE.search(line)
+        if found and found.group(1) == round_id:
+            timeline: dict[str, Any] = json.loads(found.group(2))
+            return timeline
+    return None
+
+
+async def one_size(
+    size: int, mentors: int, shape: str, limit: float, admin_url: str | None, consent: bool
+) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"mentorship-round-{size}-"))
     server = NatsServer(free_port(), folder / "nats", folder / "nats.log")
     server.start()
@@ -264,16 +322,22 @@ async def one_size(size: int, mentors: int, shape: str, limit: float) -> dict[st
         "MENTORSHIP_NATS_URL": server.url,
         "MENTORSHIP_DATA_DIR": str(folder / "data"),
         "MENTORSHIP_PAIRING_HTTP_PORT": str(port),
-        "MENTORSHIP_LOG_LEVEL": "WARNING",
+        "MENTORSHIP_LOG_LEVEL": "INFO",  # the round's timeline is an INFO line
+        "MENTORSHIP_PAIRING_CONSENT_REQUIRED": "true" if consent else "false",
     }
-    env.pop("MENTORSHIP_DATABASE_URL", None)
-    env.pop("MENTORSHIP_PAIRING_DATABASE_URL", None)
+    for name in ("MENTORSHIP_DATABASE_URL", "MENTORSHIP_PAIRING_DATABASE_URL"):
+        env.pop(name, None)
+    env.pop("MENTORSHIP_PAIRING_CONSENT_BY_PROGRAM", None)
+    database: Path | str = folder / "data" / "pairing.sqlite3"
+    if admin_url:
+        env["MENTORSHIP_PAIRING_DATABASE_URL"], database = await fresh_postgres(admin_url)
     (folder / "data").mkdir()
     log = folder / "pairing.log"
     nc = await nats.connect(server.url)
     js = nc.jetstream()
     await ensure_stream(js)  # the stream's owner declares it (as `mentorship up` does)
     proc = _start_pairing(env, log)
+    round_id = f"round-{size}"
     try:
 
         async def ready() -> bool:
@@ -297,53 +361,83 @@ async def one_size(size: int, mentors: int, shape: str, limit: float) -> dict[st
         registered = time.perf_counter() - started
 
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        arrived: dict[str, float] = {}
 
         async def on_completed(msg: Any) -> None:
             if not done.done():
+                arrived["completed"] = time.time()
                 done.set_result(json.loads(msg.data))
 
-        first_pair: list[float] = []
-
-        async def on_formed(_msg: Any) -> None:
-            if not first_pair:
-                first_pair.append(time.perf_counter())
+        async def on_pair(_msg: Any) -> None:
+            arrived.setdefault("first_pair", time.time())
+            arrived["last_pair"] = time.time()
 
         await nc.subscribe(COMPLETED, cb=on_completed)
-        await nc.subscribe(FORMED, cb=on_formed)
-        request = _envelope(round_id=f"round-{size}")
+        await nc.subscribe(PROPOSED if consent else FORMED, cb=on_pair)
+        request = _envelope(round_id=round_id)
         week_of = dt.datetime.now(dt.UTC).date()  # pairing matches the week from its clock's day
+        published_at = time.time()
         started = time.perf_counter()
         await publish_all(js, REQUESTED, [request])
         completed = await asyncio.wait_for(done, limit)
         seconds = time.perf_counter() - started
-        to_first_pair = (first_pair[0] - started) if first_pair else seconds
         load = os.getloadavg()
     finally:
         await nc.drain()
         proc.terminate()
         proc.wait(60)
         server.stop()
-    maximum, reference_seconds = maximum_pairs(folder / "data" / "pairing.sqlite3", week_of)
+    try:
+        rows = await _rows(database)
+    finally:
+        if admin_url and isinstance(database, str):
+            await drop_postgres(admin_url, database)
+    maximum, reference_seconds = maximum_pairs(rows, week_of)
     return {
         "size": size, "mentors": mentors, "shape": shape, "registered_seconds": registered,
-        "round_seconds": seconds, "first_pair_seconds": to_first_pair,
-        "pairs": completed["pairs_formed"],
+        "round_seconds": seconds, "pairs": completed["pairs_formed"],
         "unmatched": completed["unmatched_mentees"], "maximum": maximum,
         "reference_seconds": reference_seconds, "load": load, "log": str(log),
+        "database": "PostgreSQL" if admin_url else "SQLite", "consent": consent,
+        "timeline": _timeline(published_at, arrived, handler_timeline(log, round_id)),
     }  # fmt: skip
+
+
+def _timeline(
+    published_at: float, arrived: dict[str, float], handler: dict[str, Any] | None
+) -> list[tuple[str, float]]:
+    """(phase, seconds) from matching.requested's publish to matching.completed's arrival."""
+    if handler is None:  # no timeline in the log: the outside view only
+        return [("request -> completed", arrived["completed"] - published_at)]
+    phases: list[tuple[str, float]] = [("fetch+barrier", handler["started_at"] - published_at)]
+    inner = dict(handler["phases"])
+    for name, seconds in inner.items():
+        if name == "match":
+            continue
+        if name == "pool":  # the solver's own seconds, and the rest: moving data in and out
+            solving = inner.get("match", 0.0)
+            phases += [("solve", solving), ("pool in/out", seconds - solving)]
+        else:
+            phases.append((name, seconds))
+    first = arrived.get("first_pair", arrived["completed"])
+    phases.append(("outbox+commit -> 1st pair", first - handler["ended_at"]))
+    phases.append(("relay pairs + completed", arrived["completed"] - first))
+    return phases
 
 
 def _line(r: dict[str, Any]) -> str:
     verdict = "meets" if r["round_seconds"] <= TARGET_SECONDS else "MISSES"
     pairs = "equal" if r["pairs"] == r["maximum"] else f"x{r['pairs'] / max(1, r['maximum']):.4f}"
+    kind = "proposals" if r["consent"] else "pairs"
+    timeline = ", ".join(f"{name} {seconds:.2f}" for name, seconds in r["timeline"])
     return (
-        f"{r['size']:,} mentees x {r['mentors']:,} mentors ({r['shape']}): registrations "
-        f"consumed in {r['registered_seconds']:.1f}s; matching.requested -> matching.completed "
-        f"{r['round_seconds']:.1f}s ({verdict} the {TARGET_SECONDS:.0f} s target; the first "
-        f"pair.formed after {r['first_pair_seconds']:.1f}s); "
-        f"{r['pairs']:,} pairs vs a maximum matching's {r['maximum']:,} ({pairs}; reference "
+        f"{r['size']:,} mentees x {r['mentors']:,} mentors ({r['shape']}, {r['database']}"
+        f"{', consent' if r['consent'] else ''}): registrations consumed in "
+        f"{r['registered_seconds']:.1f}s; matching.requested -> matching.completed "
+        f"{r['round_seconds']:.1f}s ({verdict} the {TARGET_SECONDS:.0f} s target); "
+        f"{r['pairs']:,} {kind} vs a maximum matching's {r['maximum']:,} ({pairs}; reference "
         f"{r['reference_seconds']:.1f}s), {r['unmatched']:,} unmatched; load "
-        f"{' '.join(f'{x:.1f}' for x in r['load'])}"
+        f"{' '.join(f'{x:.1f}' for x in r['load'])}\n    timeline (s): {timeline}"
     )
 
 
@@ -353,13 +447,33 @@ def main() -> None:
     parser.add_argument("--shape", choices=["diverse", "popular"], default="diverse")
     parser.add_argument("--mentor-ratio", type=float, default=0.33)
     parser.add_argument("--timeout", type=float, default=600, help="seconds per stage")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server (rights to create databases): each size also runs on a fresh "
+        "database there",
+    )
+    parser.add_argument(
+        "--only-postgres", action="store_true", help="with --database-url: skip SQLite"
+    )
+    parser.add_argument(
+        "--consent", action="store_true", help="the round proposes (pair.proposed, timers)"
+    )
     args = parser.parse_args()
+    if args.only_postgres and not args.database_url:
+        parser.error("--only-postgres needs --database-url")
+    backends = [] if args.only_postgres else [None]
+    if args.database_url:
+        backends.append(args.database_url)
     print("compiling/loading the matcher once: python -m services.pairing.warmup", flush=True)
     subprocess.run([sys.executable, "-m", "services.pairing.warmup"], check=True)
     for size in args.sizes:
         mentors = max(1, round(size * args.mentor_ratio))
-        result = asyncio.run(one_size(size, mentors, args.shape, args.timeout))
-        print(_line(result), flush=True)
+        for admin_url in backends:
+            result = asyncio.run(
+                one_size(size, mentors, args.shape, args.timeout, admin_url, args.consent)
+            )
+            print(_line(result), flush=True)
 
 
 if __name__ == "__main__":
