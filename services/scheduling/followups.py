@@ -44,8 +44,24 @@ async def arm_missed_many(uow: UnitOfWork, rows: Sequence[store.Session]) -> Non
     The same row values as `shared.timers.schedule` writes: pending, no lease, no attempts. One
     statement, compiled once and cached, sent with a parameter set per session (executemany).
     """
+    values = _missed_values(uow, rows)
+    if values:
+        await uow.session.execute(_arm_statement(uow.session.get_bind().dialect.name), values)
+
+
+def arm_missed_at_commit(uow: UnitOfWork, rows: Sequence[store.Session]) -> None:
+    """`arm_missed_many` for new sessions, written with the batch's other upserts at its end.
+
+    For sessions planned just now (nothing in the same batch disarms them): a batch of formed
+    pairs arms all its sessions in one statement instead of one per plan.
+    """
+    for values in _missed_values(uow, rows):
+        uow.upsert(store.timers, values)
+
+
+def _missed_values(uow: UnitOfWork, rows: Sequence[store.Session]) -> list[dict[str, Any]]:
     after = dt.timedelta(hours=uow.settings.missed_after_hours)
-    values: list[dict[str, Any]] = [
+    return [
         {
             "program_id": row.program_id,
             "kind": MISSED,
@@ -61,8 +77,6 @@ async def arm_missed_many(uow: UnitOfWork, rows: Sequence[store.Session]) -> Non
         }
         for row in {r.session_id: r for r in rows if r.end is not None}.values()
     ]
-    if values:
-        await uow.session.execute(_arm_statement(uow.session.get_bind().dialect.name), values)
 
 
 @functools.cache

@@ -27,7 +27,7 @@ from shared.events import (
     SessionKind,
     SessionResponded,
 )
-from shared.unit_of_work import UnitOfWork
+from shared.unit_of_work import Preload, UnitOfWork
 
 PEOPLE = (ParticipantRegistered, ParticipantTimezoneChanged, ParticipantUpdated)
 
@@ -123,18 +123,14 @@ async def on_participant_unavailable(event: ParticipantUnavailable, uow: UnitOfW
 
 async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
     """Plans the kickoff, then the series, inside both people's hours and free time."""
-    program, session = event.program_id, uow.session
-    kickoff_id = plans.kickoff_session_id(program, event.pair_id)
-    if await store.get_session(session, program_id=program, session_id=kickoff_id):
+    program = event.program_id
+    # the kickoff and both people come from the batch's preload (one query each for the batch)
+    if await uow.get(store.Session, _kickoff_key(event)):
         return  # the pair is planned already: a repeated pair.formed changes nothing
-    mentor_row = await store.person_or_raise(
-        session, program_id=program, participant_id=event.mentor_id
-    )
-    mentee_row = await store.person_or_raise(
-        session, program_id=program, participant_id=event.mentee_id
-    )
-    mentor = await meetings.planner(uow, mentor_row)
-    mentee = await meetings.planner(uow, mentee_row)
+    people = [
+        await _person_or_raise(uow, program, pid) for pid in (event.mentor_id, event.mentee_id)
+    ]
+    mentor, mentee = await meetings.planners(uow, people)
     plan = plans.plan_pair(
         program,
         event.pair_id,
@@ -147,7 +143,10 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
     )
     ids = {"program_id": program, "pair_id": event.pair_id}
     ids |= {"mentor": event.mentor_id, "mentee": event.mentee_id}
-    await meetings.add_plan(uow, plan.kickoff, **ids)
+    (kickoff_row,) = await meetings.add_plan(uow, plan.kickoff, **ids)
+    # the batch's preload said "no kickoff": a repeat of this pair.formed in the same batch
+    # must see the one just planned
+    uow.preloaded(store.Session, {_kickoff_key(event): kickoff_row})
     if plan.series is not None:
         await meetings.add_plan(uow, plan.series, **ids)
     elif plan.series_reason is not None:
@@ -163,18 +162,37 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
     await followups.start_checkins(uow, **ids, cadence_days=checkins.cadence_days(None))
 
 
+def _kickoff_key(event: PairFormed) -> tuple[str, str]:
+    return (event.program_id, plans.kickoff_session_id(event.program_id, event.pair_id))
+
+
+async def _person_or_raise(uow: UnitOfWork, program_id: str, participant_id: str) -> store.Person:
+    """A person from the batch's preload; the lookup with its hint when they are not there."""
+    row = await uow.get(store.Person, (program_id, participant_id))
+    if row is None:  # UnknownReference or ProgramMismatch, with the hint
+        row = await store.person_or_raise(
+            uow.session, program_id=program_id, participant_id=participant_id
+        )
+    return row
+
+
+_PAIR_ROWS: tuple[Preload[Any], ...] = (
+    Preload(store.Session, key=_kickoff_key),
+    Preload(
+        store.Person, keys=lambda e: [(e.program_id, e.mentor_id), (e.program_id, e.mentee_id)]
+    ),
+)
+
+
 async def _plan_rhythm(
     uow: UnitOfWork, kind: SessionKind, after: dt.datetime, *, program_id: str, pair_id: str,
     mentor: str, mentee: str,
 ) -> None:  # fmt: skip
     """A series of one extra kind, clear of the sessions planned so far (kickoff, series)."""
     cadence, offset = kinds.RHYTHMS[kind]
-    people = [
-        await meetings.planner(
-            uow, await store.person_or_raise(uow.session, program_id=program_id, participant_id=p)
-        )
-        for p in (mentor, mentee)
-    ]
+    people = await meetings.planners(
+        uow, [await _person_or_raise(uow, program_id, p) for p in (mentor, mentee)]
+    )
     rules = meetings.rules_of(uow)
     planned = plans.plan_series(
         program_id, pair_id, people[0], people[1], cadence=cadence, rules=rules, kind=kind,
@@ -409,7 +427,7 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(ParticipantUpdated, on_participant_updated, after=(ParticipantRegistered,)),
     Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)),
     Subscription(ParticipantUnavailable, on_participant_unavailable, after=PEOPLE),
-    Subscription(PairFormed, on_pair_formed, after=PEOPLE),
+    Subscription(PairFormed, on_pair_formed, after=PEOPLE, preload=_PAIR_ROWS),
     Subscription(PairPaused, on_pair_paused, after=(PairFormed,)),
     Subscription(PairResumed, on_pair_resumed, after=(PairFormed, PairPaused)),
     Subscription(PairEnded, on_pair_ended, after=(PairFormed, PairPaused, PairResumed)),

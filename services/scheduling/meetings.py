@@ -7,6 +7,7 @@ The glue between handlers and the pure modules: it loads people and their busy t
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -17,6 +18,8 @@ from services.scheduling.plans import MeetingPlan, Status
 from shared.events import Role, SessionKind
 from shared.unit_of_work import UnitOfWork
 from shared.worktime import Availability, Interval
+
+_Spans = tuple[dict[str, Interval], list[Interval]]  # planned sessions by id, absences
 
 
 def rules_of(uow: UnitOfWork) -> Rules:
@@ -39,6 +42,41 @@ async def planner(uow: UnitOfWork, person: store.Person, *, exclude: Sequence[st
     )
     availability = Availability.from_json(person.timezone, person.working_hours)
     return Planner(person.participant_id, availability, busy, person.edge_burden)
+
+
+# a batch's unit of work -> the busy time of the people its handlers planned for so far, kept
+# current as plans are added (add_plan); see `planners`
+_BATCH_BUSY: weakref.WeakKeyDictionary[UnitOfWork, dict[str, _Spans]] = weakref.WeakKeyDictionary()
+
+
+async def planners(
+    uow: UnitOfWork, people: Sequence[store.Person], *, exclude: Sequence[str] = ()
+) -> list[Planner]:
+    """`planner` for several people of one program: two queries for all of them, not two each.
+
+    Read without flushing, and kept for the rest of the batch: a batch of pair.formed flushes
+    its meetings and sessions once, in a statement per table, instead of before each read. The
+    sessions the batch adds are known here (`add_plan` records them), so a mentor of two pairs
+    in one batch is still busy at the first pair's sessions.
+    """
+    if not people:
+        return []
+    known = _BATCH_BUSY.setdefault(uow, {})
+    missing = [p.participant_id for p in people if p.participant_id not in known]
+    if missing:
+        with uow.session.no_autoflush:
+            known |= await store.busy_spans_of(
+                uow.session, program_id=people[0].program_id, participant_ids=missing,
+                after=uow.clock.now() - dt.timedelta(days=1),
+            )  # fmt: skip
+    skip = set(exclude)
+    found = []
+    for person in people:
+        planned, absent = known[person.participant_id]
+        spans = [i for sid, i in planned.items() if sid not in skip] + absent
+        availability = Availability.from_json(person.timezone, person.working_hours)
+        found.append(Planner(person.participant_id, availability, spans, person.edge_burden))
+    return found
 
 
 @dataclass
@@ -193,7 +231,7 @@ def occurrence(row: store.Session) -> announcements.Occurrence:
 
 async def add_plan(
     uow: UnitOfWork, plan: MeetingPlan, *, program_id: str, pair_id: str, mentor: str, mentee: str
-) -> None:
+) -> list[store.Session]:
     """Stores a planned meeting and its occurrences; announces it, or why it cannot happen."""
     first = None
     if plan.first_local is not None:
@@ -235,7 +273,16 @@ async def add_plan(
         for o in plan.occurrences
     ]
     uow.session.add_all(rows)
-    await followups.arm_missed_many(uow, rows)
+    followups.arm_missed_at_commit(uow, rows)
+    for spans in (_BATCH_BUSY.get(uow, {}).get(p) for p in (mentor, mentee)):
+        if spans is not None:  # the batch's later plans see these sessions as busy
+            spans[0].update(
+                {
+                    r.session_id: Interval(r.start, r.end)
+                    for r in rows
+                    if r.start and r.end and r.status == Status.SCHEDULED.value
+                }
+            )
     await _burden(uow, program_id, plan.burdened())
     shown = await view(uow, meeting)
     now = uow.clock.now()
@@ -250,6 +297,7 @@ async def add_plan(
                     attendee_ids=[mentor, mentee], now=now, occurrence=occurrence(row),
                 )
             )  # fmt: skip
+    return rows
 
 
 def unschedulable_series(

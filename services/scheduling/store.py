@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, or_, select
+from sqlalchemy import JSON, DateTime, Index, Integer, String, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -253,23 +253,10 @@ async def busy_spans(
     session: AsyncSession, *, program_id: str, participant_id: str, after: dt.datetime
 ) -> tuple[dict[str, Interval], list[Interval]]:
     """The person's planned sessions ending after `after` by session id, and their absences."""
-    rows = await session.execute(
-        select(Session.session_id, Session.start, Session.end).where(
-            Session.program_id == program_id,
-            or_(Session.mentor_id == participant_id, Session.mentee_id == participant_id),
-            Session.status == "scheduled",
-            Session.end > after,
-        )
+    found = await busy_spans_of(
+        session, program_id=program_id, participant_ids=[participant_id], after=after
     )
-    planned = {sid: Interval(utc(start), utc(end)) for sid, start, end in rows if start and end}
-    absences = await session.execute(
-        select(Absence.start, Absence.end).where(
-            Absence.program_id == program_id,
-            Absence.participant_id == participant_id,
-            Absence.end > after,
-        )
-    )
-    return planned, [Interval(utc(start), utc(end)) for start, end in absences]
+    return found[participant_id]
 
 
 async def future_sessions(
@@ -287,13 +274,15 @@ async def future_sessions(
         Session.status.in_(statuses),
         or_(Session.start > after, Session.recurrence_id > after),
     )
-    if participant_id is not None:
-        query = query.where(
-            or_(Session.mentor_id == participant_id, Session.mentee_id == participant_id)
-        )
     if pair_id is not None:
         query = query.where(Session.pair_id == pair_id)
-    rows = list(await session.scalars(query))
+    if participant_id is not None:  # per role, each on its index (see busy_spans_of)
+        as_mentor = query.where(Session.mentor_id == participant_id)
+        as_mentee = query.where(Session.mentee_id == participant_id)
+        both = select(Session).from_statement(union_all(as_mentor, as_mentee))
+        rows = list(await session.scalars(both))
+    else:
+        rows = list(await session.scalars(query))
     return sorted(rows, key=lambda r: utc(r.start or r.recurrence_id or after))
 
 
@@ -368,14 +357,15 @@ async def busy_spans_of(
     found: dict[str, tuple[dict[str, Interval], list[Interval]]] = {p: ({}, []) for p in ids}
     if not ids:
         return found
+    # one SELECT per role, UNION ALL: with OR across the two columns SQLite searched the
+    # program's whole table (only the program_id prefix of an index), which grew with every
+    # pair planned; each half uses its (program, person, start) index
+    columns = (Session.session_id, Session.start, Session.end, Session.mentor_id, Session.mentee_id)
+    kept = (Session.program_id == program_id, Session.status == "scheduled", Session.end > after)
     rows = await session.execute(
-        select(
-            Session.session_id, Session.start, Session.end, Session.mentor_id, Session.mentee_id
-        ).where(
-            Session.program_id == program_id,
-            or_(Session.mentor_id.in_(ids), Session.mentee_id.in_(ids)),
-            Session.status == "scheduled",
-            Session.end > after,
+        union_all(
+            select(*columns).where(*kept, Session.mentor_id.in_(ids)),
+            select(*columns).where(*kept, Session.mentee_id.in_(ids)),
         )
     )
     for sid, start, end, mentor, mentee in rows:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from services.scheduling import kinds, store
 from services.scheduling.handlers import (
+    SUBSCRIPTIONS,
     on_pair_formed,
     on_participant_registered,
     on_timezone_changed,
@@ -333,3 +334,31 @@ async def test_a_timezone_change_for_a_participant_of_another_program_is_a_progr
         person = await store.get_person(session, program_id="prog-a", participant_id="e")
     assert count == 1
     assert person is not None and person.timezone == "Europe/Berlin"
+
+
+async def test_a_batch_of_pair_formed_preloaded_as_the_consumer_does_plans_each_pair_once(db):
+    """Preloaded kickoffs and people, busy time read once a person, one flush for the batch:
+    a mentor of three pairs is never double-booked, a pair.formed repeated inside the batch
+    plans nothing more, and the batch costs a few statements per pair, not one per read."""
+    await db.apply(on_participant_registered, registered("prog", "m", role="mentor"))
+    for mentee in ("e1", "e2", "e3"):
+        await db.apply(on_participant_registered, registered("prog", mentee))
+    events = [formed("prog", pair=f"p{n}", mentee=f"e{n + 1}") for n in range(3)]
+    events.append(formed("prog", pair="p0", mentee="e1"))  # the first again, a new event id
+    preloads = next(s.preload for s in SUBSCRIPTIONS if s.event is PairFormed)
+    with db.statements() as sent:
+        async with db.unit_of_work() as uow:  # one batch, as the consumer's fast path runs it
+            for preload in preloads:
+                uow.preloaded(preload.model, await preload.load(uow.session, events))
+            for event in events:
+                await on_pair_formed(event, uow)
+    rows = [r for r in await sessions_of(db, "prog") if r.start is not None]
+    assert len({r.pair_id for r in rows}) == 3
+    assert len([r for r in rows if r.kind == "kickoff"]) == 3
+    spans = sorted((r.start, r.end) for r in rows)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end + dt.timedelta(minutes=15) <= start
+    reads = [s for s in sent if s.startswith("SELECT")]
+    # 2 preloads, then busy time (sessions, absences) once per person and the check-in timer
+    # once per pair: not the seven or so reads per pair of a read before every lookup
+    assert len(reads) <= 2 + 2 * 4 + 3, reads
