@@ -40,6 +40,7 @@ class PlannedDelivery:
     source_event_id: str
     message_id: str
     mail: Mail
+    not_before: dt.datetime | None = None  # program-wide mail: the recipient's own local hour
 
 
 @dataclass(frozen=True)

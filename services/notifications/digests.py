@@ -8,6 +8,7 @@ and quarter, the session held), so a timer run again queues nothing more.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 
@@ -101,19 +102,23 @@ async def on_wins_due(item: Due, uow: UnitOfWork) -> None:
     listed = [{"title": w.title, "names": w.names} for w in wins]
     source = deliveries.logical_id("wins", item.program_id, week)
     contacts = await store.program_contacts(uow.session, program_id=item.program_id)
+    day = preferences.wins_day(week)
     planned = [
-        notices._plan(
-            uow,
-            item.program_id,
-            source,
-            contact.attendee(),
-            preferences.WINS,
-            f"This week's wins in the program: {len(listed)} milestone"
-            f"{'s' if len(listed) != 1 else ''}",
-            {
-                "headline": "Pairs in your program reached these milestones this week.",
-                "wins": listed,
-            },
+        dataclasses.replace(
+            notices._plan(
+                uow,
+                item.program_id,
+                source,
+                contact.attendee(),
+                preferences.WINS,
+                f"This week's wins in the program: {len(listed)} milestone"
+                f"{'s' if len(listed) != 1 else ''}",
+                {
+                    "headline": "Pairs in your program reached these milestones this week.",
+                    "wins": listed,
+                },
+            ),
+            not_before=preferences.local_hour_on(day, contact.timezone),
         )
         for contact in contacts
     ]
@@ -151,23 +156,23 @@ async def on_assessment_due(item: Due, uow: UnitOfWork) -> None:
             },
             expires,
         )
-        planned.append(
-            notices._plan(
-                uow,
-                item.program_id,
-                source,
-                contact.attendee(),
-                preferences.ASSESSMENT,
-                f"Four questions about the mentorship program ({quarter})",
-                {
-                    "headline": "How is the mentorship program working for you? Four "
-                    "questions, one minute.",
-                    "questions": [text for _, text in QUESTIONS],
-                    "survey_link": link,
-                    "closes": notices._local(expires, contact.timezone),
-                },
-            )
+        plan = notices._plan(
+            uow,
+            item.program_id,
+            source,
+            contact.attendee(),
+            preferences.ASSESSMENT,
+            f"Four questions about the mentorship program ({quarter})",
+            {
+                "headline": "How is the mentorship program working for you? Four "
+                "questions, one minute.",
+                "questions": [text for _, text in QUESTIONS],
+                "survey_link": link,
+                "closes": notices._local(expires, contact.timezone),
+            },
         )
+        at = preferences.local_hour_on(preferences.quarter_day(quarter), contact.timezone)
+        planned.append(dataclasses.replace(plan, not_before=at))
     await queue_all(item.program_id, planned, uow)
     if uow.settings.assessment_survey:
         following, due = preferences.next_quarter(item.due_at + dt.timedelta(days=1))

@@ -89,12 +89,35 @@ def over_cap(sent_today: int, cap: int) -> bool:
     return cap > 0 and sent_today >= cap
 
 
+# program-wide mail (weekly wins, the survey) goes at this local hour in each recipient's zone;
+# its timer fires when that hour comes in the first zone to reach it (UTC+14), and each
+# recipient's mail then waits for the hour in their own zone
+PROGRAM_MAIL_HOUR = 9
+_FIRST_ZONE = dt.timedelta(hours=14)
+
+
+def first_local(day: dt.date, hour: int = PROGRAM_MAIL_HOUR) -> dt.datetime:
+    """When `hour`:00 of `day` comes first anywhere (at UTC+14), in UTC: a program-wide timer."""
+    return dt.datetime.combine(day, dt.time(hour), tzinfo=dt.UTC) - _FIRST_ZONE
+
+
+def local_hour_on(day: dt.date, timezone: str, hour: int = PROGRAM_MAIL_HOUR) -> dt.datetime:
+    """`hour`:00 of `day` in the recipient's zone (past a DST gap), in UTC."""
+    return _at_local(day, hour, ZoneInfo(timezone))
+
+
 def next_quarter(now: dt.datetime) -> tuple[str, dt.datetime]:
-    """The next quarter's name ('2027Q2') and its first day, 09:00 UTC."""
+    """The next quarter's name ('2027Q2') and when its survey timer fires (`first_local` of the
+    quarter's first day)."""
     quarter = (now.month - 1) // 3 + 1
     year, quarter = (now.year + 1, 1) if quarter == 4 else (now.year, quarter + 1)
-    start = dt.datetime(year, 3 * (quarter - 1) + 1, 1, 9, tzinfo=dt.UTC)
-    return f"{year}Q{quarter}", start
+    return f"{year}Q{quarter}", first_local(quarter_day(f"{year}Q{quarter}"))
+
+
+def quarter_day(quarter: str) -> dt.date:
+    """The first day of a quarter ('2027Q2' -> 2027-04-01)."""
+    year, number = quarter.split("Q")
+    return dt.date(int(year), 3 * (int(number) - 1) + 1, 1)
 
 
 def quarter_of(at: dt.datetime) -> str:
@@ -103,11 +126,20 @@ def quarter_of(at: dt.datetime) -> str:
 
 
 def wins_week(now: dt.datetime) -> tuple[str, dt.datetime]:
-    """The weekly wins digest collecting what happens now: its ISO week ('2027-W13') and when it
-    goes: the following Monday, 09:00 UTC (each recipient's quiet hours still apply)."""
-    year, week, weekday = now.astimezone(dt.UTC).isocalendar()
-    monday = now.astimezone(dt.UTC).date() + dt.timedelta(days=8 - weekday)
-    return f"{year}-W{week:02d}", dt.datetime.combine(monday, dt.time(9), tzinfo=dt.UTC)
+    """The weekly wins digest collecting what happens now: its ISO week ('2027-W13') and when its
+    timer fires: the following Monday's 09:00 in the first zone (Sunday 19:00 UTC); each
+    recipient's mail goes at 09:00 on that Monday in their own zone. What happens after the
+    timer fired goes in the next week's."""
+    shifted = now.astimezone(dt.UTC) + _FIRST_ZONE - dt.timedelta(hours=PROGRAM_MAIL_HOUR)
+    year, week, _ = shifted.isocalendar()
+    name = f"{year}-W{week:02d}"
+    return name, first_local(wins_day(name))
+
+
+def wins_day(week: str) -> dt.date:
+    """The Monday a week's wins go out on ('2027-W09' -> 2027-03-08)."""
+    year, number = week.split("-W")
+    return dt.date.fromisocalendar(int(year), int(number), 1) + dt.timedelta(days=7)
 
 
 # links notifications mails and answers itself (shared.links tokens, the deployment's secret)

@@ -225,9 +225,12 @@ def _quiet(window: str, weekends: bool) -> quiet.QuietHours:
 
 
 def send_at(plan: PlannedDelivery, uow: UnitOfWork) -> dt.datetime:
-    """Now for urgent kinds; otherwise the next time outside the recipient's quiet hours."""
+    """Now for urgent kinds; otherwise the next time outside the recipient's quiet hours, not
+    before the plan's own local hour (program-wide mail goes at 09:00 in each zone)."""
     now = uow.clock.now()
     if quiet.is_urgent(plan.kind):
         return now
+    if plan.not_before is not None:
+        now = max(now, plan.not_before)
     hours = _quiet(uow.settings.quiet_hours, uow.settings.quiet_weekends)
     return hours.next_allowed(now, plan.mail.recipient.timezone)

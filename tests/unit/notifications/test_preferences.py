@@ -121,12 +121,29 @@ def test_the_digest_is_always_ahead_soon_and_outside_quiet_hours(now, zone, hour
 @given(now=INSTANTS)
 def test_quarters_and_weeks_follow_the_calendar(now):
     name, start = preferences.next_quarter(now)
-    assert start > now - dt.timedelta(hours=9) and start.day == 1 and start.month in (1, 4, 7, 10)
-    assert preferences.quarter_of(start) == name
+    first = preferences.quarter_day(name)
+    assert first.day == 1 and first.month in (1, 4, 7, 10) and first > now.date()
+    # the timer fires when 09:00 of that day comes first anywhere (UTC+14)
+    assert start == dt.datetime.combine(first, dt.time(9), tzinfo=dt.UTC) - dt.timedelta(hours=14)
     assert start - now <= dt.timedelta(days=93)
     week, due = preferences.wins_week(now)
-    assert due.weekday() == 0 and dt.timedelta(0) < due - now <= dt.timedelta(days=8)
-    assert week == "{}-W{:02d}".format(*now.isocalendar()[:2])
+    monday = preferences.wins_day(week)
+    assert monday.weekday() == 0 and due == preferences.first_local(monday)
+    assert dt.timedelta(0) < due - now <= dt.timedelta(days=7)  # still to come: nothing is lost
+    assert due.astimezone(ZoneInfo("Pacific/Kiritimati")).time() == dt.time(9)
+
+
+def test_program_wide_mail_goes_at_nine_in_each_recipients_own_zone():
+    monday = dt.date(2027, 3, 8)
+    assert local(preferences.local_hour_on(monday, "Asia/Tokyo"), "Asia/Tokyo").hour == 9
+    assert preferences.local_hour_on(monday, "America/New_York") == dt.datetime(
+        2027, 3, 8, 14, tzinfo=dt.UTC
+    )
+    # the timer fires before the first zone's 09:00, so no one's 09:00 is already past
+    for zone in ("Pacific/Kiritimati", "Asia/Tokyo", "Europe/Berlin", "Pacific/Pago_Pago"):
+        assert preferences.first_local(monday) <= preferences.local_hour_on(monday, zone)
+    assert preferences.wins_day("2027-W09") == monday
+    assert preferences.quarter_day("2027Q2") == dt.date(2027, 4, 1)
 
 
 def test_the_cap_counts_per_local_day_and_zero_means_none():
@@ -404,15 +421,28 @@ async def test_public_milestones_go_in_the_weekly_wins_to_everyone_private_ones_
     assert (win.title, win.names) == ("Milestone 2", "Person m and Person e")
     [timer] = await timers(db, preferences.WINS)
     assert timer["key"] == "2027-W09"
-    assert timer["due_at"].replace(tzinfo=dt.UTC) == dt.datetime(2027, 3, 8, 9, tzinfo=dt.UTC)
+    # 09:00 on Monday 8 March in the first zone (UTC+14): Sunday 19:00 UTC
+    assert timer["due_at"].replace(tzinfo=dt.UTC) == dt.datetime(2027, 3, 7, 19, tzinfo=dt.UTC)
     [celebration] = [
         m for m in await mails(db, "milestone.reached", "e") if "Milestone 2" in m["Subject"]
     ]
     assert "weekly wins" in body(celebration, "plain")
-    db.clock.advance(dt.timedelta(days=7))
+    db.clock.advance(dt.timedelta(days=6, hours=9))  # the timer is due: Sunday 19:00 UTC
     await fire(db, preferences.WINS, digests.on_wins_due)
     wins = await mails(db, preferences.WINS)
     assert len(wins) == 3  # m, e and x
+    # each at 09:00 on that Monday in their own zone: Tokyo first, then Berlin
+    sends = {
+        r.recipient_id: t["due_at"].replace(tzinfo=dt.UTC)
+        for r in await rows(db, store.Delivery, kind=preferences.WINS)
+        for t in await timers(db, "notifications.send")
+        if t["key"] == r.delivery_id
+    }
+    assert sends == {
+        "e": dt.datetime(2027, 3, 8, 0, tzinfo=dt.UTC),  # 09:00 in Tokyo
+        "m": dt.datetime(2027, 3, 8, 8, tzinfo=dt.UTC),  # 09:00 in Berlin
+        "x": dt.datetime(2027, 3, 8, 8, tzinfo=dt.UTC),
+    }
     text = body(wins[0], "plain")
     assert "Milestone 2" in text and "Milestone 1" not in text
     assert wins[0]["List-Unsubscribe"]
@@ -443,11 +473,22 @@ async def test_the_quarterly_survey_links_to_the_form_and_arms_the_next_quarter(
     await pair(db)
     [timer] = await timers(db, preferences.ASSESSMENT)
     assert timer["key"] == "2027Q2"
-    assert timer["due_at"].replace(tzinfo=dt.UTC) == dt.datetime(2027, 4, 1, 9, tzinfo=dt.UTC)
-    db.clock.advance(dt.timedelta(days=31))
+    # 09:00 on 1 April in the first zone (UTC+14): 31 March, 19:00 UTC
+    assert timer["due_at"].replace(tzinfo=dt.UTC) == dt.datetime(2027, 3, 31, 19, tzinfo=dt.UTC)
+    db.clock.advance(dt.timedelta(days=30, hours=9))  # 31 March, 19:00 UTC
     await fire(db, preferences.ASSESSMENT, digests.on_assessment_due)
     surveys = await mails(db, preferences.ASSESSMENT)
     assert len(surveys) == 2
+    sends = {
+        r.recipient_id: t["due_at"].replace(tzinfo=dt.UTC)
+        for r in await rows(db, store.Delivery, kind=preferences.ASSESSMENT)
+        for t in await timers(db, "notifications.send")
+        if t["key"] == r.delivery_id
+    }
+    assert sends == {  # 1 April, 09:00 in Tokyo (mentee) and in Berlin (summer time)
+        "e": dt.datetime(2027, 4, 1, 0, tzinfo=dt.UTC),
+        "m": dt.datetime(2027, 4, 1, 7, tzinfo=dt.UTC),
+    }
     text = body(surveys[0], "plain")
     assert "I am treated fairly in the program." in text
     link = next(w for w in text.split() if "/links/assessment?t=" in w)
