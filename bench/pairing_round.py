@@ -49,6 +49,7 @@ import nats
 from nats.js import JetStreamContext
 
 from bench.matching_data import program
+from bench.throughput import drop_created, fresh_postgres
 from cli.launcher import NatsServer, free_port
 from services.pairing.matching import MIN_SHARED_STRETCH_MINUTES, MIN_WEEKLY_OVERLAP_MINUTES
 from shared.bus import STREAM, durable_name, ensure_stream
@@ -276,28 +277,6 @@ def _start_pairing(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def fresh_postgres(admin_url: str) -> tuple[str, str]:
-    """A new empty database on the server: (its SQLAlchemy URL, its plain asyncpg URL)."""
-    plain = admin_url.replace("postgresql+asyncpg://", "postgresql://")
-    name = f"mentorship_bench_round_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(plain)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base = plain.rsplit("/", 1)[0]
-    return f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/{name}", f"{base}/{name}"
-
-
-async def drop_postgres(admin_url: str, url: str) -> None:
-    plain = admin_url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(plain)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 TIMELINE = re.compile(r"round (\S+) of \S+: .*; timeline (\{.*\})$")
 
 
@@ -330,7 +309,8 @@ async def one_size(
     env.pop("MENTORSHIP_PAIRING_CONSENT_BY_PROGRAM", None)
     database: Path | str = folder / "data" / "pairing.sqlite3"
     if admin_url:
-        env["MENTORSHIP_PAIRING_DATABASE_URL"], database = await fresh_postgres(admin_url)
+        env["MENTORSHIP_PAIRING_DATABASE_URL"] = url = await fresh_postgres(admin_url)
+        database = url.replace("postgresql+asyncpg://", "postgresql://")  # asyncpg's own form
     (folder / "data").mkdir()
     log = folder / "pairing.log"
     nc = await nats.connect(server.url)
@@ -390,8 +370,7 @@ async def one_size(
     try:
         rows = await _rows(database)
     finally:
-        if admin_url and isinstance(database, str):
-            await drop_postgres(admin_url, database)
+        await drop_created()
     maximum, reference_seconds = maximum_pairs(rows, week_of)
     return {
         "size": size, "mentors": mentors, "shape": shape, "registered_seconds": registered,

@@ -33,7 +33,7 @@ import nats
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 
-from bench.throughput import drained, wait_for
+from bench.throughput import drained, stop_quietly, wait_for
 from cli.launcher import NatsServer, free_port
 from services.scheduling import plans, series
 from services.scheduling.app import definition
@@ -187,10 +187,7 @@ async def run(pairs: int, per_mentor: int, database_url: str | None) -> None:
             took = announced.last - started
             sa_event.remove(Engine, "before_cursor_execute", count)
         finally:
-            try:
-                await asyncio.wait_for(stack.aclose(), 30)
-            except TimeoutError:
-                print("warning: the service took over 30 s to stop; figures above stand")
+            await stop_quietly(stack)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(nc.drain(), 10)
     finally:

@@ -35,6 +35,7 @@ from typing import Any
 
 import nats
 
+from bench.throughput import stop_quietly
 from cli.launcher import NatsServer, free_port
 from services.scheduling.app import definition
 from shared.bus import ensure_stream
@@ -243,10 +244,7 @@ async def run(pairs: int, database_url: str | None, fetch_timeout: float, gap: f
                 p50, p99 = _pctl(values, 0.5) * 1000, _pctl(values, 0.99) * 1000
                 print(f"  {name}: {p50:.1f} / {p99:.1f} ms")
         finally:
-            try:  # the figures are out; a slow shutdown must not hang the command
-                await asyncio.wait_for(stack.aclose(), 30)
-            except TimeoutError:
-                print("warning: the service took over 30 s to stop; figures above stand")
+            await stop_quietly(stack)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(nc.drain(), 10)
     finally:

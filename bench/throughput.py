@@ -423,13 +423,22 @@ _created: list[tuple[str, str]] = []
 
 
 async def drop_created() -> None:
-    """Drops the databases this run created."""
-    for admin, name in _created:
+    """Drops the databases this run created (so far)."""
+    while _created:
+        admin, name = _created.pop()
         conn = await asyncpg.connect(admin)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+async def stop_quietly(stack: contextlib.AsyncExitStack) -> None:
+    """Stops a benched service; once the figures are out, a slow stop must not hang the command."""
+    try:
+        await asyncio.wait_for(stack.aclose(), 30)
+    except TimeoutError:
+        print("warning: the service took over 30 s to stop; figures above stand")
 
 
 async def fresh_stream(url: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from shared.tasks import stop, stop_all
 
@@ -26,47 +27,46 @@ async def test_stop_waits_for_the_task_to_end():
     assert task.cancelled()
 
 
-async def test_a_caller_cancelled_while_stopping_its_helper_is_still_cancelled():
+async def old_stop(task: asyncio.Task[None]) -> None:
+    """The pattern stop() replaces."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def cancel_while_stopping(stopper: Callable[[asyncio.Task[None]], Awaitable[None]]):
+    """A caller that stops its slow helper with `stopper` and is itself cancelled meanwhile:
+    the caller's task, and whether it ran on after `stopper` returned."""
     helper_started = asyncio.Event()
-    after_stop: list[str] = []
+    ran_on: list[bool] = []
 
     async def caller() -> None:
         helper = asyncio.create_task(slow_to_stop(0.5))
         await asyncio.sleep(0)  # the helper runs up to its sleep
         helper_started.set()
-        await stop(helper)
-        after_stop.append("ran on")  # must not happen: the caller was asked to stop
+        await stopper(helper)
+        ran_on.append(True)
 
     task = asyncio.create_task(caller())
     await helper_started.wait()
-    await asyncio.sleep(0.1)  # the caller now waits in stop()
+    await asyncio.sleep(0.1)  # the caller now waits in stopper()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=5)
+    return task, bool(ran_on)
+
+
+async def test_a_caller_cancelled_while_stopping_its_helper_is_still_cancelled():
+    task, ran_on = await cancel_while_stopping(stop)
     assert task.cancelled()
-    assert after_stop == []
+    assert not ran_on  # the caller was asked to stop
 
 
 async def test_the_old_pattern_did_swallow_it():
     """What stop() replaces: proves the test above can fail."""
-    helper_started = asyncio.Event()
-    after_stop: list[str] = []
-
-    async def caller() -> None:
-        helper = asyncio.create_task(slow_to_stop(0.5))
-        await asyncio.sleep(0)  # the helper runs up to its sleep
-        helper_started.set()
-        helper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await helper
-        after_stop.append("ran on")
-
-    task = asyncio.create_task(caller())
-    await helper_started.wait()
-    await asyncio.sleep(0.1)
-    task.cancel()
-    await asyncio.wait_for(task, timeout=5)
-    assert after_stop == ["ran on"]
+    task, ran_on = await cancel_while_stopping(old_stop)
+    assert not task.cancelled()
+    assert ran_on
 
 
 async def test_a_task_that_will_not_stop_is_named_and_left_behind(caplog):
