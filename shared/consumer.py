@@ -120,18 +120,6 @@ class ConsumerRuntime:
 
 
 @dataclass(slots=True)
-class _Read:
-    """A fetched message, validated: its event, or why it is invalid."""
-
-    msg: Msg
-    event: Event | None
-    invalid: str | None
-
-
-_READ_CHUNK = 64  # messages validated between two yields to the event loop
-
-
-@dataclass(slots=True)
 class _Item:
     msg: Msg
     event: Event
@@ -190,46 +178,23 @@ class SubscriptionConsumer(Generic[E]):
 
     async def _consume(self, puller: Puller) -> None:
         batch = self.rt.settings.batch_size
-        ahead: asyncio.Task[list[_Read]] | None = None
-        try:
-            while True:
-                if ahead is None:
-                    reads = await self._fetch_and_read(puller)
-                else:
-                    reads, ahead = await ahead, None
-                if not reads:
-                    continue
-                # the next batch is asked for, and validated as it arrives, while this one is
-                # applied: batches still apply one after another, in stream order, but the
-                # round trip and the decoding overlap the waits on the database
-                puller.prefetch(batch)
-                ahead = asyncio.create_task(
-                    self._fetch_and_read(puller), name=f"{self.durable}-ahead"
+        while True:
+            msgs = await self._fetch(puller)
+            if not msgs:
+                continue
+            # the next batch is asked for while this one is applied: batches still apply one
+            # after another, in stream order, but the network round trip overlaps the work
+            puller.prefetch(batch)
+            try:
+                await self.process(msgs)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # unacked messages come back after ack_wait
+                log.exception(
+                    "%s: a batch failed outside any handler; it will be redelivered",
+                    self.durable,
                 )
-                try:
-                    await self.process(reads)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # unacked messages come back after ack_wait
-                    log.exception(
-                        "%s: a batch failed outside any handler; it will be redelivered",
-                        self.durable,
-                    )
-                    await asyncio.sleep(1.0)
-        finally:
-            if ahead is not None:
-                await stop(ahead)
-
-    async def _fetch_and_read(self, puller: Puller) -> list[_Read]:
-        """The next batch, each message validated (yielding to the loop between chunks, so the
-        batch being applied meanwhile is not held up)."""
-        msgs = await self._fetch(puller)
-        reads: list[_Read] = []
-        for start in range(0, len(msgs), _READ_CHUNK):
-            if start:
-                await asyncio.sleep(0)
-            reads.extend(self._read(msg) for msg in msgs[start : start + _READ_CHUNK])
-        return reads
+                await asyncio.sleep(1.0)
 
     async def _fetch(self, puller: Puller) -> list[Msg]:
         """One batch; empty when there is nothing to do or NATS is away (after a pause)."""
@@ -245,18 +210,18 @@ class SubscriptionConsumer(Generic[E]):
         self._fetch_failures = 0
         return msgs
 
-    async def process(self, reads: Sequence[_Read]) -> None:
+    async def process(self, msgs: Sequence[Msg]) -> None:
         """Applies one fetched batch and settles each message: ack, retry later, or park."""
         ready: list[_Item] = []
-        for read in reads:
-            decoded = self._decode(read)
+        for msg in msgs:
+            decoded = self._decode(msg)
             if isinstance(decoded, _Item):
                 if self._held_back(decoded):
                     await self._defer(decoded)
                 else:
                     ready.append(decoded)
             else:
-                await self._park(read.msg, *decoded)
+                await self._park(msg, *decoded)
         if not ready:
             return
         async with self._keep_alive(ready):
@@ -271,28 +236,17 @@ class SubscriptionConsumer(Generic[E]):
 
     # --- decoding and order ------------------------------------------------------------
 
-    def _read(self, msg: Msg) -> _Read:
-        """The message validated: its event, or why it is invalid (no state of the consumer
-        is read, so this runs ahead, while the previous batch is applied)."""
+    def _decode(self, msg: Msg) -> _Item | tuple[str, int]:
+        """The message as an item to apply, or why it must be parked (and its deliveries)."""
+        sequence, delivered = delivery_of(msg)
+        deliveries = max(1, delivered - self._deferrals.get(sequence, 0))
         try:
             event = self.subscription.event.model_validate_json(msg.data)
             if not event.model_fields_set >= ENVELOPE:
                 raise MissingEnvelope("event_id and occurred_at are required")
         except Exception as exc:
-            return _Read(msg, None, describe_invalid(exc, msg.data))
-        return _Read(msg, event, None)
-
-    def _decode(self, read: _Read) -> _Item | tuple[str, int]:
-        """The message as an item to apply, or why it must be parked (and its deliveries)."""
-        msg = read.msg
-        sequence, delivered = delivery_of(msg)
-        deliveries = max(1, delivered - self._deferrals.get(sequence, 0))
-        event = read.event
-        if event is None:
-            return cast(str, read.invalid), deliveries
-        item = _Item(
-            msg, event, str(event.event_id), self._key(cast(E, event)), sequence, deliveries
-        )
+            return describe_invalid(exc, msg.data), deliveries
+        item = _Item(msg, event, str(event.event_id), self._key(event), sequence, deliveries)
         limit = self.rt.settings.max_deliver + CRASH_DELIVERIES
         if deliveries > limit and not self._holds(item):
             reason = (
