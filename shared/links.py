@@ -96,6 +96,8 @@ SESSION_HELD = LinkKind("session.held", "scheduling", "/links/session-held")
 """data: program_id, session_id, participant_id; "we met", with attendance and takeaways."""
 CHECKIN_REPORT = LinkKind("checkin.report", "scheduling", "/links/checkin-report")
 """data: program_id, checkin_id, participant_id; the check-in report form."""
+RELATIONSHIP = LinkKind("pair.relationship", "pairing", "/links/relationship")
+"""data: program_id, pair_id, participant_id; the pair's charter, goals, milestones, offers."""
 
 
 def link_url(

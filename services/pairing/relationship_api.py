@@ -42,12 +42,10 @@ from services.pairing.relationship import (
     role_in,
 )
 from shared.events.pairs import MilestoneKind, PlannedMilestone, Visibility
-from shared.links import LinkExpired, LinkInvalid, LinkKind, link_signer, link_url
+from shared.links import RELATIONSHIP, LinkExpired, LinkInvalid, link_signer, link_url
 from shared.service import Running
 from shared.unit_of_work import UnitOfWork
 
-RELATIONSHIP = LinkKind("pair.relationship", "pairing", "/links/relationship")
-"""data: program_id, pair_id, participant_id; the pair's charter, goals, milestones, offers."""
 LINK_DAYS = 180  # a relationship link holds this long by default (a program's length)
 ATTEMPTS = 3  # two writes to one record at once: the loser is retried on the new state
 

@@ -14,9 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from services.pairing.app import definition
-from services.pairing.relationship_api import RELATIONSHIP
 from shared.clock import FixedClock
-from shared.links import PAIR_RESPONSE, link_signer
+from shared.links import PAIR_RESPONSE, RELATIONSHIP, link_signer
 from shared.service import Service
 from shared.settings import Settings
 from tests.support.factories import envelope, publish, registration
