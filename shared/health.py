@@ -67,6 +67,12 @@ def health_router(service: Service) -> APIRouter:
                 f"--service {service.definition.name}`"
             )
         problems += [problem for check in running.checks if (problem := check())]
+        counters: dict[str, int] = {}
+        for count in running.counters:
+            try:
+                counters.update(await count(running))
+            except Exception as exc:  # a counter must not take readiness down with it
+                problems.append(f"a counter could not be read ({type(exc).__name__}: {exc})")
         consumers = running.consumers
         return {
             "status": "ready" if db_ok and nats_ok and not problems else "degraded",
@@ -79,6 +85,7 @@ def health_router(service: Service) -> APIRouter:
             "duplicates_dropped": consumers.duplicates,
             "retried": consumers.retried,
             "dead_letters": consumers.dead_letters,
+            "counters": counters,
         }
 
     @router.get("/asyncapi.json")

@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -64,6 +64,8 @@ class Running:
     cpu: CpuPool
     # readiness problems reported by loops (e.g. notifications' SMTP breaker): None when fine
     checks: list[Callable[[], str | None]] = field(default_factory=list)
+    # the service's own counters on /readyz (ServiceDefinition.counters, then any loop's)
+    counters: list[Counters] = field(default_factory=list)
 
     def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork]:
         """A transaction for work no event started (timers, HTTP), committing with its events."""
@@ -78,6 +80,8 @@ class Running:
 
 
 Loop = Callable[[Running], Coroutine[Any, Any, None]]
+Counters = Callable[[Running], Awaitable[Mapping[str, int]]]
+"""Named counts a service shows under `counters` on /readyz (e.g. notifications' unsubscribes)."""
 
 
 @dataclass
@@ -97,6 +101,7 @@ class ServiceDefinition:
     http_setup: Sequence[Callable[[FastAPI], None]] = ()
     # False only for test and benchmark services without an Alembic history (create_all)
     migrations: bool = True
+    counters: Sequence[Counters] = ()
 
 
 class Service:
@@ -162,7 +167,11 @@ class Service:
         await require_stream(js, settings.nats_url)
         await self._ensure_consumers(js)
         relay = OutboxRelay(
-            sessions=sessions, tables=d.tables, publish=partial(publish_acked, js), clock=self.clock
+            sessions=sessions,
+            tables=d.tables,
+            publish=partial(publish_acked, js),
+            clock=self.clock,
+            batch_size=settings.relay_batch_size,
         )
         cpu = CpuPool(settings.cpu_workers)
         consumers = ConsumerRuntime(
@@ -188,6 +197,7 @@ class Service:
             relay=relay,
             consumers=consumers,
             cpu=cpu,
+            counters=list(d.counters),
         )
         tasks: list[asyncio.Task[None]] = []
         try:

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     max_deliver: int = Field(default=6, ge=2, description="deliveries before dead-lettering")
     batch_size: int = Field(default=512, ge=1, le=2000, description="events fetched per batch")
     fetch_timeout_seconds: float = Field(default=1.0, gt=0)
+    relay_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=5000,
+        description="outbox rows read and published (pipelined, in order) per relay batch",
+    )
     ack_wait_seconds: float = Field(
         default=30.0, ge=5, description="JetStream redelivers an unacked message after this"
     )

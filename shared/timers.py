@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +127,43 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One item to arm: (program_id, kind, key) due at `due_at`, with its payload."""
+
+    program_id: str
+    kind: str
+    key: str
+    due_at: dt.datetime
+    payload: Mapping[str, Any] | None = None
+
+
+def armed_row(arm: Arm) -> dict[str, Any]:
+    """The row of a freshly armed item: pending, never claimed, no lease, no error.
+
+    For services that write timers with their batch's own upserts (UnitOfWork.upsert): the same
+    values `schedule` writes.
+    """
+    if arm.due_at.tzinfo is None:
+        raise ValueError("due_at must be timezone-aware")
+    return {
+        "program_id": arm.program_id,
+        "kind": arm.kind,
+        "key": arm.key,
+        "due_at": arm.due_at.astimezone(dt.UTC),
+        "status": PENDING,
+        "payload": dict(arm.payload or {}),
+        "attempts": 0,
+        "leased_until": None,
+        "lease_token": None,
+        "last_error": None,
+        "finished_at": None,
+    }
+
+
+_KEY = ("program_id", "kind", "key")
+
+
 async def schedule(
     session: AsyncSession,
     timers: Table,
@@ -142,25 +179,25 @@ async def schedule(
     A done or failed item is armed again; an item in flight loses its lease, so the run in
     flight is discarded when it finishes and the item runs at its new time.
     """
-    if due_at.tzinfo is None:
-        raise ValueError("due_at must be timezone-aware")
-    values = {
-        "due_at": due_at.astimezone(dt.UTC),
-        "status": PENDING,
-        "payload": dict(payload or {}),
-        "attempts": 0,
-        "leased_until": None,
-        "lease_token": None,
-        "last_error": None,
-        "finished_at": None,
-    }
-    insert = upsert_insert(session)
-    statement = insert(timers).values(program_id=program_id, kind=kind, key=key, **values)
+    await schedule_many(session, timers, [Arm(program_id, kind, key, due_at, payload)])
+
+
+async def schedule_many(session: AsyncSession, timers: Table, arms: Iterable[Arm]) -> int:
+    """`schedule` for many items in one statement (executemany); returns how many were armed.
+
+    When the same item comes twice, the last one wins, as two `schedule` calls would have it.
+    """
+    rows = list({tuple(row[k] for k in _KEY): row for row in map(armed_row, arms)}.values())
+    if not rows:
+        return 0
+    insert = upsert_insert(session)(timers)
+    changes = {name: insert.excluded[name] for name in rows[0] if name not in _KEY}
     await session.execute(
-        statement.on_conflict_do_update(index_elements=["program_id", "kind", "key"], set_=values)
+        insert.on_conflict_do_update(index_elements=list(_KEY), set_=changes), rows
     )
     # a timer's own `done` that re-arms its item is told apart from a lease lost (TimerRunner)
-    session.info.setdefault(_ARMED, set()).add((program_id, kind, key))
+    session.info.setdefault(_ARMED, set()).update(tuple(row[k] for k in _KEY) for row in rows)
+    return len(rows)
 
 
 async def cancel(

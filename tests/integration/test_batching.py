@@ -4,7 +4,7 @@ the barrier waits while others progress, replays reach one consumer, the outbox 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -301,3 +301,28 @@ async def _readyz(service: Service) -> dict[str, Any]:
         response = await client.get("/readyz")
     body: dict[str, Any] = response.json()
     return body
+
+
+async def test_readyz_shows_the_service_counters_and_a_failing_counter_as_a_problem(
+    tmp_path, nats_server, js, database_url
+):
+    async def applied(running: Any) -> dict[str, int]:
+        async with running.sessions() as session:
+            return {"applied_rows": await session.scalar(select(func.count(Applied.id))) or 0}
+
+    async def broken(_: Any) -> dict[str, int]:
+        raise RuntimeError("the counter's table is gone")
+
+    settings = settings_for(tmp_path, nats_server.url, database_url)
+    counted = replace(definition("counting", Behaviour()), counters=[applied])
+    service = Service(counted, settings, SystemClock())
+    async with service.started() as rt:
+        await publish(js, REGISTERED, registration("p1", "c1"))
+        await eventually(lambda: _processed(rt, 1), what="the registration to be applied")
+        readiness = await _readyz(service)
+        assert (readiness["status"], readiness["counters"]) == ("ready", {"applied_rows": 1})
+        rt.counters.append(broken)
+        readiness = await _readyz(service)
+        assert readiness["status"] == "degraded"
+        assert readiness["counters"] == {"applied_rows": 1}
+        assert "the counter's table is gone" in readiness["problems"][0]

@@ -20,6 +20,7 @@ from shared.outbox import add_delivery_tables
 from shared.settings import Settings
 from shared.timers import (
     LEASE,
+    Arm,
     Due,
     PermanentFailure,
     TimerHandler,
@@ -27,6 +28,7 @@ from shared.timers import (
     add_timer_table,
     cancel,
     schedule,
+    schedule_many,
 )
 from shared.unit_of_work import UnitOfWork, unit_of_work
 from tests.support.waiting import eventually
@@ -334,6 +336,35 @@ async def test_rescheduling_moves_the_item_and_cancelling_removes_it(replicas):
     r.clock.advance(dt.timedelta(hours=1))
     [claimed] = await runner.claim()
     assert (claimed.key, claimed.payload) == ("moved", {"version": 2})
+
+
+async def test_schedule_many_arms_in_one_statement_what_schedule_would_arm_one_by_one(replicas):
+    r = replicas("a")
+    runner = r.runner(r.recording())
+    await arm(r, "done-before", START - dt.timedelta(hours=1))
+    assert await runner.run_due() == 1  # done: arming it again must make it pending again
+    arms = [
+        Arm("prog", KIND, f"p-{i}", START + dt.timedelta(hours=i), {"n": i}) for i in range(300)
+    ]
+    arms.append(Arm("prog", KIND, "p-7", START + dt.timedelta(days=30), {"n": "last"}))
+    arms.append(Arm("prog", KIND, "done-before", START + dt.timedelta(hours=2)))
+    async with r.sessions() as session, session.begin():
+        assert await schedule_many(session, timers, arms) == 301
+        assert await schedule_many(session, timers, []) == 0
+    seventh = await timer_row(r, "p-7")
+    assert (seventh["payload"], seventh["status"]) == ({"n": "last"}, "pending")
+    again = await timer_row(r, "done-before")
+    assert (again["status"], again["attempts"], again["finished_at"]) == ("pending", 0, None)
+    r.clock.advance(dt.timedelta(hours=299))
+    while await runner.run_due():
+        pass
+    done = sorted(key for key, _ in await executed(r))
+    assert done == sorted(["done-before", "done-before", *(f"p-{i}" for i in range(300) if i != 7)])
+    with pytest.raises(ValueError, match="timezone-aware"):
+        async with r.sessions() as session, session.begin():
+            await schedule_many(
+                session, timers, [Arm("prog", KIND, "naive", dt.datetime(2027, 3, 1))]
+            )
 
 
 async def test_an_item_rescheduled_while_in_flight_drops_the_stale_run_and_runs_again(replicas):
