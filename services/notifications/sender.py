@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from sqlalchemy import Table, and_, bindparam, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, select, update
 
 from services.notifications import deliveries, mime, store
 from services.notifications.breaker import HALF_OPEN, Breaker
@@ -28,7 +28,7 @@ from services.notifications.journal import SentJournal, SentRecord
 from services.notifications.smtp import Attempt, Outcome, SmtpPool
 from shared.backoff import backoff
 from shared.clock import Clock
-from shared.db import Sessions
+from shared.db import Sessions, keys_in
 from shared.events import Channel, NotificationFailed, NotificationSent
 from shared.telemetry import context_from_traceparent, tracer
 from shared.timers import Due, TimerHandler, TimerRunner
@@ -232,9 +232,7 @@ class Sender:
         async with self._sessions() as session:
             rows = await session.execute(
                 select(d.delivery_id, d.recipient_email, d.message, d.status, d.traceparent).where(
-                    tuple_(d.program_id, d.delivery_id).in_(
-                        [(item.program_id, item.key) for item in items]
-                    )
+                    keys_in(_KEY, [(item.program_id, item.key) for item in items])
                 )
             )
             return {row.delivery_id: row for row in rows}
@@ -325,6 +323,7 @@ class Sender:
 
 
 _DELIVERIES: Table = store.Delivery.__table__  # type: ignore[assignment]
+_KEY = (_DELIVERIES.c.program_id, _DELIVERIES.c.delivery_id)
 
 
 def _about(row: Any) -> dict[str, Any]:
@@ -353,8 +352,7 @@ def _columns() -> tuple[Any, ...]:
 
 
 async def _rows(uow: UnitOfWork, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-    d = store.Delivery
-    query = select(*_columns()).where(tuple_(d.program_id, d.delivery_id).in_(keys))
+    query = select(*_columns()).where(keys_in(_KEY, keys))
     if uow.session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()  # two replicas recording one 250 emit it once
     rows = await uow.session.execute(query)

@@ -407,3 +407,29 @@ async def test_outcomes_sorted_while_a_batch_is_recorded_are_recorded_too(db, tm
     assert len(sink.messages) == 30
     assert {d.status for d in (await by_recipient(db)).values()} == {"sent"}
     assert [x for x, _ in await outbox(db)] == ["mentorship.notification.sent"] * 30
+
+
+async def test_one_batch_of_several_programs_sends_and_records_each_delivery_once(
+    db, tmp_path, smtp_port
+):
+    # the batch's deliveries are looked up by (program, delivery) grouped per program
+    # (shared.db.keys_in), not as a row-value IN list
+    for program in ("prog-a", "prog-b", "prog-c"):
+        await register_pair(db, program)
+        await db.apply(on_session_scheduled, scheduled(program))
+    with catching(tmp_path / "mail", smtp_port) as catcher:
+        async with sender(db, tmp_path) as s:
+            assert await s.run_due() == 6
+            db.clock.advance(dt.timedelta(weeks=2))
+            assert await s.run_due() == 0
+        caught = [
+            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["Message-ID"]
+            for p in catcher.messages()
+        ]
+    async with db.sessions() as session:
+        rows = list(await session.scalars(select(store.Delivery)))
+    assert {r.program_id for r in rows} == {"prog-a", "prog-b", "prog-c"}
+    assert {(r.status, r.attempts) for r in rows} == {("sent", 1)}
+    assert sorted(caught) == sorted(r.message_id for r in rows)
+    sent = await outbox(db)
+    assert sorted(body["delivery_id"] for _, body in sent) == sorted(r.delivery_id for r in rows)
