@@ -257,6 +257,9 @@ async def on_touchpoint_due(item: Due, uow: UnitOfWork) -> None:
                 "prompt": "" if pair.touchpoint else prompt_for(str(p["session_id"])),
                 "chosen": pair.touchpoint or "",
                 "takeaways": [str(t) for t in p.get("takeaways") or []][:20],
+                "relationship_link": notices.relationship_link(
+                    uow, item.program_id, pair.pair_id, person.participant_id
+                ),
             },
         )
         for person in people

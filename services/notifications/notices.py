@@ -27,7 +27,7 @@ from shared.events import (
     PairProposed,
     SessionMissed,
 )
-from shared.links import CHECKIN_REPORT, PAIR_RESPONSE, LinkKind, link_url
+from shared.links import CHECKIN_REPORT, PAIR_RESPONSE, RELATIONSHIP, LinkKind, link_url
 from shared.settings import Settings
 from shared.unit_of_work import UnitOfWork
 
@@ -35,6 +35,9 @@ log = logging.getLogger("mentorship.notifications.notices")
 
 PROPOSAL_LINK_DAYS = 7  # when the event does not say when the proposal expires
 CHECKIN_LINK_DAYS = 30  # a check-in form link holds this long after the check-in was due
+# the pair's relationship hub (pairing): as long as pairing lets a coordinator mint one; every
+# later mail about the pair carries a fresh one
+RELATIONSHIP_LINK_DAYS = 366
 COORDINATOR = "coordinator"  # the recipient id of a program's coordinator
 
 
@@ -101,6 +104,16 @@ def _plan(
         fields=fields,
         context=context(uow, program_id),
         unsubscribe=unsubscribe_link(uow, program_id, recipient, kind),
+    )
+
+
+def relationship_link(uow: UnitOfWork, program_id: str, pair_id: str, participant_id: str) -> str:
+    """The person's signed link to their pair's charter, goals and milestones (pairing)."""
+    return _link(
+        uow,
+        RELATIONSHIP,
+        {"program_id": program_id, "pair_id": pair_id, "participant_id": participant_id},
+        uow.clock.now() + dt.timedelta(days=RELATIONSHIP_LINK_DAYS),
     )
 
 
@@ -181,6 +194,9 @@ async def on_pair_formed_mail(event: PairFormed, uow: UnitOfWork) -> None:
                     "reasons": list(event.reasons),
                     "partner_timezone": other.timezone,
                     "language": event.language,
+                    "relationship_link": relationship_link(
+                        uow, event.program_id, event.pair_id, pid
+                    ),
                 },
             )
         )
@@ -329,6 +345,9 @@ async def on_session_missed(event: SessionMissed, uow: UnitOfWork) -> None:
                 "headline": "Nobody confirmed your last mentorship session, so it is recorded "
                 "as missed.",
                 "reason": event.reason or "",
+                "relationship_link": relationship_link(
+                    uow, event.program_id, event.pair_id, person.participant_id
+                ),
             },
         )
         for person in people.values()
@@ -378,6 +397,9 @@ async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None
                     "headline": "Your pair reached a milestone.",
                     "title": event.title,
                     "public": public,
+                    "relationship_link": relationship_link(
+                        uow, event.program_id, event.pair_id, person.participant_id
+                    ),
                 },
             )
         )

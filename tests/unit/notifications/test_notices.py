@@ -37,7 +37,7 @@ from shared.events import (
     ParticipantRegistered,
     SessionMissed,
 )
-from shared.links import CHECKIN_REPORT, PAIR_RESPONSE, link_signer
+from shared.links import CHECKIN_REPORT, PAIR_RESPONSE, RELATIONSHIP, link_signer
 from tests.support.factories import envelope, registration
 from tests.support.handlers import HandlerDb, handler_db
 
@@ -136,6 +136,40 @@ async def test_pair_formed_tells_both_with_the_reasons_and_the_charter_prompt(db
     text = body(to_e, "plain")
     assert "both work in data science" in text and "charter" in text
     assert "List-Unsubscribe" not in to_e  # essential
+
+
+def relationship_of(db: HandlerDb, message: Any) -> dict[str, Any]:
+    """The relationship link of a mail: the same in text and HTML, pairing's, verified."""
+    text, html = body(message, "plain"), body(message, "html")
+    [link] = [word for word in text.split() if RELATIONSHIP.path in word]
+    assert f'href="{link}"' in html
+    assert link.startswith(db.settings.public_url_for("pairing") + RELATIONSHIP.path + "?t=")
+    return link_data(db, text, RELATIONSHIP.path, RELATIONSHIP.purpose)
+
+
+async def test_pair_mails_link_each_person_to_their_pairs_relationship_hub(db):
+    await pair(db)
+    missed = envelope("p1", session_id="s1", pair_id="pair-1")
+    await db.apply(on_session_missed, SessionMissed.model_validate(missed))
+    reached = envelope("p1", pair_id="pair-1", milestone_id="ms1", title="First talk given")
+    await db.apply(on_milestone_reached, MilestoneReached.model_validate(reached))
+    for kind in ("pair.formed", "session.missed", "milestone.reached"):
+        found = await mails(db, kind)
+        assert [row.recipient_id for row, _ in found] == ["e", "m"], kind
+        for row, message in found:
+            assert relationship_of(db, message) == {
+                "program_id": "p1",
+                "pair_id": "pair-1",
+                "participant_id": row.recipient_id,
+            }, kind
+    [(_, to_e), _] = await mails(db, "pair.formed")
+    token = parse_qs(urlparse(relationship_of_link(to_e)).query)["t"][0]
+    with pytest.raises(ValueError, match="something else"):  # not an accept/decline link
+        link_signer(db.settings).verify(token, PAIR_RESPONSE.purpose, db.clock.now())
+
+
+def relationship_of_link(message: Any) -> str:
+    return next(w for w in body(message, "plain").split() if RELATIONSHIP.path in w)
 
 
 async def test_pair_proposed_carries_a_signed_accept_decline_link_per_person_once(db):

@@ -38,7 +38,7 @@ from shared.events import (
     SessionHeld,
     SessionScheduled,
 )
-from shared.links import link_signer
+from shared.links import RELATIONSHIP, link_signer
 from shared.timers import Due
 from tests.support.factories import envelope, registration
 from tests.support.handlers import HandlerDb, handler_db
@@ -517,6 +517,12 @@ async def test_a_held_session_brings_a_touchpoint_with_the_pairs_takeaways(db):
     assert len(found) == 2
     text = body(found[0], "plain")
     assert digests.prompt_for("s1") in text and "Staff Engineer" in text
+    for message in found:  # each person's own link to the pair's charter, goals, milestones
+        link = next(w for w in body(message, "plain").split() if RELATIONSHIP.path in w)
+        assert link.startswith(db.settings.public_url_for("pairing") + RELATIONSHIP.path)
+        data = link_signer(db.settings).verify(token_of(link), RELATIONSHIP.purpose, db.clock.now())
+        assert data["pair_id"] == "pair-1"
+        assert message["To"].addresses[0].addr_spec == f"{data['participant_id']}@example.org"
 
 
 async def test_a_touchpoint_sends_what_the_pairs_charter_chose_instead_of_a_prompt(db):
