@@ -28,7 +28,7 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 def make_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
     """An async engine; on PostgreSQL, `schema` becomes the search path of every connection."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,9 @@ def make_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
         if schema:
             server_settings["search_path"] = schema
         kwargs["connect_args"] = {"server_settings": server_settings}
-    return create_async_engine(parsed, **kwargs)
+    # a server connection can drop while pooled (restart, failover): ping it at checkout; a
+    # SQLite file cannot, and the ping was a thread round trip before every transaction
+    return create_async_engine(parsed, pool_pre_ping=True, **kwargs)
 
 
 async def create_schema(engine: AsyncEngine, metadata: MetaData, *, schema: str | None) -> None:

@@ -125,10 +125,17 @@ async def on_wins_due(item: Due, uow: UnitOfWork) -> None:
     await queue_all(item.program_id, planned, uow)
 
 
+_ASSESSMENT_ARMED = "notifications.assessment_armed"  # session.info: programs armed this batch
+
+
 def arm_assessment(uow: UnitOfWork, program_id: str) -> None:
     """Arms the program's next quarterly survey (arming it again changes nothing)."""
     if not uow.settings.assessment_survey:
         return
+    armed = uow.session.info.setdefault(_ASSESSMENT_ARMED, set())
+    if program_id in armed:  # a cohort import's batch: the first registration armed it
+        return
+    armed.add(program_id)
     quarter, due = preferences.next_quarter(uow.clock.now())
     uow.upsert(
         store.timers,
