@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.scheduling import api, followups, store
+from services.scheduling import api, followups, pauses, store
 from services.scheduling.handlers import SUBSCRIPTIONS
 from shared.events import (
     CheckinDue,
@@ -42,5 +42,5 @@ def definition() -> ServiceDefinition:
             CheckinOverdue,
         ],
         routers=[api.router],
-        loops=[timer_loop(store.timers, followups.HANDLERS)],
+        loops=[timer_loop(store.timers, followups.HANDLERS | pauses.HANDLERS)],
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from services.scheduling import meetings, plans, series, store
+from services.scheduling import checkins, followups, meetings, plans, series, store
 from services.scheduling.planning import NoSlot
 from services.scheduling.plans import Status
 from shared.events import CharterAgreed, SessionKind
@@ -37,15 +37,19 @@ async def current_series(
         found, generation = meeting, generation + 1
 
 
-def stopped(rows: list[store.Session], now: dt.datetime) -> bool:
-    """Whether a pair's sessions (of any status) show it ended, or paused and not resumed."""
+def stopped(rows: list[store.Session], now: dt.datetime, *, pause_over: bool = False) -> bool:
+    """Whether a pair's sessions (of any status) show it ended, or paused and not resumed.
+
+    `pause_over`: the pair is resuming, so its pause's cancels no longer stop it.
+    """
     for row in rows:
         if row.status != Status.CANCELLED or not row.note:
             continue
         if row.note.startswith(ENDED):
             return True
         at = row.start or row.recurrence_id
-        if row.note.startswith(PAUSED) and at is not None and store.utc(at) > now:
+        paused = row.note.startswith(PAUSED) and not pause_over
+        if paused and at is not None and store.utc(at) > now:
             return True
     return False
 
@@ -67,13 +71,34 @@ def _agreed(meeting: store.Meeting | None, cadence: series.Cadence, minutes: int
     )
 
 
-async def follow(uow: UnitOfWork, event: CharterAgreed, kickoff: store.Meeting) -> None:
+async def apply(
+    uow: UnitOfWork, event: CharterAgreed, kickoff: store.Meeting, *, resuming: bool = False
+) -> None:
+    """The series follows the charter's cadence and length; check-ins its pace.
+
+    Check-ins are weekly for weekly pairs, else every two weeks; none are re-armed for a pair
+    that paused or ended (its check-ins stopped; a resume arms them at the charter's pace).
+    """
+    await follow(uow, event, kickoff, resuming=resuming)
+    pace = checkins.cadence_days(event.cadence_days)
+    armed = await followups.checkin_cadence(uow, program_id=event.program_id, pair_id=event.pair_id)
+    if armed is not None and armed != pace:  # the same pace again keeps the next check-in's date
+        await followups.start_checkins(
+            uow, program_id=event.program_id, pair_id=event.pair_id, mentor=kickoff.mentor_id,
+            mentee=kickoff.mentee_id, cadence_days=pace,
+        )  # fmt: skip
+
+
+async def follow(
+    uow: UnitOfWork, event: CharterAgreed, kickoff: store.Meeting, *, resuming: bool = False
+) -> None:
     """Re-plans the pair's future one-to-ones at the charter's cadence and length.
 
     Nothing changes when the series already has both (a second charter alike), or while the
-    pair is paused or after it ended. Occurrences inside the minimum notice stay as they are;
-    the new series starts a cadence after the last session kept. When no time fits the new
-    rhythm, the old series stays and session.unschedulable says why.
+    pair is paused (unless `resuming`: the pause is over) or after it ended. Occurrences inside
+    the minimum notice stay as they are; the new series starts a cadence after the last session
+    kept. When no time fits the new rhythm, the old series stays and session.unschedulable says
+    why.
     """
     program, pair = event.program_id, event.pair_id
     cadence = series.cadence_for(event.cadence_days)
@@ -82,7 +107,7 @@ async def follow(uow: UnitOfWork, event: CharterAgreed, kickoff: store.Meeting) 
         return
     now = uow.clock.now()
     rows = await pair_sessions(uow, program, pair)
-    if stopped(rows, now):
+    if stopped(rows, now, pause_over=resuming):
         return  # paused (the pause's cancels still stand) or ended: nothing to re-plan
     rules = meetings.rules_of(uow)
     notice_end = now + rules.notice

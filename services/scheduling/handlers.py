@@ -6,7 +6,17 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.scheduling import charters, checkins, followups, kinds, meetings, plans, series, store
+from services.scheduling import (
+    charters,
+    checkins,
+    followups,
+    kinds,
+    meetings,
+    pauses,
+    plans,
+    series,
+    store,
+)
 from services.scheduling.planning import NoSlot
 from services.scheduling.plans import Status
 from shared.consumer import Subscription
@@ -212,8 +222,7 @@ async def _plan_rhythm(
 async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:
     """The series follows the charter's cadence and length; check-ins its pace.
 
-    Check-ins are weekly for weekly pairs, else every two weeks; none are re-armed for a pair
-    that paused or ended (its check-ins stopped).
+    During a pause the charter is kept and applied when the pause ends (see `pauses`).
     """
     meeting = await store.get_meeting(
         uow.session,
@@ -222,14 +231,9 @@ async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:
     )
     if meeting is None:
         return  # a charter for a pair scheduling never planned (no pair.formed): nothing to pace
-    await charters.follow(uow, event, meeting)
-    pace = checkins.cadence_days(event.cadence_days)
-    armed = await followups.checkin_cadence(uow, program_id=event.program_id, pair_id=event.pair_id)
-    if armed is not None and armed != pace:  # the same pace again keeps the next check-in's date
-        await followups.start_checkins(
-            uow, program_id=event.program_id, pair_id=event.pair_id, mentor=meeting.mentor_id,
-            mentee=meeting.mentee_id, cadence_days=pace,
-        )  # fmt: skip
+    if await pauses.hold(uow, event):
+        return  # paused: applied on resume or at the pause's end, never inside the pause
+    await charters.apply(uow, event, meeting)
 
 
 async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None:
@@ -309,7 +313,7 @@ async def _plan_single(
 
 
 async def on_pair_paused(event: PairPaused, uow: UnitOfWork) -> None:
-    """Occurrences until the pause ends (or all future ones) are cancelled."""
+    """Occurrences until the pause ends (or all future ones) are cancelled; check-ins stop."""
     until = None
     if event.until is not None:
         until = dt.datetime.combine(event.until, dt.time(), tzinfo=dt.UTC)
@@ -319,35 +323,13 @@ async def on_pair_paused(event: PairPaused, uow: UnitOfWork) -> None:
     paused = [r for r in rows if until is None or store.utc(r.start or r.recurrence_id) < until]  # type: ignore[arg-type]
     reason = "the pair paused" + (f": {event.reason}" if event.reason else "")
     await meetings.cancel_by_meeting(uow, paused, reason=reason)
+    await pauses.begin(uow, program_id=event.program_id, pair_id=event.pair_id, until=until)
     await followups.stop_checkins(uow, program_id=event.program_id, pair_id=event.pair_id)
 
 
 async def on_pair_resumed(event: PairResumed, uow: UnitOfWork) -> None:
-    """Occurrences cancelled by the pause that are still ahead are planned again."""
-    rows = await store.future_sessions(
-        uow.session,
-        program_id=event.program_id,
-        pair_id=event.pair_id,
-        after=uow.clock.now(),
-        statuses=(Status.CANCELLED.value,),
-    )
-    schedules = meetings.Schedules(uow, event.program_id)
-    for row in rows:
-        if row.note and row.note.startswith("the pair paused"):
-            await meetings.recheck(
-                uow, row, why="the pair resumed", reinstate=True, schedules=schedules
-            )
-    await schedules.finish()
-    meeting = await store.get_meeting(
-        uow.session,
-        program_id=event.program_id,
-        meeting_id=plans.kickoff_session_id(event.program_id, event.pair_id),
-    )
-    if meeting is not None:
-        await followups.start_checkins(
-            uow, program_id=event.program_id, pair_id=event.pair_id, mentor=meeting.mentor_id,
-            mentee=meeting.mentee_id, cadence_days=checkins.cadence_days(None),
-        )  # fmt: skip
+    """A charter agreed during the pause applies; cancelled occurrences ahead come back."""
+    await pauses.resume(uow, program_id=event.program_id, pair_id=event.pair_id)
 
 
 async def on_pair_ended(event: PairEnded, uow: UnitOfWork) -> None:
@@ -357,6 +339,7 @@ async def on_pair_ended(event: PairEnded, uow: UnitOfWork) -> None:
     )
     reason = "the pair ended" + (f": {event.reason}" if event.reason else "")
     await meetings.cancel_by_meeting(uow, rows, reason=reason)
+    await pauses.discard(uow, program_id=event.program_id, pair_id=event.pair_id)
     await followups.stop_checkins(uow, program_id=event.program_id, pair_id=event.pair_id)
 
 
@@ -433,7 +416,7 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(PairEnded, on_pair_ended, after=(PairFormed, PairPaused, PairResumed)),
     Subscription(SessionResponded, on_session_responded, after=(PairFormed,)),
     Subscription(SessionHeld, on_session_held, after=(PairFormed,)),
-    Subscription(CharterAgreed, on_charter_agreed, after=(PairFormed,)),
+    Subscription(CharterAgreed, on_charter_agreed, after=(PairFormed, PairPaused, PairResumed)),
     Subscription(MilestoneReached, on_milestone_reached, after=(PairFormed,)),
     Subscription(OpportunityOffered, on_opportunity_offered, after=(PairFormed,)),
     Subscription(CheckinSubmitted, on_checkin_submitted),

@@ -138,6 +138,24 @@ class Absence(Base):
     end: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
+class Pause(Base):
+    """A pair's pause while it lasts: until when, its check-in pace, a charter agreed meanwhile.
+
+    The row is there from pair.paused to pair.resumed (or the pause's end, or pair.ended).
+    """
+
+    __tablename__ = "pauses"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pair_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    paused_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # days between check-ins when the pause began (None: none were armed)
+    checkin_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the latest charter.agreed (its JSON) that came during the pause, applied when it ends
+    charter: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
 async def get_person(
     session: AsyncSession, *, program_id: str, participant_id: str
 ) -> Person | None:

@@ -13,24 +13,30 @@ import recurring_ical_events
 from hypothesis import given
 from hypothesis import strategies as st
 from icalendar import Calendar
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from services.scheduling import series, store
+from services.scheduling import followups, pauses, series, store
 from services.scheduling.handlers import (
     on_charter_agreed,
+    on_pair_ended,
     on_pair_formed,
     on_pair_paused,
+    on_pair_resumed,
     on_participant_registered,
 )
 from shared.events import (
     CharterAgreed,
+    PairEnded,
     PairFormed,
     PairPaused,
+    PairResumed,
     ParticipantRegistered,
     SessionCancelled,
+    SessionRescheduled,
     SessionScheduled,
     SessionUnschedulable,
 )
+from shared.timers import TimerRunner
 from shared.worktime import Interval
 from tests.support.factories import envelope, registration
 from tests.support.handlers import HandlerDb, handler_db
@@ -183,7 +189,7 @@ async def test_a_charter_no_time_fits_keeps_the_series_and_says_why(db):
     assert {(r.session_id, r.status) for r in await all_rows(db)} == before
 
 
-async def test_a_paused_pair_is_not_re_planned_by_a_charter(db):
+async def test_a_charter_agreed_during_a_pause_plans_nothing_and_is_kept(db):
     await formed_pair(db)
     await db.apply(on_pair_paused, event(PairPaused, pair_id="p"))
     before = {(r.session_id, r.status) for r in await all_rows(db)}
@@ -191,7 +197,78 @@ async def test_a_paused_pair_is_not_re_planned_by_a_charter(db):
     assert uow.emitted == []
     assert {(r.session_id, r.status) for r in await all_rows(db)} == before
     async with db.sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(store.timers)) is not None
+        pause = await session.get(store.Pause, ("prog", "p"))
+        assert pause is not None and pause.charter is not None
+        assert pause.charter["cadence_days"] == 7
+    assert not [t for t in await timers(db) if t[1] == followups.DUE]  # check-ins stay stopped
+
+
+async def test_a_charter_kept_during_a_pause_applies_on_resume_without_the_old_series(db):
+    kickoff, regular = await formed_pair(db)
+    await db.apply(on_pair_paused, event(PairPaused, pair_id="p"))
+    await db.apply(on_charter_agreed, charter(7, 60))
+    db.clock.advance(dt.timedelta(days=20))
+    now = db.clock.now()
+    uow = await db.apply(on_pair_resumed, event(PairResumed, pair_id="p"))
+    [scheduled] = [e for e in uow.emitted if isinstance(e, SessionScheduled)]
+    assert scheduled.uid not in (regular.uid, kickoff.uid)
+    assert scheduled.rrule and scheduled.rrule.startswith("FREQ=WEEKLY;INTERVAL=1;")
+    assert scheduled.end - scheduled.start == dt.timedelta(minutes=60)
+    assert scheduled.start >= now + dt.timedelta(hours=db.settings.session_notice_hours)
+    # the replaced series is not announced again: its paused occurrences stay cancelled
+    back = [e for e in uow.emitted if isinstance(e, SessionRescheduled)]
+    assert all(e.uid != regular.uid for e in back)
+    rows = await all_rows(db)
+    old = [r for r in rows if r.meeting_id == regular.series_id]
+    assert old and all(r.status == "cancelled" for r in old)
+    live = sorted((span(r) for r in rows if r.status == "scheduled"), key=lambda i: i.start)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(live))
+    # check-ins restart at the charter's (weekly) pace; the pause is over
+    [due] = [t for t in await timers(db) if t[1] == followups.DUE]
+    assert due[5]["cadence_days"] == 7
+    async with db.sessions() as session:
+        assert await session.get(store.Pause, ("prog", "p")) is None
+
+
+async def test_a_charter_kept_during_a_pause_with_an_end_applies_from_that_end(db):
+    _, regular = await formed_pair(db)
+    end = dt.datetime(2027, 4, 1, tzinfo=UTC)
+    paused = await db.apply(on_pair_paused, event(PairPaused, pair_id="p", until="2027-04-01"))
+    assert any(isinstance(e, SessionCancelled) for e in paused.emitted)
+    assert (await db.apply(on_charter_agreed, charter(30, 45))).emitted == []
+    run = TimerRunner(
+        store.timers, followups.HANDLERS | pauses.HANDLERS, sessions=db.sessions,
+        unit_of_work=db.unit_of_work, clock=db.clock,
+    )  # fmt: skip
+    db.clock.advance(end - db.clock.now() - dt.timedelta(minutes=1))
+    await run.run_due()
+    assert {r.meeting_id for r in await all_rows(db) if r.kind == "regular"} == {regular.series_id}
+    db.clock.advance(dt.timedelta(minutes=2))
+    await run.run_due()
+    rows = await all_rows(db)
+    new = [r for r in rows if r.meeting_id not in (regular.series_id, regular.session_id)]
+    new = [r for r in new if r.kind == "regular" and r.status == "scheduled"]
+    assert new, "the charter's monthly series is planned at the pause's end"
+    assert min(store.utc(r.start) for r in new) >= end  # type: ignore[arg-type]
+    old_after = [r for r in rows if r.meeting_id == regular.series_id and store.utc(r.start) > end]  # type: ignore[arg-type]
+    assert old_after and all(r.status == "cancelled" for r in old_after)
+    assert all("monthly sessions of 45 min" in (r.note or "") for r in old_after)
+    [due] = [t for t in await timers(db) if t[1] == followups.DUE]
+    assert due[5]["cadence_days"] == 14  # monthly meetings: check-ins every two weeks
+    async with db.sessions() as session:
+        assert await session.get(store.Pause, ("prog", "p")) is None
+
+
+async def test_an_ended_pair_forgets_a_charter_kept_during_its_pause(db):
+    await formed_pair(db)
+    await db.apply(on_pair_paused, event(PairPaused, pair_id="p", until="2027-04-01"))
+    await db.apply(on_charter_agreed, charter(7, 60))
+    await db.apply(on_pair_ended, event(PairEnded, pair_id="p"))
+    async with db.sessions() as session:
+        assert await session.get(store.Pause, ("prog", "p")) is None
+    assert not [t for t in await timers(db) if t[1] in (pauses.PAUSE_END, followups.DUE)]
+    resumed = await db.apply(on_pair_resumed, event(PairResumed, pair_id="p"))
+    assert not [e for e in resumed.emitted if isinstance(e, SessionScheduled)]
 
 
 async def test_a_charter_for_a_pair_never_planned_plans_nothing(db):
