@@ -8,10 +8,12 @@ milestone), not per event: a copy of an event with another id queues nothing mor
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Sequence
 from email.utils import parseaddr
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.notifications import deliveries, mime, preferences, store
 from services.notifications.deliveries import Attendee, PlannedDelivery, SessionContext
@@ -42,14 +44,35 @@ COORDINATOR = "coordinator"  # the recipient id of a program's coordinator
 
 
 def coordinator(settings: Settings, program_id: str) -> Attendee | None:
-    """The program's coordinator (MENTORSHIP_COORDINATORS), if configured and writable."""
+    """The program's coordinator (MENTORSHIP_COORDINATORS), if configured and writable.
+
+    An entry may end with `; <IANA zone>` ("Ada Lee <ada@example.org>; Europe/Berlin"): the
+    coordinator's quiet hours and the times in their mails are in that zone; without one, UTC.
+    """
     configured = settings.coordinators.get(program_id)
     if not configured:
         return None
-    name, address = parseaddr(configured)
+    address_part, zone = coordinator_zone(configured)
+    name, address = parseaddr(address_part)
     if not address:
         return None
-    return Attendee(COORDINATOR, name or "Program coordinator", address, "UTC", COORDINATOR)
+    return Attendee(COORDINATOR, name or "Program coordinator", address, zone, COORDINATOR)
+
+
+@functools.lru_cache(maxsize=64)
+def coordinator_zone(configured: str) -> tuple[str, str]:
+    """A COORDINATORS entry split into its address and its zone (UTC when none is named; a
+    name that is no IANA zone is logged once and UTC is used)."""
+    head, separator, tail = configured.rpartition(";")
+    if not separator:
+        return configured, "UTC"
+    zone = tail.strip()
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("coordinator %r: %r is no IANA time zone; using UTC", head.strip(), zone)
+        return head, "UTC"
+    return head, zone
 
 
 def context(uow: UnitOfWork, program_id: str) -> SessionContext:

@@ -118,7 +118,15 @@ async def unsubscribe(uow: UnitOfWork, *, program_id: str, participant_id: str, 
     return withdrawn
 
 
-def _buttons(token: str, kind: str) -> str:
+def _hours(chosen: int) -> str:
+    """The digest hour picker: 00:00 to 23:00, the person's current hour selected."""
+    return "".join(
+        f'<option value="{h}"{" selected" if h == chosen else ""}>{h:02d}:00</option>'
+        for h in range(24)
+    )
+
+
+def _buttons(token: str, kind: str, digest_hour: int) -> str:
     t = html.escape(token)
     what = html.escape(preferences.KIND_NAMES.get(kind, kind))
     everything = html.escape(preferences.KIND_NAMES[preferences.ALL])
@@ -131,6 +139,8 @@ def _buttons(token: str, kind: str) -> str:
         f'<button type="submit">Unsubscribe from {everything}</button></form>'
         f'<form method="post"><input type="hidden" name="t" value="{t}">'
         f'<input type="hidden" name="frequency" value="{preferences.DAILY}">'
+        f'<label>At <select name="digest_hour">{_hours(digest_hour)}</select> your time '
+        "(after quiet hours and weekends): </label>"
         '<button type="submit">Keep them, but once a day in one digest</button></form>'
         f'<form method="post"><input type="hidden" name="t" value="{t}">'
         f'<input type="hidden" name="frequency" value="{preferences.IMMEDIATE}">'
@@ -151,12 +161,21 @@ def router() -> APIRouter:
         if isinstance(data, HTMLResponse):
             return data
         kind = str(data.get("kind") or preferences.ALL)
-        return _page("Your email preferences", _buttons(t, kind))
+        running = _running(request)
+        async with running.sessions() as session:
+            chosen = await store.choices(
+                session, program_id=data["program_id"], participant_ids=[data["participant_id"]]
+            )
+        choice = chosen.get(data["participant_id"])
+        hour = running.settings.digest_hour
+        if choice is not None and choice.digest_hour is not None:
+            hour = choice.digest_hour
+        return _page("Your email preferences", _buttons(t, kind, hour))
 
     @links.post(preferences.UNSUBSCRIBE.path, response_class=HTMLResponse)
     async def preferences_answer(request: Request) -> HTMLResponse:
         """One-click unsubscribe (RFC 8058: body List-Unsubscribe=One-Click), or a choice from
-        the page: scope=all, or frequency=daily|immediate."""
+        the page: scope=all, or frequency=daily|immediate (with daily: digest_hour=0..23)."""
         form = await _form(request)
         data = _verify(request, _token(request, form), preferences.UNSUBSCRIBE.purpose)
         if isinstance(data, HTMLResponse):
@@ -174,6 +193,10 @@ def router() -> APIRouter:
         one_click = (form.get("List-Unsubscribe") or [""])[0] == ONE_CLICK
         if frequency and frequency not in (preferences.DAILY, preferences.IMMEDIATE):
             return _page("Please check the form", "<p>Choose daily or immediate.</p>", 422)
+        hour_given = (form.get("digest_hour") or [""])[0]
+        digest_hour = preferences.parse_digest_hour(hour_given) if hour_given else None
+        if hour_given and digest_hour is None:
+            return _page("Please check the form", "<p>Choose an hour from 0 to 23.</p>", 422)
         if not (frequency or scope == "all" or one_click):
             return _page(
                 "Please check the form",
@@ -183,20 +206,16 @@ def router() -> APIRouter:
         running = _running(request)
         async with running.unit_of_work() as uow:
             if frequency:
+                chosen: dict[str, Any] = {"frequency": frequency, "updated_at": uow.clock.now()}
+                if digest_hour is not None:  # unset: the hour chosen before stays
+                    chosen["digest_hour"] = digest_hour
                 uow.upsert(
-                    store.Preference,
-                    {
-                        "program_id": program_id,
-                        "participant_id": pid,
-                        "frequency": frequency,
-                        "updated_at": uow.clock.now(),
-                    },
+                    store.Preference, {"program_id": program_id, "participant_id": pid} | chosen
                 )
-                said = (
-                    "You will get these emails once a day, in one digest."
-                    if frequency == preferences.DAILY
-                    else "You will get these emails as they happen."
-                )
+                said = "You will get these emails as they happen."
+                if frequency == preferences.DAILY:
+                    at = "" if digest_hour is None else f", at {digest_hour:02d}:00 your time"
+                    said = f"You will get these emails once a day, in one digest{at}."
             else:
                 refused = preferences.ALL if scope == "all" else kind
                 await unsubscribe(uow, program_id=program_id, participant_id=pid, kind=refused)

@@ -73,6 +73,15 @@ def next_digest(now: dt.datetime, timezone: str, hour: int, quiet: QuietHours) -
     raise AssertionError("unreachable: a local hour recurs every day")
 
 
+def parse_digest_hour(text: str) -> int | None:
+    """A digest hour from a form ('7', '07'): 0 to 23, else None."""
+    value = text.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 2:
+        return None
+    hour = int(value)
+    return hour if 0 <= hour <= 23 else None
+
+
 def digest_window(due: dt.datetime, timezone: str) -> str:
     """The digest a due time belongs to: its local date and time in the recipient's zone
     ('2027-03-29T09:00'); every item held for the same due time goes in the same digest."""

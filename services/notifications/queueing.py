@@ -124,7 +124,7 @@ async def _respect(
     held = await store.held_keys(session, keys=[p.idempotency_key for p in optional])
     people = {p.recipient_id for p in optional}
     refused = await store.refused_kinds(session, program_id=program_id, participant_ids=people)
-    chosen = await store.frequencies(session, program_id=program_id, participant_ids=people)
+    chosen = await store.choices(session, program_id=program_id, participant_ids=people)
     now = uow.clock.now()
     days = {
         p.delivery_id: preferences.local_day(send_at(p, uow), p.mail.recipient.timezone)
@@ -138,6 +138,9 @@ async def _respect(
     )
     going = []
     for plan in planned:
+        choice = chosen.get(plan.recipient_id)
+        hour = choice.digest_hour if choice and choice.digest_hour is not None else None
+        hour = settings.digest_hour if hour is None else hour  # their own hour, else the default
         if preferences.is_essential(plan.kind):
             going.append(plan)
         elif plan.idempotency_key in held:
@@ -146,14 +149,14 @@ async def _respect(
             _refused(program_id, plan, now, uow)
         elif not preferences.may_hold(plan.kind):
             going.append(plan)  # a digest itself: never held, never counted
-        elif chosen.get(plan.recipient_id) == preferences.DAILY:
-            _hold(program_id, plan, uow)
+        elif choice is not None and choice.frequency == preferences.DAILY:
+            _hold(program_id, plan, uow, hour)
         else:
             key = (program_id, plan.recipient_id, days[plan.delivery_id])
             row = stored.get(key[1:])
             sent = (row.sent if row is not None else 0) + batch.get(key, 0)
             if preferences.over_cap(sent, settings.daily_mail_cap):
-                _hold(program_id, plan, uow)
+                _hold(program_id, plan, uow, hour)
             else:
                 batch[key] = batch.get(key, 0) + 1
                 uow.upsert(  # one statement per batch, adding to the stored count
@@ -182,14 +185,15 @@ def _refused(program_id: str, plan: PlannedDelivery, now: dt.datetime, uow: Unit
     )
 
 
-def _hold(program_id: str, plan: PlannedDelivery, uow: UnitOfWork) -> None:
-    """Keeps a low-urgency notification for its recipient's next digest, and arms that digest
-    (a durable timer per person and local day; arming it again changes nothing)."""
+def _hold(program_id: str, plan: PlannedDelivery, uow: UnitOfWork, hour: int) -> None:
+    """Keeps a low-urgency notification for its recipient's next digest at their local `hour`,
+    and arms that digest (a durable timer per person and local day and hour; arming it again
+    changes nothing)."""
     mail = plan.mail
     timezone = mail.recipient.timezone
     settings, now = uow.settings, uow.clock.now()
     hours = _quiet(settings.quiet_hours, settings.quiet_weekends)
-    due = preferences.next_digest(now, timezone, settings.digest_hour, hours)
+    due = preferences.next_digest(now, timezone, hour, hours)
     window = preferences.digest_window(due, timezone)
     fields = mail.fields if isinstance(mail, NoticeMail) else {}
     link = next((str(v) for k, v in fields.items() if k.endswith("_link") and v), "")

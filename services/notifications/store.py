@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import JSON, DateTime, Integer, LargeBinary, String, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -256,6 +257,8 @@ class Preference(Base):
     program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     participant_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     frequency: Mapped[str] = mapped_column(String(20))  # immediate, daily
+    # the local hour of their daily digest; None: the deployment's DIGEST_HOUR (default 9)
+    digest_hour: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -346,18 +349,26 @@ def _chunks(ids: Collection[str], size: int = 1000) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-async def frequencies(
+@dataclass(frozen=True)
+class Choice:
+    """What a person chose for low-urgency mail: how often, and at which local hour."""
+
+    frequency: str
+    digest_hour: int | None
+
+
+async def choices(
     session: AsyncSession, *, program_id: str, participant_ids: Collection[str]
-) -> dict[str, str]:
-    """Each person's chosen frequency, where they chose one (one query)."""
-    chosen: dict[str, str] = {}
+) -> dict[str, Choice]:
+    """Each person's frequency and digest hour, where they chose one (one query)."""
+    chosen: dict[str, Choice] = {}
     for chunk in _chunks(participant_ids):
         rows = await session.execute(
-            select(Preference.participant_id, Preference.frequency).where(
+            select(Preference.participant_id, Preference.frequency, Preference.digest_hour).where(
                 Preference.program_id == program_id, Preference.participant_id.in_(chunk)
             )
         )
-        chosen.update({pid: frequency for pid, frequency in rows})
+        chosen.update({pid: Choice(frequency, hour) for pid, frequency, hour in rows})
     return chosen
 
 

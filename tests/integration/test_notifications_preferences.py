@@ -236,6 +236,7 @@ async def db(tmp_path: Path, database_url: str | None) -> AsyncIterator[HandlerD
         unit.test_the_daily_cap_folds_the_rest_into_one_digest_sent_once,
         unit.test_the_cap_holds_within_one_batch_of_events_too,
         unit.test_a_person_who_chose_the_daily_digest_gets_low_urgency_mail_only_in_it,
+        unit.test_each_person_gets_their_digest_at_their_own_local_hour,
         unit.test_unsubscribed_kinds_are_recorded_not_sent_and_essential_mail_still_goes,
         unit.test_unsubscribing_withdraws_mail_queued_and_items_held,
         unit.test_public_milestones_go_in_the_weekly_wins_to_everyone_private_ones_do_not,
@@ -296,3 +297,47 @@ async def test_the_survey_form_sends_the_answers_to_insights_once(
         [event] = await bodies_on(js, SUBMITTED)
     assert event["participant_id"] == "e" and event["instrument"] == "program-assessment-2027Q1"
     assert event["scores"] == {"relevance": 4, "impact": 3, "satisfaction": 5, "fairness": 2}
+
+
+async def test_the_preferences_page_sets_a_persons_own_digest_hour(
+    tmp_path, nats_server, js, database_url
+):
+    http = free_port()
+    settings = settings_for(
+        tmp_path,
+        nats_server.url,
+        database_url,
+        smtp_port=free_port(),
+        smtp_host="127.0.0.1",
+        notifications_http_port=http,
+        link_secret="z" * 40,
+    )
+    service = Service(definition(), settings, FixedClock(NOW))
+    data = {"program_id": "prog", "participant_id": "e", "kind": "milestone.reached"}
+    token = link_signer(settings).sign(
+        preferences.UNSUBSCRIBE.purpose, data, NOW + dt.timedelta(days=30)
+    )
+    form = {"content-type": "application/x-www-form-urlencoded"}
+
+    async def choice() -> tuple[str, int | None] | None:
+        assert service.running is not None
+        async with service.running.sessions() as session:
+            row = await session.get(store.Preference, ("prog", "e"))
+            return None if row is None else (row.frequency, row.digest_hour)
+
+    async with served(service, http) as base, httpx.AsyncClient() as client:
+        url = f"{base}{preferences.UNSUBSCRIBE.path}?t={token}"
+        page = await client.get(url)
+        assert page.status_code == 200 and '<option value="9" selected>09:00' in page.text
+        assert await choice() is None  # a GET changes nothing
+        bad = await client.post(url, content="frequency=daily&digest_hour=24", headers=form)
+        assert bad.status_code == 422 and "0 to 23" in bad.text
+        chosen = await client.post(url, content="frequency=daily&digest_hour=7", headers=form)
+        assert chosen.status_code == 200 and "at 07:00 your time" in chosen.text
+        assert await choice() == ("daily", 7)
+        again = await client.get(url)
+        assert '<option value="7" selected>07:00' in again.text
+        assert '<option value="9" selected>' not in again.text
+        back = await client.post(url, content="frequency=immediate", headers=form)
+        assert back.status_code == 200
+        assert await choice() == ("immediate", 7)  # the hour stays for what a cap holds back

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import select
 
-from services.notifications import store
+from services.notifications import deliveries, store
 from services.notifications.handlers import on_pair_formed, on_participant_registered
 from services.notifications.notices import (
     on_checkin_due,
@@ -267,6 +267,51 @@ async def test_an_at_risk_pair_alerts_the_coordinator_only(db):
     assert row.recipient_email == "ada@mentoring.example"
     assert message["Subject"] == "Pair at risk: Person m and Person e"
     assert "no session in 6 weeks" in body(message, "plain")
+
+
+async def send_due(db: HandlerDb, delivery_id: str) -> dt.datetime:
+    async with db.sessions() as session:
+        due = await session.scalar(
+            select(store.timers.c.due_at).where(
+                store.timers.c.kind == deliveries.SEND, store.timers.c.key == delivery_id
+            )
+        )
+    assert due is not None
+    return due.replace(tzinfo=dt.UTC)
+
+
+async def coordinator_mails(db: HandlerDb) -> list[tuple[store.Delivery, Any]]:
+    await pair(db)
+    risk = envelope("p1", pair_id="pair-1", reasons=["no session in 6 weeks"], score=0.82)
+    await db.apply(on_pair_at_risk, PairAtRisk.model_validate(risk))
+    await db.apply(on_checkin_overdue, overdue(3))
+    found = await mails(db, "pair.at_risk") + await mails(db, "checkin.overdue")
+    assert [row.recipient_email for row, _ in found] == ["ada@mentoring.example"] * 2
+    return found
+
+
+async def test_a_coordinator_in_their_own_zone_gets_mail_outside_their_quiet_hours(db):
+    coordinators = {"p1": "Ada Lee <ada@mentoring.example>; America/Los_Angeles"}
+    db.settings = db.settings.model_copy(update={"coordinators": coordinators})
+    found = await coordinator_mails(db)
+    # Monday 08:00 UTC is midnight in Los Angeles: the alert waits for 08:00 there
+    for row, _ in found:
+        assert await send_due(db, row.delivery_id) == dt.datetime(2027, 3, 1, 16, tzinfo=dt.UTC)
+    [(_, late)] = [(r, m) for r, m in found if r.kind == "checkin.overdue"]
+    assert "Mon 1 Mar 01:00 PST" in body(late, "plain")  # the due time in her zone
+    [(_, to_e), _] = await mails(db, "pair.formed")
+    assert to_e["Reply-To"] == "Ada Lee <ada@mentoring.example>"  # the zone is no part of it
+
+
+@pytest.mark.parametrize(
+    "entry", ["Ada Lee <ada@mentoring.example>", "Ada Lee <ada@mentoring.example>; Mars/Olympus"]
+)
+async def test_a_coordinator_without_a_valid_zone_has_quiet_hours_in_utc(db, entry, caplog):
+    db.settings = db.settings.model_copy(update={"coordinators": {"p1": entry}})
+    for row, message in await coordinator_mails(db):
+        assert await send_due(db, row.delivery_id) == db.clock.now()  # 08:00 UTC: allowed
+        assert message["To"].addresses[0].display_name == "Ada Lee"
+    assert ("no IANA time zone" in caplog.text) == entry.endswith("Olympus")
 
 
 def _hostile_events() -> list[tuple[str, Any, Any]]:

@@ -322,6 +322,68 @@ async def test_a_person_who_chose_the_daily_digest_gets_low_urgency_mail_only_in
     assert len(await mails(db, "milestone.reached", "e")) == 1
 
 
+async def choose(db: HandlerDb, participant: str, frequency: str, digest_hour: int) -> None:
+    """A person's choice, as the preferences page stores it."""
+    async with db.sessions() as session, session.begin():
+        session.add(
+            store.Preference(
+                program_id="p1", participant_id=participant, frequency=frequency,
+                digest_hour=digest_hour, updated_at=db.clock.now(),
+            )
+        )  # fmt: skip
+
+
+async def test_each_person_gets_their_digest_at_their_own_local_hour(db):
+    await pair(db)
+    await choose(db, "e", preferences.DAILY, 12)  # Tokyo
+    await choose(db, "m", preferences.IMMEDIATE, 15)  # Berlin: only what the cap holds back
+    for n in (1, 2):  # a celebration and a feedback request per person each: 4, cap 3
+        await db.apply(on_milestone_reached, milestone(n))
+    due = {t["key"].split("/")[0]: t["due_at"].replace(tzinfo=dt.UTC) for t in
+           await timers(db, preferences.DIGEST)}  # fmt: skip
+    # Monday 19:00 in Tokyo: Tuesday 12:00 there; Monday 11:00 in Berlin: 15:00 the same day
+    assert due == {
+        "e": dt.datetime(2027, 3, 2, 3, tzinfo=dt.UTC),
+        "m": dt.datetime(2027, 3, 1, 14, tzinfo=dt.UTC),
+    }
+    assert len(await rows(db, store.HeldItem, participant_id="e")) == 4
+    assert len(await rows(db, store.HeldItem, participant_id="m")) == 1
+    db.clock.advance(dt.timedelta(hours=17))  # past both
+    assert await fire(db, preferences.DIGEST, digests.on_digest_due) == 2
+    [to_m] = await mails(db, preferences.DIGEST, "m")
+    assert "Feedback after Milestone 2" in body(to_m, "plain")
+    [to_e] = await mails(db, preferences.DIGEST, "e")
+    assert "Milestone reached: Milestone 1" in body(to_e, "plain")
+    # an hour inside quiet hours (20:00-08:00) waits for their end: 06:00 in Berlin goes at 08:00
+    async with db.sessions() as session, session.begin():
+        row = await session.get(store.Preference, ("p1", "m"))
+        assert row is not None
+        row.digest_hour = 6
+    await db.apply(on_milestone_reached, milestone(3))
+    await db.apply(on_milestone_reached, milestone(4))
+    later = [
+        due
+        for t in await timers(db, preferences.DIGEST)
+        if t["key"].startswith("m/")
+        and (due := t["due_at"].replace(tzinfo=dt.UTC)) > db.clock.now()
+    ]
+    assert later == [dt.datetime(2027, 3, 2, 7, tzinfo=dt.UTC)]
+
+
+async def test_without_a_digest_hour_of_their_own_a_person_gets_the_deployments(db):
+    db.settings = db.settings.model_copy(update={"digest_hour": 10})
+    await pair(db, notification_frequency="daily")
+    await db.apply(on_milestone_reached, milestone(1))
+    [timer] = await timers(db, preferences.DIGEST)
+    assert timer["due_at"].replace(tzinfo=dt.UTC) == dt.datetime(2027, 3, 2, 1, tzinfo=dt.UTC)
+
+
+def test_a_digest_hour_from_the_form_is_a_whole_hour_of_the_day():
+    assert [preferences.parse_digest_hour(t) for t in ("0", "07", "23", " 9 ")] == [0, 7, 23, 9]
+    for bad in ("24", "-1", "7.5", "", "seven", "\u0667", "007"):
+        assert preferences.parse_digest_hour(bad) is None, bad
+
+
 async def test_unsubscribed_kinds_are_recorded_not_sent_and_essential_mail_still_goes(db):
     await pair(db)
     [celebration] = await mails(db, "milestone.reached", "e") or [None]
