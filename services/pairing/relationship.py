@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events.pairs import CommunicationNorm, PlannedMilestone
+from shared.events.pairs import CommunicationNorm, PlannedMilestone, SessionRhythms
 
 MENTOR, MENTEE, COORDINATOR = "mentor", "mentee", "coordinator"
 OPPORTUNITY_KINDS = ("stretch assignment", "sponsorship", "introduction", "visibility")
@@ -49,6 +49,9 @@ class CharterTerms(BaseModel):
     cadence_days: int = Field(default=14, ge=1, le=92, description="a session every N days")
     session_minutes: int = Field(default=60, ge=15, le=240)
     norms: str = Field(default="", max_length=2000, description="anything else agreed")
+    rhythms: SessionRhythms | None = Field(
+        default=None, description="coffee chats and quarterly reflections: a cadence or none"
+    )
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,23 @@ class CommunicationNorm(BaseModel):
     )
 
 
+RhythmCadence = Literal["weekly", "biweekly", "monthly", "quarterly", "none"]
+
+
+class SessionRhythms(BaseModel):
+    """How often the pair holds each extra kind of session; "none": not at all; absent: as it is
+    (the program's default)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    coffee_chat: RhythmCadence | None = Field(
+        default=None, description="informal coffee chats (monthly where the program plans them)"
+    )
+    quarterly_reflection: RhythmCadence | None = Field(
+        default=None, description="reflections on the quarter's goals (quarterly where planned)"
+    )
+
+
 class CharterAgreed(Event):
     subject = "mentorship.charter.agreed"
 
@@ -135,6 +152,11 @@ class CharterAgreed(Event):
         max_length=2000,
         description="a reading or reflective prompt the pair chose for between sessions (a "
         "title, a link); notifications sends it after each session held instead of its own prompt",
+    )
+    rhythms: SessionRhythms | None = Field(
+        default=None,
+        description="the cadence of the pair's coffee chats and quarterly reflections; absent: "
+        "each keeps the rhythm it has",
     )
 
 

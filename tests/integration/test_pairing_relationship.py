@@ -119,6 +119,9 @@ async def test_a_pair_agrees_its_charter_sets_goals_and_reaches_milestones_throu
 
         # the charter: agreed once both agreed to the same version
         path = RELATIONSHIP.path
+        daily = {**TERMS, "rhythms": {"coffee_chat": "daily"}}
+        refused = await http.post(f"{path}/charter", params={"t": mentee_t}, json=daily)
+        assert refused.status_code == 422 and "coffee_chat" in refused.text
         first = await http.post(f"{path}/charter", params={"t": mentee_t}, json=TERMS)
         assert first.status_code == 201 and first.json()["version"] == 1
         changed = {**TERMS, "cadence_days": 7}
