@@ -36,4 +36,5 @@ def definition() -> ServiceDefinition:
         emits=[NotificationSent, NotificationFailed, SessionResponded, AssessmentSubmitted],
         routers=[pages.router],
         loops=[run_sender, timer_loop(store.timers, TIMERS), run_reply_receiver],
+        counters=[pages.unsubscribe_counters],
     )

@@ -92,6 +92,7 @@ async def on_participant_left(event: ParticipantLeft, uow: UnitOfWork) -> None:
             "participant_id": event.participant_id,
             "kind": preferences.ALL,
             "unsubscribed_at": uow.clock.now(),
+            "source": store.LEFT,
         },
     )
 

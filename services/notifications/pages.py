@@ -80,6 +80,7 @@ async def unsubscribe(uow: UnitOfWork, *, program_id: str, participant_id: str, 
             "participant_id": participant_id,
             "kind": kind,
             "unsubscribed_at": now,
+            "source": store.BY_PERSON,
         },
     )
     kinds = sorted(preferences.NON_ESSENTIAL) if kind == preferences.ALL else [kind]
@@ -124,6 +125,12 @@ def _hours(chosen: int) -> str:
         f'<option value="{h}"{" selected" if h == chosen else ""}>{h:02d}:00</option>'
         for h in range(24)
     )
+
+
+async def unsubscribe_counters(running: Running) -> dict[str, int]:
+    """The unsubscribes people chose, for /readyz: a rising count says mail nags."""
+    async with running.sessions() as session:
+        return await store.unsubscribe_counts(session)
 
 
 def _buttons(token: str, kind: str, digest_hour: int) -> str:

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, DateTime, Integer, LargeBinary, String, Text, select
+from sqlalchemy import JSON, DateTime, Integer, LargeBinary, String, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -271,6 +271,12 @@ class Unsubscription(Base):
     participant_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     kind: Mapped[str] = mapped_column(String(60), primary_key=True)
     unsubscribed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # BY_PERSON (their link or the preferences page) or LEFT (participant.left); NULL: recorded
+    # before revision 0008, either
+    source: Mapped[str | None] = mapped_column(String(20), nullable=True)
+
+
+BY_PERSON, LEFT = "person", "left"  # why an unsubscription was recorded
 
 
 class HeldItem(Base):
@@ -370,6 +376,17 @@ async def choices(
         )
         chosen.update({pid: Choice(frequency, hour) for pid, frequency, hour in rows})
     return chosen
+
+
+async def unsubscribe_counts(session: AsyncSession) -> dict[str, int]:
+    """What /readyz counts of the unsubscriptions people chose (not those of people who left):
+    how many (person, kind) refusals, and how many people made one (two small queries)."""
+    chosen = select(Unsubscription.program_id, Unsubscription.participant_id).where(
+        Unsubscription.source == BY_PERSON
+    )
+    refusals = await session.scalar(select(func.count()).select_from(chosen.subquery()))
+    people = await session.scalar(select(func.count()).select_from(chosen.distinct().subquery()))
+    return {"unsubscribes": refusals or 0, "unsubscribed_people": people or 0}
 
 
 async def held_keys(session: AsyncSession, *, keys: Collection[str]) -> set[str]:

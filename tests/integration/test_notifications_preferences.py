@@ -147,6 +147,8 @@ async def test_one_click_unsubscribe_stops_that_kind_and_a_daily_digest_goes_onc
                 assert page.status_code == 200 and "Unsubscribe from milestone" in page.text
                 async with service.running.sessions() as session:
                     assert list(await session.scalars(select(store.Unsubscription))) == []
+                ready = (await client.get(f"{base}/readyz")).json()
+                assert ready["counters"] == {"unsubscribes": 0, "unsubscribed_people": 0}
                 answer = await client.post(
                     url,
                     content="List-Unsubscribe=One-Click",
@@ -154,6 +156,8 @@ async def test_one_click_unsubscribe_stops_that_kind_and_a_daily_digest_goes_onc
                 )
                 assert answer.status_code == 200, answer.text
                 assert "unsubscribed from milestone celebrations" in answer.text
+                ready = (await client.get(f"{base}/readyz")).json()
+                assert ready["counters"] == {"unsubscribes": 1, "unsubscribed_people": 1}
                 forged = await client.post(
                     url.replace("?t=", "?t=x"), content="List-Unsubscribe=One-Click"
                 )
@@ -239,6 +243,7 @@ async def db(tmp_path: Path, database_url: str | None) -> AsyncIterator[HandlerD
         unit.test_each_person_gets_their_digest_at_their_own_local_hour,
         unit.test_unsubscribed_kinds_are_recorded_not_sent_and_essential_mail_still_goes,
         unit.test_unsubscribing_withdraws_mail_queued_and_items_held,
+        unit.test_the_unsubscribe_counters_count_what_people_chose_not_who_left,
         unit.test_public_milestones_go_in_the_weekly_wins_to_everyone_private_ones_do_not,
         unit.test_the_quarterly_survey_links_to_the_form_and_arms_the_next_quarter,
     ],

@@ -424,6 +424,25 @@ async def test_unsubscribed_kinds_are_recorded_not_sent_and_essential_mail_still
     assert len(await mails(db, "session.kickoff", "e")) == 1
 
 
+async def test_the_unsubscribe_counters_count_what_people_chose_not_who_left(db):
+    async def counts() -> dict[str, int]:
+        async with db.sessions() as session:
+            return await store.unsubscribe_counts(session)
+
+    assert await counts() == {"unsubscribes": 0, "unsubscribed_people": 0}
+    await pair(db)
+    for who, kind in (("e", "milestone.reached"), ("e", preferences.WINS), ("m", "*")):
+        async with db.unit_of_work() as uow:
+            await pages.unsubscribe(uow, program_id="p1", participant_id=who, kind=kind)
+    async with db.unit_of_work() as uow:  # the same choice again counts once
+        await pages.unsubscribe(uow, program_id="p1", participant_id="e", kind=preferences.WINS)
+    await db.apply(
+        on_participant_left, ParticipantLeft.model_validate(envelope("p1", participant_id="x"))
+    )
+    assert len(await rows(db, store.Unsubscription)) == 4
+    assert await counts() == {"unsubscribes": 3, "unsubscribed_people": 2}
+
+
 async def test_unsubscribing_withdraws_mail_queued_and_items_held(db):
     await pair(db)
     db.clock.advance(dt.timedelta(hours=10))  # 21:00 in Berlin: the celebration waits
