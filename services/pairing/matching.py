@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from services.pairing import explain, flow, pricing
+from services.pairing import cardinality, explain, flow, pricing
 from services.pairing.encoding import Encoded, encode
 from services.pairing.model import (
     MIN_SHARED_STRETCH_MINUTES,
@@ -54,10 +54,12 @@ FIRST_CANDIDATES = 8  # per mentee, before any price is known
 ADDED_PER_ROUND = 6  # violating pairs added per mentee and iteration
 MAX_ITERATIONS = 60
 SPREAD_PASSES = 2
-WARM_UP_TO = 0.9  # share of mentees routed again above which a cold solve is faster
 SPREAD_CANDIDATES = 4
 SPREAD_SLACK = 2
 SPREAD_PRICE = 1000
+SEED_PASSES = 3  # rounds of arcs to mentors with places left, for mentees the graph cannot match
+SEED_CANDIDATES = 4
+CLOSED = 2**40  # a price no pair can beat: the mentor takes no one in a seeding pass
 
 
 def propose_pairs(
@@ -127,6 +129,27 @@ def _optimise(
         scores = np.concatenate([scores, s2])
     if SPREAD_PASSES:
         tails, heads, scores = _unique_arcs(tails, heads, scores, len(enc.free))
+    # a mentee no matching of the graph can place costs the flow a search of the whole graph
+    # before it ends unmatched: first give such mentees arcs to the mentors with room left
+    for _ in range(SEED_PASSES):
+        start, heads, scores, tails = _csr(tails, heads, scores, n_mentees)
+        placed = cardinality.maximum_matching(start, heads, enc.free)
+        left = np.flatnonzero(placed < 0)
+        if len(left) == 0:
+            break
+        room = enc.free - np.bincount(placed[placed >= 0], minlength=len(enc.free))
+        price = np.where(room > 0, load_cost * enc.load, CLOSED)
+        found_j, found_s, _, more = _search(enc, price, floor, SEED_CANDIDATES, rows=left)
+        scored += more
+        t2, h2, s2 = _arcs(found_j, found_s, rows=left)
+        if len(t2) == 0:
+            break
+        tails, heads, scores = _unique_arcs(
+            np.concatenate([tails, t2]),
+            np.concatenate([heads, h2]),
+            np.concatenate([scores, s2]),
+            len(enc.free),
+        )
     iterations = 0
     solved: flow.Flow | None = None
     reroute = None
@@ -154,8 +177,6 @@ def _optimise(
             break
         reroute = np.zeros(n_mentees, dtype=np.bool_)
         reroute[new_t] = True
-        if reroute.sum() > WARM_UP_TO * n_mentees:
-            solved = None  # most mentees move: a cold solve is faster than repairing
         tails = np.concatenate([tails, new_t])
         heads = np.concatenate([heads, new_h])
         scores = np.concatenate([scores, new_s])
@@ -168,8 +189,13 @@ def _optimise(
 
 
 def _search(
-    enc: Encoded, price: NDArray[np.int64], floor: NDArray[np.int64], k: int
+    enc: Encoded,
+    price: NDArray[np.int64],
+    floor: NDArray[np.int64],
+    k: int,
+    rows: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], int]:
+    """Per mentee (of rows, default all), its best k pairs with score - price above floor."""
     ch = enc.chunks
     price = price.astype(np.int64)
     order, starts = ch[0], ch[6]
@@ -185,15 +211,19 @@ def _search(
         price,
         floor.astype(np.int64),
         k,
+        np.arange(len(floor), dtype=np.int64) if rows is None else rows.astype(np.int64),
     )
     return found_j, found_s, best, int(scored)
 
 
 def _arcs(
-    found_j: NDArray[np.int64], found_s: NDArray[np.int64]
+    found_j: NDArray[np.int64],
+    found_s: NDArray[np.int64],
+    rows: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    rows, cols = np.nonzero(found_j >= 0)
-    return rows.astype(np.int64), found_j[rows, cols], found_s[rows, cols]
+    at, cols = np.nonzero(found_j >= 0)
+    tails = at.astype(np.int64) if rows is None else rows[at].astype(np.int64)
+    return tails, found_j[at, cols], found_s[at, cols]
 
 
 def _unique_arcs(

@@ -177,18 +177,18 @@ BLOCK = 256  # mentees per parallel task
 
 
 @numba.njit(cache=True, parallel=True)
-def search(e, m, ch, t, w, price, floor, k):  # type: ignore[no-untyped-def]
-    """For each mentee i, up to k pairs with score - price[j] > floor[i], best first.
+def search(e, m, ch, t, w, price, floor, k, rows):  # type: ignore[no-untyped-def]
+    """For each mentee i = rows[r], up to k pairs with score - price[j] > floor[i], best first.
 
-    Returns (mentor index, score) arrays of shape (n, k), -1 where fewer were found, the best
-    value max(floor[i], max over every feasible j of score - price[j]) per mentee, and how
+    Returns (mentor index, score) arrays of shape (len(rows), k), -1 where fewer were found,
+    the best value max(floor[i], max over every feasible j of score - price[j]) per row, and how
     many pairs were scored. The chunk bounds make the best value exact without scoring all.
     ch[0] lists each chunk's members by ascending price (matching.py sorts them each pass), so
     a chunk's cheapest member comes first and a scan stops at the first member too dear; ch[7]
     and ch[8] list the chunks each mentee class shares enough time with (CSR by class). The
     mentees are searched in parallel blocks (numba prange).
     """
-    n = len(e[0])
+    n = len(rows)
     n_chunks = len(ch[1])
     found_j = np.full((n, k), -1, dtype=np.int64)
     found_s = np.full((n, k), -1, dtype=np.int64)
@@ -204,7 +204,8 @@ def search(e, m, ch, t, w, price, floor, k):  # type: ignore[no-untyped-def]
         open_chunks = np.empty(max(n_chunks, 1), dtype=np.int64)
         vals = np.empty(k, dtype=np.int64)
         scored = 0
-        for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+        for r in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+            i = rows[r]
             vals[:] = np.int64(-(2**62))
             count = 0
             threshold = floor[i]
@@ -250,17 +251,17 @@ def search(e, m, ch, t, w, price, floor, k):  # type: ignore[no-untyped-def]
                     while pos > 0 and vals[pos - 1] < value:
                         if pos < k:
                             vals[pos] = vals[pos - 1]
-                            found_j[i, pos] = found_j[i, pos - 1]
-                            found_s[i, pos] = found_s[i, pos - 1]
+                            found_j[r, pos] = found_j[r, pos - 1]
+                            found_s[r, pos] = found_s[r, pos - 1]
                         pos -= 1
                     vals[pos] = value
-                    found_j[i, pos] = j
-                    found_s[i, pos] = s
+                    found_j[r, pos] = j
+                    found_s[r, pos] = s
                     if count < k:
                         count += 1
                     if count == k and vals[k - 1] > threshold:
                         threshold = vals[k - 1]
-            best_value[i] = top
+            best_value[r] = top
         scored_by_block[blk] = scored
     return found_j, found_s, best_value, scored_by_block.sum()
 

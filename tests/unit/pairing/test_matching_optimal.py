@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections import Counter
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ortools.graph.python import min_cost_flow
 
+from services.pairing import matching
 from services.pairing.encoding import parse_skill
 from services.pairing.matching import Objective, Profile, Rules, Weights, propose_pairs
 from services.pairing.model import MatchResult
@@ -200,6 +202,35 @@ def test_the_matching_is_the_exact_optimum_and_is_proven_so(program):
     assert result.certificate.gap == 0.0
     if rules.objective is Objective.QUALITY:
         assert result.certificate.primal == best
+
+
+@EXACT
+@given(programs())
+def test_a_graph_started_from_one_favourite_each_still_reaches_the_optimum(program):
+    """One first candidate per mentee and no spread pass: the seeding of mentees the graph
+    cannot match, and the warm re-solves of column generation, carry the whole search."""
+    mentors, mentees, load, rules, ended, waitlisted = program
+    with (
+        mock.patch.object(matching, "FIRST_CANDIDATES", 1),
+        mock.patch.object(matching, "SPREAD_PASSES", 0),
+        mock.patch.object(matching, "ADDED_PER_ROUND", 1),
+        mock.patch.object(matching, "SEED_CANDIDATES", 1),
+    ):
+        result = propose_pairs(
+            mentors,
+            mentees,
+            current_load=load,
+            week_of=WEEK,
+            rules=rules,
+            ended=ended,
+            waitlisted=waitlisted,
+        )
+    scores = scores_of(mentors, mentees, rules, ended, waitlisted)
+    assert objective_of(result, mentors, mentees, load, rules) == optimum(
+        mentors, mentees, load, rules, scores
+    )
+    assert result.certificate is not None
+    assert result.certificate.bound == result.certificate.primal
 
 
 @EXACT
