@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from services.scheduling import checkins, followups, meetings, plans, series, store
+from services.scheduling import checkins, followups, kinds, meetings, plans, series, store
 from services.scheduling.planning import NoSlot
 from services.scheduling.plans import Status
 from shared.events import CharterAgreed, SessionKind
@@ -22,19 +22,29 @@ PAUSED, ENDED = "the pair paused", "the pair ended"
 
 
 async def current_series(
-    uow: UnitOfWork, program_id: str, pair_id: str
+    uow: UnitOfWork, program_id: str, pair_id: str, kind: SessionKind = SessionKind.REGULAR
 ) -> tuple[store.Meeting | None, int]:
-    """The pair's latest regular series and its generation (None, -1 when it has none)."""
+    """The pair's latest series of a kind and its generation (None, -1 when it has none)."""
     found, generation = None, -1
     while True:
         meeting = await store.get_meeting(
             uow.session,
             program_id=program_id,
-            meeting_id=plans.series_id(program_id, pair_id, generation + 1),
+            meeting_id=plans.kind_series_id(program_id, pair_id, kind, generation + 1),
         )
         if meeting is None:
             return found, generation
         found, generation = meeting, generation + 1
+
+
+async def live_series(uow: UnitOfWork, program_id: str, pair_id: str) -> set[str]:
+    """The ids of the pair's current series, one per kind (the one-to-ones, each rhythm)."""
+    found = set()
+    for kind in (SessionKind.REGULAR, *kinds.RHYTHMS):
+        meeting, _ = await current_series(uow, program_id, pair_id, kind)
+        if meeting is not None:
+            found.add(meeting.meeting_id)
+    return found
 
 
 def stopped(rows: list[store.Session], now: dt.datetime, *, pause_over: bool = False) -> bool:
@@ -74,12 +84,14 @@ def _agreed(meeting: store.Meeting | None, cadence: series.Cadence, minutes: int
 async def apply(
     uow: UnitOfWork, event: CharterAgreed, kickoff: store.Meeting, *, resuming: bool = False
 ) -> None:
-    """The series follows the charter's cadence and length; check-ins its pace.
-
-    Check-ins are weekly for weekly pairs, else every two weeks; none are re-armed for a pair
-    that paused or ended (its check-ins stopped; a resume arms them at the charter's pace).
-    """
+    """The pair's series follow the charter: the one-to-ones, then the rhythms it names."""
     await follow(uow, event, kickoff, resuming=resuming)
+    await follow_rhythms(uow, event, kickoff, resuming=resuming)
+
+
+async def pace_checkins(uow: UnitOfWork, event: CharterAgreed, kickoff: store.Meeting) -> None:
+    """Check-ins weekly for weekly pairs, else every two weeks; none re-armed for a pair that
+    paused or ended (its check-ins stopped; a resume arms them at the charter's pace)."""
     pace = checkins.cadence_days(event.cadence_days)
     armed = await followups.checkin_cadence(uow, program_id=event.program_id, pair_id=event.pair_id)
     if armed is not None and armed != pace:  # the same pace again keeps the next check-in's date
@@ -158,5 +170,85 @@ async def follow(
             f"the pair agreed on {cadence.value} sessions of {event.session_minutes} min: "
             "a new series replaces these"
         )
+        await meetings.cancel(uow, old, replaced, reason=reason)
+    await meetings.add_plan(uow, planned, **ids)  # type: ignore[arg-type]
+
+
+async def follow_rhythms(
+    uow: UnitOfWork, event: CharterAgreed, kickoff: store.Meeting, *, resuming: bool = False
+) -> None:
+    """Each extra series the charter names follows its cadence; "none" cancels its future.
+
+    A rhythm the charter leaves out keeps what it has. Nothing changes while the pair is paused
+    (unless `resuming`) or after it ended.
+    """
+    if event.rhythms is None:
+        return
+    named = [(k, getattr(event.rhythms, k.value)) for k in kinds.RHYTHMS]
+    named = [(k, v) for k, v in named if v is not None]
+    if not named:
+        return
+    rows = await pair_sessions(uow, event.program_id, event.pair_id)
+    if stopped(rows, uow.clock.now(), pause_over=resuming):
+        return
+    for kind, value in named:
+        cadence = None if value == "none" else series.Cadence(value)
+        await _follow_rhythm(uow, kickoff, kind, cadence, rows)
+
+
+async def _follow_rhythm(
+    uow: UnitOfWork, kickoff: store.Meeting, kind: SessionKind, cadence: series.Cadence | None,
+    rows: list[store.Session],
+) -> None:  # fmt: skip
+    """One extra series to the cadence agreed (None: no more of them), as `follow` does it."""
+    program, pair = kickoff.program_id, kickoff.pair_id
+    old, generation = await current_series(uow, program, pair, kind)
+    now = uow.clock.now()
+    mine = [r for r in rows if old is not None and r.meeting_id == old.meeting_id]
+    live = [
+        r for r in mine if r.status == Status.SCHEDULED and r.start and store.utc(r.start) > now
+    ]
+    current = series.cadence_of(old.rrule) if old is not None and old.rrule and live else None
+    if current is cadence:
+        return  # as agreed already (or none of them, and none wanted)
+    rules = meetings.rules_of(uow)
+    notice_end = now + rules.notice
+    replaced = [r for r in live if store.utc(r.start) >= notice_end]  # type: ignore[arg-type]
+    name = f"{kinds.profile(kind).title.lower()}s"
+    if cadence is None:
+        if old is not None:
+            await meetings.cancel(uow, old, replaced, reason=f"the pair agreed on no {name}")
+        return
+    gone = {r.session_id for r in replaced}
+    kept = [
+        store.utc(r.start)
+        for r in mine
+        if r.start and r.session_id not in gone and r.status != Status.CANCELLED
+    ]
+    not_before = notice_end
+    if kept:
+        not_before = max(
+            not_before, max(kept) + dt.timedelta(days=series.cadence_days(cadence) - 1)
+        )
+    people = [
+        await store.person_or_raise(uow.session, program_id=program, participant_id=p)
+        for p in (kickoff.mentor_id, kickoff.mentee_id)
+    ]
+    mentor, mentee = [await meetings.planner(uow, p, exclude=sorted(gone)) for p in people]
+    planned = plans.plan_series(
+        program, pair, mentor, mentee, cadence=cadence, not_before=not_before, rules=rules,
+        kind=kind, generation=generation + 1,
+    )  # fmt: skip
+    ids = {"program_id": program, "pair_id": pair}
+    ids |= {"mentor": kickoff.mentor_id, "mentee": kickoff.mentee_id}
+    if isinstance(planned, NoSlot):
+        stays = "the current ones stay" if live else "none are planned"
+        meetings.unschedulable_series(
+            uow, reason=f"the charter's {cadence.value} {name}: {planned.reason}; {stays}",
+            kind=kind, **ids,  # type: ignore[arg-type]
+        )  # fmt: skip
+        return
+    if old is not None and replaced:
+        reason = f"the pair agreed on {cadence.value} {name}: a new series replaces these"
         await meetings.cancel(uow, old, replaced, reason=reason)
     await meetings.add_plan(uow, planned, **ids)  # type: ignore[arg-type]

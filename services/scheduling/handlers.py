@@ -234,6 +234,7 @@ async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:
     if await pauses.hold(uow, event):
         return  # paused: applied on resume or at the pause's end, never inside the pause
     await charters.apply(uow, event, meeting)
+    await charters.pace_checkins(uow, event, meeting)
 
 
 async def on_milestone_reached(event: MilestoneReached, uow: UnitOfWork) -> None:

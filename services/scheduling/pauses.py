@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from services.scheduling import charters, checkins, followups, meetings, plans, store
+from services.scheduling import charters, checkins, followups, kinds, meetings, plans, store
 from services.scheduling.plans import Status
 from shared.events import CharterAgreed, SessionKind
 from shared.timers import Due, TimerHandler, cancel, schedule
 from shared.unit_of_work import UnitOfWork
 
 PAUSE_END = "pause.end"
+SERIES_KINDS = {k.value for k in (SessionKind.REGULAR, *kinds.RHYTHMS)}
 
 
 async def begin(
@@ -76,7 +77,7 @@ async def resume(uow: UnitOfWork, *, program_id: str, pair_id: str, timer: bool 
     if pause is not None and pause.charter is not None:
         charter = CharterAgreed.model_validate(pause.charter)
         if kickoff is not None:
-            await charters.follow(uow, charter, kickoff, resuming=True)
+            await charters.apply(uow, charter, kickoff, resuming=True)
     await _reinstate(uow, program_id, pair_id)
     if kickoff is None:
         return
@@ -93,19 +94,18 @@ async def resume(uow: UnitOfWork, *, program_id: str, pair_id: str, timer: bool 
 
 async def _reinstate(uow: UnitOfWork, program_id: str, pair_id: str) -> None:
     """The pause's cancelled occurrences still ahead are announced again, except those of a
-    series a charter replaced."""
+    series a charter replaced (one of a kind is current: the latest generation)."""
     rows = await store.future_sessions(
         uow.session, program_id=program_id, pair_id=pair_id, after=uow.clock.now(),
         statuses=(Status.CANCELLED.value,),
     )  # fmt: skip
-    current, _ = await charters.current_series(uow, program_id, pair_id)
+    live = await charters.live_series(uow, program_id, pair_id)
     schedules = meetings.Schedules(uow, program_id)
     for row in rows:
         if not (row.note and row.note.startswith(charters.PAUSED)):
             continue
-        replaced = current is not None and row.kind == SessionKind.REGULAR.value
-        if replaced and row.meeting_id != current.meeting_id:  # type: ignore[union-attr]
-            continue
+        if row.kind in SERIES_KINDS and row.meeting_id not in live:
+            continue  # a series the charter replaced
         await meetings.recheck(
             uow, row, why="the pair resumed", reinstate=True, schedules=schedules
         )

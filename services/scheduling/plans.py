@@ -57,9 +57,19 @@ def series_id(program_id: str, pair_id: str, generation: int = 0) -> str:
     return _name(program_id, pair_id, "series", str(generation))
 
 
-def rhythm_series_id(program_id: str, pair_id: str, kind: SessionKind) -> str:
-    """The id of a pair's series of one extra kind (coffee chats, quarterly reflections)."""
-    return _name(program_id, pair_id, "series", kind.value)
+def rhythm_series_id(program_id: str, pair_id: str, kind: SessionKind, generation: int = 0) -> str:
+    """The id of a pair's series of one extra kind (coffee chats, quarterly reflections); a
+    charter's new rhythm for it is a new generation."""
+    if generation == 0:
+        return _name(program_id, pair_id, "series", kind.value)
+    return _name(program_id, pair_id, "series", kind.value, str(generation))
+
+
+def kind_series_id(program_id: str, pair_id: str, kind: SessionKind, generation: int) -> str:
+    """The id of a pair's series of a kind: the one-to-ones or an extra rhythm."""
+    if kind is SessionKind.REGULAR:
+        return series_id(program_id, pair_id, generation)
+    return rhythm_series_id(program_id, pair_id, kind, generation)
 
 
 def occurrence_id(series: str, recurrence_id: dt.datetime) -> str:
@@ -198,10 +208,7 @@ def plan_series(
     placed = series.plan_occurrences(
         mentor, mentee, starts, minutes=length, rules=rules, not_before=not_before
     )
-    if kind is SessionKind.REGULAR:
-        meeting = series_id(program_id, pair_id, generation)
-    else:
-        meeting = rhythm_series_id(program_id, pair_id, kind)
+    meeting = kind_series_id(program_id, pair_id, kind, generation)
     occurrences = tuple(
         Planned(
             occurrence_id(meeting, o.recurrence_id),

@@ -271,6 +271,120 @@ async def test_an_ended_pair_forgets_a_charter_kept_during_its_pause(db):
     assert not [e for e in resumed.emitted if isinstance(e, SessionScheduled)]
 
 
+@pytest.fixture
+async def rhythms_db(tmp_path: Path) -> AsyncIterator[HandlerDb]:
+    async with handler_db(
+        store.Base.metadata, store.delivery, tmp_path, source="scheduling",
+        session_cadence_days=14, session_rhythms="coffee_chat,quarterly_reflection",
+    ) as db:  # fmt: skip
+        yield db
+
+
+def charter_with(rhythms: dict[str, str], cadence_days: int = 14, minutes: int = 45) -> Any:
+    return event(
+        CharterAgreed, pair_id="p", cadence_days=cadence_days, session_minutes=minutes,
+        rhythms=rhythms,
+    )  # fmt: skip
+
+
+async def planned(db: HandlerDb) -> dict[str, SessionScheduled]:
+    """The pair as formed, each series by kind (kickoff, regular, coffee_chat, ...)."""
+    for pid, role in (("m", "mentor"), ("e", "mentee")):
+        body = registration("prog", pid, role=role)
+        await db.apply(on_participant_registered, ParticipantRegistered.model_validate(body))
+    formed = event(
+        PairFormed, pair_id="p", round_id="r", mentor_id="m", mentee_id="e", language="en"
+    )
+    emitted = (await db.apply(on_pair_formed, formed)).emitted
+    return {e.kind.value: e for e in emitted if isinstance(e, SessionScheduled)}
+
+
+def no_overlaps(rows: list[store.Session]) -> None:
+    live = sorted((span(r) for r in rows if r.status == "scheduled"), key=lambda i: i.start)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(live))
+
+
+async def test_a_charter_stops_coffee_chats_and_makes_reflections_monthly(rhythms_db):
+    db = rhythms_db
+    formed = await planned(db)
+    assert {"coffee_chat", "quarterly_reflection"} <= set(formed)
+    now = db.clock.now()
+    uow = await db.apply(
+        on_charter_agreed, charter_with({"coffee_chat": "none", "quarterly_reflection": "monthly"})
+    )
+    cancelled = {e.uid: e for e in uow.emitted if isinstance(e, SessionCancelled)}
+    [scheduled] = [e for e in uow.emitted if isinstance(e, SessionScheduled)]
+    assert set(cancelled) == {formed["coffee_chat"].uid, formed["quarterly_reflection"].uid}
+    assert "no coffee chats" in cancelled[formed["coffee_chat"].uid].reason
+    assert formed["regular"].uid not in cancelled  # the one-to-ones are as agreed already
+    assert scheduled.kind == "quarterly_reflection"
+    assert scheduled.uid != formed["quarterly_reflection"].uid
+    assert scheduled.rrule and scheduled.rrule.startswith("FREQ=MONTHLY;BYDAY=")
+    assert scheduled.end - scheduled.start == dt.timedelta(minutes=60)
+    assert scheduled.start >= now + dt.timedelta(hours=db.settings.session_notice_hours)
+    rows = await all_rows(db)
+    coffee = [r for r in rows if r.kind == "coffee_chat"]
+    assert coffee and all(r.status == "cancelled" for r in coffee)
+    no_overlaps(rows)
+    for row in rows:
+        if row.status == "scheduled":
+            assert inside(nine_to_five(BERLIN), span(row))
+    again = await db.apply(
+        on_charter_agreed, charter_with({"coffee_chat": "none", "quarterly_reflection": "monthly"})
+    )
+    assert again.emitted == []  # as agreed already
+
+
+async def test_a_charter_starts_weekly_coffee_chats_for_a_pair_that_had_none(db):
+    formed = await planned(db)
+    assert set(formed) == {"kickoff", "regular"}
+    uow = await db.apply(on_charter_agreed, charter_with({"coffee_chat": "weekly"}))
+    [scheduled] = uow.emitted
+    assert isinstance(scheduled, SessionScheduled) and scheduled.kind == "coffee_chat"
+    assert scheduled.rrule and scheduled.rrule.startswith("FREQ=WEEKLY;INTERVAL=1;")
+    assert scheduled.end - scheduled.start == dt.timedelta(minutes=30)
+    no_overlaps(await all_rows(db))
+    stopped = await db.apply(on_charter_agreed, charter_with({"coffee_chat": "none"}))
+    [cancelled] = stopped.emitted
+    assert isinstance(cancelled, SessionCancelled) and cancelled.uid == scheduled.uid
+    back = await db.apply(on_charter_agreed, charter_with({"coffee_chat": "weekly"}))
+    [again] = back.emitted  # the rhythm agreed once more: a new series
+    assert isinstance(again, SessionScheduled) and again.uid not in (scheduled.uid, "")
+
+
+async def test_a_charter_without_rhythms_keeps_coffee_chats_and_reflections(rhythms_db):
+    db = rhythms_db
+    formed = await planned(db)
+    uow = await db.apply(on_charter_agreed, charter(7, 60))
+    touched = {e.uid for e in uow.emitted if isinstance(e, SessionCancelled | SessionScheduled)}
+    assert formed["coffee_chat"].uid not in touched
+    assert formed["quarterly_reflection"].uid not in touched
+    assert formed["regular"].uid in touched
+
+
+async def test_rhythms_kept_during_a_pause_apply_on_resume(rhythms_db):
+    db = rhythms_db
+    formed = await planned(db)
+    await db.apply(on_pair_paused, event(PairPaused, pair_id="p"))
+    held = await db.apply(on_charter_agreed, charter_with({"coffee_chat": "biweekly"}))
+    assert held.emitted == []
+    db.clock.advance(dt.timedelta(days=10))
+    uow = await db.apply(on_pair_resumed, event(PairResumed, pair_id="p"))
+    [coffee] = [e for e in uow.emitted if isinstance(e, SessionScheduled)]
+    assert coffee.kind == "coffee_chat" and coffee.uid != formed["coffee_chat"].uid
+    assert coffee.rrule and "INTERVAL=2" in coffee.rrule
+    back = [e for e in uow.emitted if isinstance(e, SessionRescheduled)]
+    assert back and all(e.uid != formed["coffee_chat"].uid for e in back)
+    assert {e.uid for e in back} <= {formed[k].uid for k in formed}
+    no_overlaps(await all_rows(db))
+
+
+def test_a_charter_without_rhythms_is_still_valid_and_a_bad_cadence_is_refused():
+    assert charter(7, 60).rhythms is None
+    with pytest.raises(ValueError, match="coffee_chat"):
+        charter_with({"coffee_chat": "daily"})
+
+
 async def test_a_charter_for_a_pair_never_planned_plans_nothing(db):
     assert (await db.apply(on_charter_agreed, charter(7, 60))).emitted == []
 
