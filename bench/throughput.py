@@ -341,6 +341,11 @@ async def system_services(url: str, folder: Path, database_url: str | None, n: i
         started = time.perf_counter()
         await publish_all(js, bodies)
         print(f"    (services: the {n:,} published in {time.perf_counter() - started:.1f}s)")
+        # poll the four registration consumers as the raw side polls its four (asking for all
+        # 79 every 50 ms was 1,500 JetStream API requests a second against the services), then
+        # check every durable consumer
+        registered = [d for d in durables if d.endswith(REGISTERED_DURABLE_SUFFIX)]
+        await wait_for(lambda: drained(js, registered, n), "registration consumers drained")
         await wait_for(lambda: drained(js, durables, n), "durable consumers drained")
         await wait_for(lambda: _participants(ports["insights"], n), "insights participants")
         return time.perf_counter() - started
@@ -350,6 +355,9 @@ async def system_services(url: str, folder: Path, database_url: str | None, n: i
             proc.terminate()
         for proc in procs:
             proc.wait(30)
+
+
+REGISTERED_DURABLE_SUFFIX = durable_name("x", REGISTERED).removeprefix("x")
 
 
 async def _count(ready: Awaitable[bool]) -> tuple[int, int]:
