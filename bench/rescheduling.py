@@ -169,7 +169,11 @@ async def run(pairs: int, database_url: str | None, fetch_timeout: float, gap: f
         await nc.subscribe("mentorship.session.*", cb=arrivals.receive)
         settings = Settings(
             data_dir=folder / "svc", nats_url=server.url, database_url=database_url,
-            session_cadence_days=7, kickoff_lead_days=1, scheduling_http_port=free_port(),
+            # an hour's notice and tomorrow's kickoff: the first slot is 09:00 in Berlin whatever
+            # the time of day the bench runs (with a day's notice, a run in the afternoon found
+            # its first slot at 15:45 Berlin, inside New York's hours already: nothing moved)
+            session_cadence_days=7, kickoff_lead_days=1, session_notice_hours=1,
+            scheduling_http_port=free_port(),
             fetch_timeout_seconds=fetch_timeout,
         )  # fmt: skip
         marks: dict[str, list[float]] = {}
