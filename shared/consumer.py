@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import logging
 import time
@@ -24,7 +25,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry import metrics
-from sqlalchemy import insert, select
+from sqlalchemy import ARRAY, String, func, insert, literal, select
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -291,7 +294,13 @@ class SubscriptionConsumer(Generic[E]):
         rt, outcome = self.rt, _Outcome()
         try:
             async with rt.sessions() as session, session.begin():
-                new = await _claim_inbox(session, rt.tables, self._inbox_rows(items))
+                new = await _claim_inbox(
+                    session,
+                    rt.tables,
+                    self.durable,
+                    [item.event_id for item in items],
+                    rt.clock.now(),
+                )
                 # one unit of work for the batch: it commits or rolls back as a whole
                 uow = self._unit_of_work(session)
                 fresh = [cast(E, item.event) for item in items if item.event_id in new]
@@ -486,15 +495,33 @@ def delivery_of(msg: Msg) -> tuple[int, int]:
 
 
 async def _claim_inbox(
-    session: AsyncSession, tables: DeliveryTables, rows: list[dict[str, object]]
+    session: AsyncSession,
+    tables: DeliveryTables,
+    consumer: str,
+    event_ids: list[str],
+    now: dt.datetime,
 ) -> set[str]:
     """Inserts the batch's inbox rows; returns the event ids that were new (one statement).
 
     On PostgreSQL a row another replica inserted in a transaction still open waits for it,
     then counts as seen: two replicas never both apply one event.
     """
-    build = upsert_insert(session)
-    statement = build(tables.inbox).on_conflict_do_nothing().returning(tables.inbox.c.event_id)
+    inbox = tables.inbox
+    if session.get_bind().dialect.name == "postgresql":
+        # the ids as one array parameter: a VALUES list of three parameters a row was parsed
+        # and planned again for every batch (plans are custom, see shared.db.make_engine)
+        source = select(
+            literal(consumer, String).label("consumer"),
+            func.unnest(sql_cast(event_ids, ARRAY(String))).label("event_id"),
+            literal(now, inbox.c.processed_at.type).label("processed_at"),
+        )
+        claim = postgresql_insert(inbox).from_select(
+            ["consumer", "event_id", "processed_at"], source
+        )
+        statement = claim.on_conflict_do_nothing().returning(inbox.c.event_id)
+        return set(await session.scalars(statement))
+    rows = [{"consumer": consumer, "event_id": i, "processed_at": now} for i in event_ids]
+    statement = upsert_insert(session)(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
     return set(await session.scalars(statement, rows))
 
 
