@@ -72,9 +72,6 @@ async def on_participant_updated(event: ParticipantUpdated, uow: UnitOfWork) -> 
 
 async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork) -> None:
     """Every occurrence from the effective date on is re-checked in the new zone."""
-    person = await store.person_or_raise(
-        uow.session, program_id=event.program_id, participant_id=event.participant_id
-    )
     effective = dt.datetime.combine(
         event.effective_date, dt.time(), tzinfo=ZoneInfo(event.new_timezone)
     ).astimezone(dt.UTC)
@@ -86,6 +83,11 @@ async def on_timezone_changed(event: ParticipantTimezoneChanged, uow: UnitOfWork
     )
     schedules = meetings.Schedules(uow, event.program_id)
     await schedules.preload(rows)  # read first, then change: one flush at the end
+    person = schedules.people.get(event.participant_id)  # in every meeting of the rows
+    if person is None:  # no sessions ahead (or UnknownReference, ProgramMismatch with the hint)
+        person = await store.person_or_raise(
+            uow.session, program_id=event.program_id, participant_id=event.participant_id
+        )
     person.timezone = event.new_timezone
     if event.working_hours is not None:
         person.working_hours = [h.to_json() for h in event.working_hours]
