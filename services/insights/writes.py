@@ -489,21 +489,9 @@ async def arm_contact_check(uow: UnitOfWork, pair: PairView) -> None:
     statement for all the batch's pairs; the last deadline of a pair wins).
     """
     _, thresholds = await program_settings(uow.session, pair.program_id)
+    due = health.contact_deadline(facts_of(pair), thresholds)
     uow.upsert(
-        timers,
-        {
-            "program_id": pair.program_id,
-            "kind": CONTACT_TIMER,
-            "key": pair.pair_id,
-            "due_at": health.contact_deadline(facts_of(pair), thresholds),
-            "status": durable.PENDING,
-            "payload": {},
-            "attempts": 0,
-            "leased_until": None,
-            "lease_token": None,
-            "last_error": None,
-            "finished_at": None,
-        },
+        timers, durable.armed_row(durable.Arm(pair.program_id, CONTACT_TIMER, pair.pair_id, due))
     )
 
 

@@ -13,7 +13,7 @@ from services.pairing import rounds, store
 from shared.events import PairAccepted, PairDeclined, PairEnded, PairFormed, PairProposed, Role
 from shared.events.pairs import PairExpired
 from shared.settings import Settings
-from shared.timers import Due, TimerHandler, cancel, schedule
+from shared.timers import Arm, Due, TimerHandler, cancel, schedule_many
 from shared.unit_of_work import UnitOfWork
 
 PROPOSAL_EXPIRY = "proposal.expiry"
@@ -33,13 +33,13 @@ def deadline(settings: Settings, program_id: str, now: dt.datetime) -> dt.dateti
 
 
 async def arm_expiry(uow: UnitOfWork, program_id: str, pairs: Iterable[rounds.NewPair]) -> None:
-    """One durable timer per proposal, due at its deadline."""
-    for pair in pairs:
-        if pair.status == rounds.PROPOSED and pair.expires_at is not None:
-            await schedule(
-                uow.session, store.timers, program_id=program_id, kind=PROPOSAL_EXPIRY,
-                key=pair.pair_id, due_at=pair.expires_at,
-            )  # fmt: skip
+    """One durable timer per proposal, due at its deadline (one statement for a round)."""
+    arms = [
+        Arm(program_id, PROPOSAL_EXPIRY, pair.pair_id, pair.expires_at)
+        for pair in pairs
+        if pair.status == rounds.PROPOSED and pair.expires_at is not None
+    ]
+    await schedule_many(uow.session, store.timers, arms)
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,24 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.scheduling import checkins, store
 from services.scheduling.plans import Status
 from shared.events import CheckinDue, CheckinOverdue, SessionHeld, SessionMissed
-from shared.timers import PENDING, Due, TimerHandler, cancel, schedule
+from shared.timers import (
+    PENDING,
+    Arm,
+    Due,
+    TimerHandler,
+    armed_row,
+    cancel,
+    schedule,
+    schedule_many,
+)
 from shared.unit_of_work import UnitOfWork
 
 MISSED, DUE, OVERDUE = "session.missed", "checkin.due", "checkin.overdue"
@@ -29,24 +35,12 @@ MISSED, DUE, OVERDUE = "session.missed", "checkin.due", "checkin.overdue"
 
 async def arm_missed(uow: UnitOfWork, row: store.Session) -> None:
     """(Re)arms the missed-session check at the session's end plus the confirmation time."""
-    if row.end is None:
-        return
-    due = store.utc(row.end) + dt.timedelta(hours=uow.settings.missed_after_hours)
-    await schedule(
-        uow.session, store.timers, program_id=row.program_id, kind=MISSED, key=row.session_id,
-        due_at=due,
-    )  # fmt: skip
+    await arm_missed_many(uow, [row])
 
 
 async def arm_missed_many(uow: UnitOfWork, rows: Sequence[store.Session]) -> None:
-    """`arm_missed` for many sessions in one statement (a series, or a re-plan of one).
-
-    The same row values as `shared.timers.schedule` writes: pending, no lease, no attempts. One
-    statement, compiled once and cached, sent with a parameter set per session (executemany).
-    """
-    values = _missed_values(uow, rows)
-    if values:
-        await uow.session.execute(_arm_statement(uow.session.get_bind().dialect.name), values)
+    """`arm_missed` for many sessions in one statement (a series, or a re-plan of one)."""
+    await schedule_many(uow.session, store.timers, _missed_arms(uow, rows))
 
 
 def arm_missed_at_commit(uow: UnitOfWork, rows: Sequence[store.Session]) -> None:
@@ -55,36 +49,16 @@ def arm_missed_at_commit(uow: UnitOfWork, rows: Sequence[store.Session]) -> None
     For sessions planned just now (nothing in the same batch disarms them): a batch of formed
     pairs arms all its sessions in one statement instead of one per plan.
     """
-    for values in _missed_values(uow, rows):
-        uow.upsert(store.timers, values)
+    for arm in _missed_arms(uow, rows):
+        uow.upsert(store.timers, armed_row(arm))
 
 
-def _missed_values(uow: UnitOfWork, rows: Sequence[store.Session]) -> list[dict[str, Any]]:
+def _missed_arms(uow: UnitOfWork, rows: Sequence[store.Session]) -> list[Arm]:
     after = dt.timedelta(hours=uow.settings.missed_after_hours)
     return [
-        {
-            "program_id": row.program_id,
-            "kind": MISSED,
-            "key": row.session_id,
-            "due_at": store.utc(row.end) + after,  # type: ignore[arg-type]
-            "status": PENDING,
-            "payload": {},
-            "attempts": 0,
-            "leased_until": None,
-            "lease_token": None,
-            "last_error": None,
-            "finished_at": None,
-        }
+        Arm(row.program_id, MISSED, row.session_id, store.utc(row.end) + after)  # type: ignore[arg-type]
         for row in {r.session_id: r for r in rows if r.end is not None}.values()
     ]
-
-
-@functools.cache
-def _arm_statement(dialect: str) -> Any:
-    insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(store.timers)
-    changed = ("due_at", "status", "payload", "attempts", "leased_until", "lease_token")
-    changes = {name: insert.excluded[name] for name in (*changed, "last_error", "finished_at")}
-    return insert.on_conflict_do_update(index_elements=["program_id", "kind", "key"], set_=changes)
 
 
 async def disarm_missed_many(uow: UnitOfWork, rows: Sequence[store.Session]) -> None:
