@@ -242,8 +242,8 @@ async def on_matching_completed(event: MatchingCompleted, uow: UnitOfWork) -> No
             "No mentor for you in this round yet",
             {
                 "headline": "This matching round found no mentor for you yet.",
-                "why": "Every mentor whose languages, working hours and skills fit you was at "
-                "capacity in this round.",
+                # matching.completed names who stays unmatched, not why: the mail says no more
+                "why": "",
             },
         )
         for person in people.values()

@@ -198,6 +198,7 @@ async def test_unmatched_mentees_hear_why_and_about_the_next_round_but_not_on_a_
     [(row, message)] = await mails(db, "pairing.unmatched")
     assert row.recipient_id == "u"
     assert "next matching round" in body(message, "plain")
+    assert "Why:" not in body(message, "plain")  # the event names no reason: none is claimed
     await db.apply(
         on_matching_completed,
         MatchingCompleted.model_validate(completed | {"round_id": "r2", "dry_run": True}),
