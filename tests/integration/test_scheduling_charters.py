@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+from typing import Any
 
 import recurring_ical_events
 from icalendar import Calendar
 
+from shared.bus import STREAM, durable_name
 from shared.clock import FixedClock
 from tests.integration.test_scheduling_contingencies import (
     NOW,
@@ -67,3 +69,40 @@ async def test_a_charter_re_plans_the_series_once_and_both_people_are_told(
     assert {a["participant_id"] for a in new["attendees"]} == {"m", "e"}
     shadow_start = dt.datetime.fromisoformat(shadow["start"])
     assert dt.datetime.fromisoformat(shadow["end"]) - shadow_start == dt.timedelta(minutes=90)
+
+
+async def charter_handled(js: Any) -> bool:
+    """scheduling acked the charter.agreed it got (a resume published at once may overtake
+    it: the two wait for nothing of each other)."""
+    info = await js.consumer_info(STREAM, durable_name("scheduling", "mentorship.charter.agreed"))
+    return info.delivered.consumer_seq >= 1 and info.num_ack_pending == 0 and not info.num_pending
+
+
+async def test_a_charter_agreed_during_a_pause_applies_on_resume_with_its_rhythms(
+    tmp_path, nats_server, js, database_url
+):
+    conf = settings_for(tmp_path, nats_server.url, database_url, session_cadence_days=14)
+    rescheduled = "mentorship.session.rescheduled"
+    async with scheduling(conf, FixedClock(NOW)):
+        await formed_pair(js, "prog")
+        await eventually(lambda: at_least(js, SCHEDULED, 2), what="kickoff and series")
+        await publish(js, "mentorship.pair.paused", envelope("prog", pair_id="p"))
+        await eventually(lambda: at_least(js, CANCELLED, 2), what="the pause's cancels")
+        charter = envelope(
+            "prog", pair_id="p", cadence_days=7, session_minutes=60,
+            rhythms={"coffee_chat": "monthly"},
+        )  # fmt: skip
+        await publish(js, "mentorship.charter.agreed", charter)
+        await eventually(lambda: charter_handled(js), what="the charter kept")
+        await publish(js, "mentorship.pair.resumed", envelope("prog", pair_id="p"))
+        await eventually(lambda: at_least(js, SCHEDULED, 4), what="the charter's series")
+        await eventually(lambda: at_least(js, rescheduled, 1), what="the kickoff back")
+        await asyncio.sleep(0.5)
+        assert await count(js, SCHEDULED) == 4 and await count(js, CANCELLED) == 2
+        kickoff, old, *new = await bodies_on(js, SCHEDULED)
+        back = await bodies_on(js, rescheduled)
+    assert {s["kind"] for s in new} == {"regular", "coffee_chat"}
+    [regular] = [s for s in new if s["kind"] == "regular"]
+    assert regular["uid"] != old["uid"] and regular["rrule"].startswith("FREQ=WEEKLY;INTERVAL=1;")
+    assert min(dt.datetime.fromisoformat(s["start"]) for s in new) > NOW
+    assert [b["uid"] for b in back] == [kickoff["uid"]]  # the replaced series stays cancelled
