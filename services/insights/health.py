@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
 class Health(StrEnum):
@@ -33,7 +33,13 @@ class Thresholds(BaseModel):
     min_checkin_adherence: float = Field(
         default=0.5, ge=0, le=1, description="submitted / due, once 3 check-ins were due"
     )
-    max_open_overdue_checkins: int = Field(default=2, ge=1, description="overdue, unanswered")
+    max_overdue_streak: int = Field(
+        default=2,
+        ge=1,
+        description="check-ins missed in a row (overdue, unanswered) since the last one answered",
+        # the name before the streak (it counted every open overdue check-in) is still read
+        validation_alias=AliasChoices("max_overdue_streak", "max_open_overdue_checkins"),
+    )
     max_days_without_contact: int = Field(default=21, ge=1)
     max_no_shows_per_person: int = Field(default=2, ge=1)
     one_sided_feedback_after: int = Field(
@@ -53,6 +59,8 @@ class PairFacts:
     checkins_due: int = 0
     checkins_submitted: int = 0
     open_overdue_checkins: int = 0
+    # the check-ins missed in a row: overdue and unanswered, due after the last answered one
+    overdue_streak: int = 0
     last_contact_at: dt.datetime | None = None
     no_shows_mentor: int = 0
     no_shows_mentee: int = 0
@@ -97,8 +105,8 @@ def assess(facts: PairFacts, thresholds: Thresholds, now: dt.datetime) -> Assess
         t.min_checkin_adherence
     ):
         reasons.append(f"{facts.checkins_submitted} of {facts.checkins_due} check-ins submitted")
-    if facts.open_overdue_checkins >= t.max_open_overdue_checkins:
-        reasons.append(f"{facts.open_overdue_checkins} check-ins overdue")
+    if facts.overdue_streak >= t.max_overdue_streak:
+        reasons.append(f"{facts.overdue_streak} check-ins missed in a row")
     days = days_without_contact(facts, now)
     if days >= t.max_days_without_contact:
         reasons.append(f"no contact for {days} days")

@@ -89,6 +89,41 @@ def checkin_status(current: CheckinStatus, reported: CheckinStatus) -> CheckinSt
     return reported
 
 
+# a pair's overdue streak: [due instant (ISO, UTC), check-in id] of each check-in overdue and
+# unanswered that is due after the pair's last answered one (`reported_due_at`)
+Streak = list[list[str]]
+
+
+def streak_missed(
+    streak: Streak, reported_due_at: dt.datetime | None, checkin_id: str, due: dt.datetime
+) -> Streak:
+    """The streak once the check-in due at `due` is reported overdue (and is unanswered)."""
+    if (reported_due_at is not None and due <= reported_due_at) or any(
+        cid == checkin_id for _, cid in streak
+    ):
+        return streak
+    return sorted([*streak, [due.astimezone(dt.UTC).isoformat(), checkin_id]])
+
+
+def streak_answered(
+    streak: Streak, reported_due_at: dt.datetime | None, checkin_id: str, due: dt.datetime
+) -> tuple[Streak, dt.datetime | None]:
+    """The streak and the last answered due instant once the check-in due at `due` is answered:
+    the check-ins missed before it no longer count (the streak restarts after it).
+
+    Whatever order a pair's check-in events arrive in, the streak ends as the overdue,
+    unanswered check-ins due after the latest answered one.
+    """
+    if reported_due_at is None or due > reported_due_at:
+        reported_due_at = due
+    kept = [
+        [at, cid]
+        for at, cid in streak
+        if cid != checkin_id and dt.datetime.fromisoformat(at) > reported_due_at
+    ]
+    return kept, reported_due_at
+
+
 def later(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
     """The later of two instants (None is earlier than any)."""
     if a is None:

@@ -7,7 +7,7 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.insights.health import Thresholds
 from services.insights.timeline import Instant, Privacy
@@ -54,9 +54,18 @@ class PairRow(BaseModel):
     checkins_due: int
     checkins_submitted: int
     open_overdue_checkins: int
+    overdue_streak: int = Field(
+        description="check-ins missed in a row (overdue, unanswered) since the last answered one"
+    )
     last_contact_at: Instant | None
     milestones: int
     unschedulable_reason: str | None
+
+    @field_validator("overdue_streak", mode="before")
+    @classmethod
+    def _streak_length(cls, value: Any) -> Any:
+        """The read model keeps the streak's check-ins; the API shows how many."""
+        return len(value) if isinstance(value, list) else value
 
 
 class UnmatchedRow(BaseModel):

@@ -11,6 +11,8 @@ from services.insights.projections import (
     checkin_status,
     later,
     session_status,
+    streak_answered,
+    streak_missed,
 )
 from services.insights.store import CheckinView, PairView, ParticipantView, SessionView, utc
 from shared.events import (
@@ -279,6 +281,12 @@ async def on_checkin_submitted(event: CheckinSubmitted, uow: UnitOfWork) -> None
             writes.add_to(uow, event.program_id, "checkins.overdue_now", -1)
         row.status = CheckinStatus.SUBMITTED
         pair.checkins_submitted += 1
+        pair.overdue_streak, pair.reported_due_at = streak_answered(
+            list(pair.overdue_streak or []),
+            utc(pair.reported_due_at) if pair.reported_due_at else None,
+            row.checkin_id,
+            utc(row.due_at) if row.due_at else event.occurred_at,
+        )
         day = utc(row.due_at).date() if row.due_at else event.occurred_at.date()
         writes.add_to(uow, event.program_id, "checkins.submitted")
         writes.add_on_day(uow, event.program_id, "checkins.submitted", day)
@@ -311,6 +319,12 @@ async def on_checkin_overdue(event: CheckinOverdue, uow: UnitOfWork) -> None:
     if checkin_status(before, CheckinStatus.OVERDUE) is not before:
         row.status = CheckinStatus.OVERDUE
         pair.open_overdue_checkins += 1
+        pair.overdue_streak = streak_missed(
+            list(pair.overdue_streak or []),
+            utc(pair.reported_due_at) if pair.reported_due_at else None,
+            row.checkin_id,
+            utc(row.due_at) if row.due_at else event.due_at,
+        )
         writes.add_to(uow, event.program_id, "checkins.overdue_now")
     await writes.refresh_health(uow, pair, at=event.occurred_at)
     writes.count_event(uow, program_id=event.program_id, subject=event.subject)

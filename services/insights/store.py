@@ -132,6 +132,10 @@ class PairView(Base):
     checkins_due: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     checkins_submitted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     open_overdue_checkins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the check-ins missed in a row: [due (ISO), check-in id] of each overdue, unanswered one
+    # due after the latest answered one (reported_due_at); projections.streak_missed/answered
+    overdue_streak: Mapped[list[list[str]]] = mapped_column(JSON, default=list, server_default="[]")
+    reported_due_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     feedback_from_mentor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     feedback_from_mentee: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     fit_rating_sum: Mapped[float] = mapped_column(Float, default=0, server_default="0")

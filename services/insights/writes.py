@@ -439,6 +439,7 @@ def facts_of(pair: PairView) -> health.PairFacts:
         checkins_due=pair.checkins_due,
         checkins_submitted=pair.checkins_submitted,
         open_overdue_checkins=pair.open_overdue_checkins,
+        overdue_streak=len(pair.overdue_streak or ()),
         last_contact_at=utc(pair.last_contact_at) if pair.last_contact_at else None,
         no_shows_mentor=pair.no_shows_mentor,
         no_shows_mentee=pair.no_shows_mentee,

@@ -157,11 +157,12 @@ async def test_a_struggling_pair_is_at_risk_with_its_reasons_and_emits_pair_at_r
     assert riskiest.reasons == [
         "1 of 4 sessions held",
         "1 of 3 check-ins submitted",
-        "2 check-ins overdue",
         "mentee missed 2 sessions",
         "low fit rating (2.0 of 5)",
     ]
-    assert riskiest.risk_score == 5
+    assert riskiest.risk_score == 4
+    # c1-1 and c1-2 were missed, c1-3 answered: two still open, the streak reset by c1-3
+    assert riskiest.open_overdue_checkins == 2 and riskiest.overdue_streak == []
     # the alert says why at the moment of crossing (the third session missed, a quiet month)
     assert alert.reasons == [
         "1 of 3 sessions held",
@@ -303,3 +304,39 @@ async def test_an_expired_proposal_closes_the_pair_and_says_who_did_not_answer(d
     reasons = {m.participant_id: m.unmatched_reason for m in unmatched}
     assert reasons["mentee-3"] == "proposal expired: the mentor did not accept in time"
     assert [e.kind for e in entries][:2] == ["proposed", "expired"]
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2, 3])
+async def test_the_overdue_streak_counts_check_ins_missed_in_a_row_and_an_answer_resets_it(
+    tmp_path, seed
+):
+    p = Program()
+    p.register("mentor-0", "mentor", 0)
+    p.register("mentee-0", "mentee", 0)
+    p.pair("pair-0", "mentor-0", "mentee-0", 1, 0.9)
+    for n, answer in enumerate(["overdue", "overdue", "late", "overdue", "yes", "overdue"]):
+        p.checkin("pair-0", f"c{n}", "mentee-0", 7 * (n + 1), answer)
+    first_two = [
+        e for e in p.events if getattr(e, "checkin_id", "") not in ("c2", "c3", "c4", "c5")
+    ]
+    events = p.events if seed is None else interleaving(p.events, random.Random(seed))
+
+    async def pair() -> Any:
+        async with db.sessions() as session:
+            return await queries.pair(session, program_id=PROGRAM, pair_id="pair-0")
+
+    async with handler_db(store.Base.metadata, store.delivery, tmp_path / "db") as db:
+        if seed is None:
+            await apply_all(db, first_two)
+            two = await pair()
+            assert [cid for _, cid in two.overdue_streak] == ["c0", "c1"]
+            assert "2 check-ins missed in a row" in two.reasons
+            await apply_all(db, [e for e in events if e not in first_two])
+        else:
+            await apply_all(db, events)
+        last = await pair()
+    # c2 (answered late) reset the streak; c3 missed, c4 answered reset it again; c5 missed
+    assert [cid for _, cid in last.overdue_streak] == ["c5"]
+    assert store.utc(last.reported_due_at) == p.start + dt.timedelta(days=35)
+    assert last.open_overdue_checkins == 4  # c0, c1, c3 and c5 still unanswered
+    assert not any("missed in a row" in reason for reason in last.reasons)

@@ -32,7 +32,7 @@ def test_the_score_is_the_number_of_reasons_and_the_band_follows_it(
         sessions_missed=missed,
         checkins_due=due,
         checkins_submitted=min(submitted, due),
-        open_overdue_checkins=overdue,
+        overdue_streak=overdue,
         feedback_from_mentor=mentor_fb,
         feedback_from_mentee=mentee_fb,
     )

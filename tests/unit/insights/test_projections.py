@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.insights.projections import DeliveryStatus, delivery_status
+from services.insights.projections import (
+    CheckinStatus,
+    DeliveryStatus,
+    Streak,
+    checkin_status,
+    delivery_status,
+    streak_answered,
+    streak_missed,
+)
 
 SENT, FAILED = DeliveryStatus.SENT, DeliveryStatus.FAILED
 
@@ -34,3 +44,37 @@ def test_any_order_of_the_same_reports_gives_the_same_status(reports, random):
     shuffled = list(reports)
     random.shuffle(shuffled)
     assert folded(shuffled) == folded(reports) == (SENT if SENT in reports else FAILED)
+
+
+checkin_reports = st.lists(
+    st.tuples(st.integers(0, 9), st.sampled_from(["overdue", "submitted"])), max_size=30
+)
+
+
+@given(checkin_reports, st.randoms())
+def test_the_overdue_streak_is_the_missed_check_ins_after_the_last_answered_in_any_order(
+    reports, random
+):
+    """Check-in n is due on day n; the streak ends as the overdue, unanswered check-ins due
+    after the latest answered one, whatever order the reports came in."""
+    start = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    random.shuffle(reports)
+    status: dict[int, CheckinStatus] = {}
+    streak: Streak = []
+    reported: dt.datetime | None = None
+    for n, report in reports:
+        before = status.get(n, CheckinStatus.DUE)
+        after = checkin_status(before, CheckinStatus(report))
+        status[n] = after
+        if after is before:
+            continue
+        due = start + dt.timedelta(days=n)
+        if after is CheckinStatus.SUBMITTED:
+            streak, reported = streak_answered(streak, reported, f"c{n}", due)
+        else:
+            streak = streak_missed(streak, reported, f"c{n}", due)
+    answered = [n for n, s in status.items() if s is CheckinStatus.SUBMITTED]
+    last = max(answered, default=-1)
+    expected = sorted(n for n, s in status.items() if s is CheckinStatus.OVERDUE and n > last)
+    assert [int(cid[1:]) for _, cid in streak] == expected
+    assert reported == (start + dt.timedelta(days=last) if answered else None)
