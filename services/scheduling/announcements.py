@@ -7,6 +7,7 @@ stored, so a first invitation, an update and a cancellation always describe the 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -65,7 +66,14 @@ class Meeting:
 
 
 def _attendees(meeting: Meeting) -> list[SessionAttendee]:
-    return [
+    return list(_attendees_of(meeting.people))
+
+
+@functools.lru_cache(maxsize=1024)
+def _attendees_of(people: tuple[Person, ...]) -> tuple[SessionAttendee, ...]:
+    # built once per set of people (frozen, so shared): a zone change sends 27 events for one
+    # meeting's people, and validating the attendees was an eighth of building each event
+    return tuple(
         SessionAttendee(
             participant_id=p.participant_id,
             email=p.email,
@@ -73,8 +81,8 @@ def _attendees(meeting: Meeting) -> list[SessionAttendee]:
             timezone=p.timezone,
             role=p.role,
         )
-        for p in meeting.people
-    ]
+        for p in people
+    )
 
 
 def _summary(meeting: Meeting) -> str:

@@ -6,6 +6,7 @@ The glue between handlers and the pure modules: it loads people and their busy t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import weakref
 from collections.abc import Sequence
@@ -97,6 +98,8 @@ class Schedules:
     meetings: dict[str, store.Meeting] = field(default_factory=dict)
     to_arm: dict[str, store.Session] = field(default_factory=dict)
     availabilities: dict[str, tuple[tuple[str, str], Availability]] = field(default_factory=dict)
+    # meeting id -> its view and the attendees' contact data it was built with (see `view`)
+    views: dict[str, tuple[tuple[str, ...], announcements.Meeting]] = field(default_factory=dict)
 
     async def meeting(self, row: store.Session) -> store.Meeting:
         key = row.meeting_id or row.session_id
@@ -193,6 +196,10 @@ async def view(
     if schedules is not None:
         mentor = await schedules.person(meeting.mentor_id)
         mentee = await schedules.person(meeting.mentee_id)
+        contact = tuple(v for p in (mentor, mentee) for v in (p.email, p.display_name, p.timezone))
+        known = schedules.views.get(meeting.meeting_id)
+        if known is not None and known[0] == contact:  # a run of moves: only SEQUENCE changed
+            return dataclasses.replace(known[1], sequence=meeting.sequence)
     else:
         mentor = await store.person_or_raise(
             uow.session, program_id=meeting.program_id, participant_id=meeting.mentor_id
@@ -201,7 +208,7 @@ async def view(
             uow.session, program_id=meeting.program_id, participant_id=meeting.mentee_id
         )
     s = uow.settings
-    return announcements.Meeting(
+    shown = announcements.Meeting(
         program_id=meeting.program_id,
         meeting_id=meeting.meeting_id,
         pair_id=meeting.pair_id,
@@ -215,6 +222,9 @@ async def view(
         people=(_person(mentor, Role.MENTOR), _person(mentee, Role.MENTEE)),
         organizer=invitations.Person(s.mail_from, s.mail_from_name),
     )
+    if schedules is not None:
+        schedules.views[meeting.meeting_id] = (contact, shown)
+    return shown
 
 
 def occurrence(row: store.Session) -> announcements.Occurrence:
