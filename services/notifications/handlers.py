@@ -131,7 +131,8 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
             "reasons": list(event.reasons),
         },
     )
-    await notices.on_pair_formed_mail(event, uow)
+    with uow.session.no_autoflush:  # as for session mails: no flush per event of a batch
+        await notices.on_pair_formed_mail(event, uow)
 
 
 async def on_session_scheduled(event: SessionScheduled, uow: UnitOfWork) -> None:
@@ -374,12 +375,20 @@ def _session_deliveries(event: SessionChange) -> list[tuple[str, str]]:
     ]  # fmt: skip
 
 
+# what the pair-formed mails read, loaded for the whole batch (a round forms hundreds at once)
+_PAIR_ROWS: tuple[Preload[Any], ...] = (
+    Preload(
+        store.Contact, keys=lambda e: [(e.program_id, e.mentor_id), (e.program_id, e.mentee_id)]
+    ),
+    Preload(store.Delivery, keys=notices.pair_formed_deliveries),
+)
+
 _PEOPLE = (ParticipantRegistered, ParticipantTimezoneChanged)
 
 SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(ParticipantRegistered, on_participant_registered),
     Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)),
-    Subscription(PairFormed, on_pair_formed, after=_PEOPLE),
+    Subscription(PairFormed, on_pair_formed, after=_PEOPLE, preload=_PAIR_ROWS),
     Subscription(
         SessionScheduled,
         on_session_scheduled,

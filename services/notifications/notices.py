@@ -98,10 +98,26 @@ def _link(uow: UnitOfWork, kind: LinkKind, data: dict[str, Any], expires: dt.dat
 
 
 async def _people(uow: UnitOfWork, program_id: str, ids: Sequence[str]) -> dict[str, Attendee]:
+    """These people's contacts: from the batch's preload when it has them all, else one query
+    (which says why one is missing)."""
+    seen = [uow.peek(store.Contact, (program_id, pid)) for pid in ids]
+    if all(row is not None for _, row in seen):
+        return {row.participant_id: row.attendee() for _, row in seen if row is not None}
     contacts = await store.contacts_or_raise(
         uow.session, program_id=program_id, participant_ids=ids
     )
     return {c.participant_id: c.attendee() for c in contacts}
+
+
+def pair_formed_deliveries(event: PairFormed) -> list[tuple[str, str]]:
+    """The keys of the two deliveries pair.formed queues, for the check that none is queued."""
+    source = deliveries.logical_id("pair.formed", event.program_id, event.pair_id)
+    return [
+        (event.program_id, deliveries.delivery_id(deliveries.idempotency_key(
+            program_id=event.program_id, source_event_id=source, recipient_id=pid
+        )))
+        for pid in (event.mentor_id, event.mentee_id)
+    ]  # fmt: skip
 
 
 async def _queue(uow: UnitOfWork, program_id: str, planned: list[PlannedDelivery]) -> None:

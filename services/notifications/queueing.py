@@ -228,12 +228,19 @@ def _quiet(window: str, weekends: bool) -> quiet.QuietHours:
     return quiet.QuietHours.parse(window, weekends=weekends)
 
 
+# The sender takes the oldest due mail first: urgent mail is due this much before now, so an
+# invitation or a session change goes ahead of a backlog of notices queued a moment earlier (a
+# round's pair-formed mails), not behind it
+URGENT_LEAD = dt.timedelta(minutes=10)
+
+
 def send_at(plan: PlannedDelivery, uow: UnitOfWork) -> dt.datetime:
-    """Now for urgent kinds; otherwise the next time outside the recipient's quiet hours, not
-    before the plan's own local hour (program-wide mail goes at 09:00 in each zone)."""
+    """Now (less URGENT_LEAD) for urgent kinds; otherwise the next time outside the recipient's
+    quiet hours, not before the plan's own local hour (program-wide mail goes at 09:00 in each
+    zone)."""
     now = uow.clock.now()
     if quiet.is_urgent(plan.kind):
-        return now
+        return now - URGENT_LEAD
     if plan.not_before is not None:
         now = max(now, plan.not_before)
     hours = _quiet(uow.settings.quiet_hours, uow.settings.quiet_weekends)

@@ -22,6 +22,7 @@ from services.notifications.handlers import (
     on_session_scheduled,
     on_timezone_changed,
 )
+from services.notifications.queueing import URGENT_LEAD
 from shared.errors import ProgramMismatch, UnknownReference
 from shared.events import (
     PairFormed,
@@ -223,7 +224,8 @@ async def test_a_scheduled_session_queues_one_invitation_per_attendee_with_a_sen
     assert {(t["program_id"], t["kind"], t["status"]) for t in timers} == {
         ("prog", deliveries.SEND, "pending")
     }
-    assert {t["due_at"].replace(tzinfo=dt.UTC) for t in timers} == {START}
+    # due now, sorted ahead of notices due now (the sender takes the oldest due first)
+    assert {t["due_at"].replace(tzinfo=dt.UTC) for t in timers} == {START - URGENT_LEAD}
 
 
 async def test_each_invitation_is_addressed_and_timed_for_its_own_recipient(db):

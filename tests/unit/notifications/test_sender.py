@@ -21,12 +21,16 @@ from cli.launcher import free_port
 from cli.mailcatcher import MailCatcher
 from services.notifications import deliveries, store
 from services.notifications.breaker import Breaker
-from services.notifications.handlers import on_participant_registered, on_session_scheduled
+from services.notifications.handlers import (
+    on_pair_formed,
+    on_participant_registered,
+    on_session_scheduled,
+)
 from services.notifications.journal import SentJournal
 from services.notifications.sender import MAX_ATTEMPTS, Sender
 from services.notifications.smtp import SmtpPool
-from shared.events import ParticipantRegistered
-from tests.support.factories import registration
+from shared.events import PairFormed, ParticipantRegistered
+from tests.support.factories import envelope, registration
 from tests.support.handlers import HandlerDb, handler_db
 from tests.unit.notifications.test_handlers import register_pair, registered, scheduled
 
@@ -433,3 +437,31 @@ async def test_one_batch_of_several_programs_sends_and_records_each_delivery_onc
     assert sorted(caught) == sorted(r.message_id for r in rows)
     sent = await outbox(db)
     assert sorted(body["delivery_id"] for _, body in sent) == sorted(r.delivery_id for r in rows)
+
+
+async def test_invitations_go_ahead_of_a_backlog_of_notices_queued_before_them(
+    db, tmp_path, smtp_port
+):
+    for i in range(6):  # a round's pair-formed mails, queued first
+        for who in (f"m{i}", f"e{i}"):
+            await db.apply(on_participant_registered, registered("prog", who))
+        formed = envelope(
+            "prog", pair_id=f"pair-{i}", round_id="r1", mentor_id=f"m{i}", mentee_id=f"e{i}",
+            language="en",
+        )  # fmt: skip
+        await db.apply(on_pair_formed, PairFormed.model_validate(formed))
+    db.clock.advance(dt.timedelta(seconds=1))
+    await queue_invitations(db)  # then a session's invitations
+    with catching(tmp_path / "mail", smtp_port) as catcher:
+        async with sender(db, tmp_path, batch=2) as s:
+            assert await s.run_once() == 2
+            first = {
+                email.message_from_bytes(p.read_bytes(), policy=email.policy.default)[
+                    "Content-Type"
+                ].content_type
+                for p in catcher.messages()
+            }
+            assert first == {"multipart/mixed"}  # the two invitations, not two notices
+            assert await s.run_due() == 12
+    rows = await by_recipient(db)
+    assert {d.status for d in rows.values()} == {"sent"}
