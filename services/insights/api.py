@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.insights import paging, queries, writes
-from services.insights.equity import GroupFigures, figures
+from services.insights.equity import GroupFigures, figures, publication
 from services.insights.health import Health
 from services.insights.overview import Overview, WeekPoint, build_overview, weekly
 from services.insights.schemas import (
@@ -457,8 +457,9 @@ def router() -> APIRouter:
         format: Format = "json",
     ) -> Any:
         """Opportunities per capita, match quality and session adherence per consented
-        demographic group; groups under 5 people (or inferable as such) suppressed, gaps
-        flagged."""
+        demographic group; groups under 5 people suppressed, and so is whatever would let
+        any combination of this program's equity answers (every cohort's and the whole's)
+        isolate fewer than 5 people; gaps flagged."""
         session, program_id = program.session, program.program_id
         whole = await queries.equity_totals(session, program_id=program_id, cohort="")
         part = (
@@ -466,10 +467,14 @@ def router() -> APIRouter:
             if cohort
             else whole
         )
+        table = await queries.equity_people(session, program_id=program_id)
         rows: list[GroupFigures] = []
         for attribute, totals in sorted(part.items()):
-            sizes = {g: t.people for g, t in whole.get(attribute, {}).items()} if cohort else None
-            rows += figures(attribute, totals, whole=sizes)
+            sizes = {g: t.people for g, t in whole.get(attribute, {}).items()}
+            shown = publication(sizes, table.get(attribute, {}))
+            rows += figures(
+                attribute, totals, shown=shown.of_cohort(cohort) if cohort else set(shown.groups)
+            )
         return _csv_or(list(rows), GroupFigures, format, "equity") or rows
 
     @api.get("/settings", response_model=ProgramSettingsBody)

@@ -124,6 +124,30 @@ async def equity_totals(
     }
 
 
+async def equity_people(
+    session: AsyncSession, *, program_id: str
+) -> dict[str, dict[tuple[str, str], int]]:
+    """attribute -> (group, cohort) -> people, over every cohort (what suppression decides on)."""
+    rows = await session.execute(
+        select(
+            EquityCounter.attribute,
+            EquityCounter.group,
+            EquityCounter.cohort,
+            func.sum(EquityCounter.value),
+        )
+        .where(
+            EquityCounter.program_id == program_id,
+            EquityCounter.metric == "people",
+            EquityCounter.cohort != "",
+        )
+        .group_by(EquityCounter.attribute, EquityCounter.group, EquityCounter.cohort)
+    )
+    table: dict[str, dict[tuple[str, str], int]] = {}
+    for attribute, group, cohort, people in rows.all():
+        table.setdefault(attribute, {})[(group, cohort)] = int(people or 0)
+    return table
+
+
 @dataclass(frozen=True)
 class Keyset:
     """A list's order (the columns of the index it is read from) and its keyset condition."""

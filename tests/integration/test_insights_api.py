@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 
 from services.insights import grants
+from services.insights.equity import Publication
 from services.insights.tokens import new_token
 from shared.events import Event, PairAtRisk
 from tests.integration.test_insights_service import Insights, insights
 from tests.support.factories import publish
 from tests.support.waiting import eventually, messages_on, settings_for
-from tests.unit.insights.scenario import PROGRAM, sample_program
+from tests.unit.insights.scenario import PROGRAM, Program, sample_program
+from tests.unit.insights.test_equity import isolated_sets
 
 OTHER = "program-b"
 LISTS = ["pairs", "at-risk", "unmatched-mentees", "sessions", "pairs/pair-1/timeline"]
@@ -169,6 +171,64 @@ async def test_small_groups_are_suppressed_in_equity(program):
         ("a", True, None),
         ("b", True, None),
     ]
+
+
+async def test_no_combination_of_equity_answers_isolates_fewer_than_5_people(
+    tmp_path, nats_server, js, database_url
+):
+    """Group g: 5 people registered in January, 5 in February, 4 in March; h: 10 in each. The
+    program's view minus January's and February's used to give March's 4 people of g."""
+    program_id = "program-eq"
+    p = Program(program_id=program_id, start=dt.datetime(2026, 1, 10, tzinfo=dt.UTC))
+    for month, counts in enumerate([{"g": 5, "h": 10}, {"g": 5, "h": 10}, {"g": 4, "h": 10}]):
+        for group, n in counts.items():
+            for i in range(n):
+                p.register(f"{group}{month}-{i}", "mentee", 31 * month, demographics={"x": group})
+    settings = settings_for(tmp_path, nats_server.url, database_url)
+    async with insights(settings) as app:
+        token = await app.token_for(program_id)
+        await publish_events(js, p.events)
+
+        async def registered() -> bool:
+            response = await app.client.get(f"/programs/{program_id}/overview", headers=auth(token))
+            return bool(response.json()["participants"] == {"mentee": 44})
+
+        await eventually(registered, timeout=60, what="the 44 registrations projected")
+        answers: dict[str, list[dict[str, Any]]] = {}
+        for cohort in ["", "2026-01", "2026-02", "2026-03"]:
+            response = await app.client.get(
+                f"/programs/{program_id}/equity",
+                params={"cohort": cohort} if cohort else {},
+                headers=auth(token),
+            )
+            assert response.status_code == 200
+            answers[cohort] = response.json()
+    whole = {"g": 14, "h": 30}
+    cells = {
+        (g, f"2026-0{m + 1}"): n
+        for g, ns in [("g", [5, 5, 4]), ("h", [10] * 3)]
+        for m, n in enumerate(ns)
+    }
+    shown = Publication(
+        groups=frozenset(r["group"] for r in answers[""] if not r["suppressed"]),
+        cells=frozenset(
+            (r["group"], cohort)
+            for cohort, rows in answers.items()
+            if cohort
+            for r in rows
+            if not r["suppressed"]
+        ),
+    )
+    for cohort, rows in answers.items():  # what is shown is the true number of people
+        for r in rows:
+            if not r["suppressed"]:
+                assert (
+                    r["people"]
+                    == (whole if not cohort else {g: cells[(g, cohort)] for g in whole})[r["group"]]
+                )
+    assert shown.groups == {"g", "h"}
+    assert ("g", "2026-03") not in shown.cells
+    assert isolated_sets(whole, cells, shown) == []
 
 
 async def tokens_of_every_kind(app: Insights) -> dict[str, str | None]:
