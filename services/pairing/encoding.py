@@ -111,7 +111,9 @@ def encode(
         offered_levels.append(levels)
     skill_index: dict[str, int] = {}
     for levels in offered_levels:
-        for name in levels:
+        # sorted: a frozenset's order changes with each process's string hashing, and with it
+        # the chunks and which of several equal optima is found (replicas must agree)
+        for name in sorted(levels):
             skill_index.setdefault(name, len(skill_index) + 1)  # 0: nobody offers it
     channels = sorted({c for p in (*open_mentors, *mentees) for c in p.channels})
     channel_index = {c: n for n, c in enumerate(channels[:63])}
@@ -171,7 +173,8 @@ def encode(
     e = tuple(
         np.ascontiguousarray(a, dtype=a.dtype if a.dtype == np.uint64 else np.int64) for a in e
     )
-    m = (m[0], m[1], m[2], *(np.asarray(a, dtype=np.int64) for a in m[3:]))
+    m = (m[0], m[1], m[2], *(np.asarray(a, dtype=np.int64) for a in m[3:]), _skill_bits(offered))
+    e = (*e, _wanted_bits(e[2], e[5]))
     shared = classes.overlap(mentee_cls, mentor_cls, week_of)
     feasible = (shared.minutes >= rules.min_weekly_minutes) & (
         shared.longest >= rules.min_stretch_minutes
@@ -210,6 +213,34 @@ def encode(
         free=(capacity - load_all)[keep],
         load=load_all[keep],
     )
+
+
+SKILL_BITS = 128  # two words; every skill index from 127 on shares the last bit
+
+
+def _skill_bits(offered: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """Per mentor, the skills it offers as two 64-bit words (pricing skips, without scoring,
+    a mentor who offers none of what a mentee seeks or aims at)."""
+    out = np.zeros((offered.shape[0], 2), dtype=np.uint64)
+    for k in range(1, offered.shape[1]):
+        bit = min(k, SKILL_BITS - 1)
+        has = offered[:, k] > 0
+        out[has, bit // 64] |= np.uint64(1) << np.uint64(bit % 64)
+    return out.view(np.int64)
+
+
+def _wanted_bits(sought: NDArray[np.int64], goals: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Per mentee, the skills it seeks or aims at (known to some mentor), as _skill_bits."""
+    out = np.zeros((sought.shape[0], 2), dtype=np.uint64)
+    for rows in (sought, goals):
+        for col in range(rows.shape[1]):
+            k = rows[:, col]
+            has = k > 0
+            bit = np.minimum(k[has], SKILL_BITS - 1).astype(np.uint64)
+            np.bitwise_or.at(
+                out, (np.flatnonzero(has), (bit // 64).astype(np.int64)), np.uint64(1) << (bit % 64)
+            )
+    return out.view(np.int64)
 
 
 def _by_class(chunks: tuple[Any, ...], feasible: NDArray[np.bool_]) -> tuple[Any, ...]:

@@ -153,6 +153,8 @@ def _optimise(
     iterations = 0
     solved: flow.Flow | None = None
     reroute = None
+    proved = np.zeros(n_mentees, dtype=np.bool_)
+    last: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
     while True:
         iterations += 1
         start, heads, scores, tails = _csr(tails, heads, scores, n_mentees)
@@ -170,8 +172,10 @@ def _optimise(
         )
         price = solved.mentor_price
         floor = solved.mentee_dual
-        found_j, found_s, best, more = _search(enc, price, floor, ADDED_PER_ROUND)
+        found_j, found_s, best, more = _violations(enc, price, floor, proved, last)
         scored += more
+        proved = found_j[:, -1] < 0  # fewer than asked for: every violating pair was added
+        last = (price, floor)
         new_t, new_h, new_s = _arcs(found_j, found_s)
         if len(new_t) == 0 or iterations >= MAX_ITERATIONS:
             break
@@ -186,6 +190,37 @@ def _optimise(
         primal=primal, bound=bound, iterations=iterations, arcs=len(tails), scored=scored
     )
     return solved, certificate, (start, heads, scores)
+
+
+def _violations(
+    enc: Encoded,
+    price: NDArray[np.int64],
+    floor: NDArray[np.int64],
+    proved: NDArray[np.bool_],
+    last: tuple[NDArray[np.int64], NDArray[np.int64]] | None,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], int]:
+    """The pairs that could improve the optimum at these prices (_search's result, per mentee).
+
+    A mentee proved at the last prices (every pair then violating was added) whose dual has
+    not fallen can only be beaten now by a mentor whose price fell: only those are searched.
+    The best value per mentee stays exact: nothing else can beat its dual.
+    """
+    n, k = len(floor), ADDED_PER_ROUND
+    found_j = np.full((n, k), -1, dtype=np.int64)
+    found_s = np.full((n, k), -1, dtype=np.int64)
+    best = floor.astype(np.int64).copy()
+    full = ~proved if last is None else ~proved | (floor < last[1])
+    scored = 0
+    passes: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = [(np.flatnonzero(full), price)]
+    if last is not None and (price < last[0]).any():
+        passes.append((np.flatnonzero(~full), np.where(price < last[0], price, CLOSED)))
+    for rows, at in passes:
+        if len(rows) == 0:
+            continue
+        fj, fs, b, more = _search(enc, at, floor, k, rows=rows)
+        found_j[rows], found_s[rows], best[rows] = fj, fs, b
+        scored += more
+    return found_j, found_s, best, scored
 
 
 def _search(

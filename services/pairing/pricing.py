@@ -197,6 +197,7 @@ def search(e, m, ch, t, w, price, floor, k, rows):  # type: ignore[no-untyped-de
     starts = ch[6]
     class_start = ch[7]
     class_chunks = ch[8]
+    wanted, offers = e[11], m[6]
     n_blocks = (n + BLOCK - 1) // BLOCK
     scored_by_block = np.zeros(n_blocks, dtype=np.int64)
     for blk in numba.prange(n_blocks):
@@ -214,13 +215,18 @@ def search(e, m, ch, t, w, price, floor, k, rows):  # type: ignore[no-untyped-de
             f_hi = np.searchsorted(t[2], (i + 1) * t[3])
             span = _seniority_span(i, e, w)
             ze = e[0][i]
+            # no pair of this mentee scores more: a chunk whose cheapest member is dearer than
+            # that allows is skipped before its bound is computed
+            most = w[0] + w[6] + w[2] + w[3] + e[10][i] + (w[1] if e[6][i] > 0 else 0)
             n_open = 0
             for x in range(class_start[ze], class_start[ze + 1]):
                 c = class_chunks[x]
                 if starts[c] == starts[c + 1]:
                     continue
-                b = _bound(i, c, e, ch, t, w, span)
                 cheapest = price[members[starts[c]]]
+                if most - cheapest <= threshold:
+                    continue
+                b = _bound(i, c, e, ch, t, w, span)
                 if b >= 0 and b - cheapest > threshold:
                     bounds[n_open] = b - cheapest
                     open_chunks[n_open] = c
@@ -233,10 +239,18 @@ def search(e, m, ch, t, w, price, floor, k, rows):  # type: ignore[no-untyped-de
                 if pick_bound <= threshold:
                     break
                 ub = pick_bound + price[members[starts[pick]]]
+                # what a member offering none of the wanted skills could score at most
+                plain = t[1][ze, ch[1][pick]] + w[2] + w[3] + e[10][i]
                 for x in range(starts[pick], starts[pick + 1]):
                     j = members[x]
                     if ub - price[j] <= threshold:
                         break  # members by ascending price: the rest cannot beat it either
+                    if (
+                        plain - price[j] <= threshold
+                        and (wanted[i, 0] & offers[j, 0]) == 0
+                        and (wanted[i, 1] & offers[j, 1]) == 0
+                    ):
+                        continue
                     s = _total(i, j, e, m, t, w, f_lo, f_hi)
                     scored += 1
                     if s < 0:
