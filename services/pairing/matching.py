@@ -8,7 +8,8 @@ more (diminishing returns on load). The optimum is a min-cost flow (flow.py) ove
 candidate graph grown by column generation: after each solve, the mentors' dual prices say
 which unseen pairs could still improve it; they are added until none can, and the dual bound
 then equals the objective (a certificate, checked over every feasible pair through the chunk
-bounds, not assumed). See docs/adr/0011-exact-matching-by-column-generation.md.
+bounds, not assumed). See docs/adr/0011-exact-matching-by-column-generation.md and
+0013-seeded-candidate-graph-and-incremental-pricing.md.
 """
 
 from __future__ import annotations
