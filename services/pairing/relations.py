@@ -103,6 +103,7 @@ def charter_agreed(pair: store.Pair, state: CharterState, now: dt.datetime) -> C
         cadence_days=terms.cadence_days, session_minutes=terms.session_minutes, norms=terms.norms,
         version=state.version, purpose=terms.purpose, success_metrics=terms.success_metrics,
         communication=terms.communication, decision_rights=terms.decision_rights,
+        rhythms=terms.rhythms,
     )  # fmt: skip
 
 
@@ -139,6 +140,7 @@ async def on_charter_agreed(event: CharterAgreed, uow: UnitOfWork) -> None:
         purpose=event.purpose or "(agreed elsewhere)", success_metrics=event.success_metrics,
         communication=event.communication, decision_rights=event.decision_rights,
         cadence_days=event.cadence_days, session_minutes=event.session_minutes, norms=event.norms,
+        rhythms=event.rhythms,
     )  # fmt: skip
     version = max(event.version, row.version if row is not None else 0)
     state = CharterState(version, terms, version, version, version)

@@ -124,7 +124,7 @@ async def test_a_pair_agrees_its_charter_sets_goals_and_reaches_milestones_throu
         assert refused.status_code == 422 and "coffee_chat" in refused.text
         first = await http.post(f"{path}/charter", params={"t": mentee_t}, json=TERMS)
         assert first.status_code == 201 and first.json()["version"] == 1
-        changed = {**TERMS, "cadence_days": 7}
+        changed = {**TERMS, "cadence_days": 7, "rhythms": {"coffee_chat": "biweekly"}}
         second = await http.post(f"{path}/charter", params={"t": mentor_t}, json=changed)
         assert second.json() == {
             "version": 2, "mentor_agreed_version": 2, "mentee_agreed_version": None,
@@ -143,6 +143,7 @@ async def test_a_pair_agrees_its_charter_sets_goals_and_reaches_milestones_throu
         assert (charter["pair_id"], charter["version"], charter["cadence_days"]) == (pid, 2, 7)
         assert charter["communication"][1] == TERMS["communication"][1]
         assert charter["decision_rights"] == TERMS["decision_rights"]
+        assert charter["rhythms"]["coffee_chat"] == "biweekly"  # scheduling plans from it
 
         # a goal with milestones tied to real work, then a re-plan (the project pivoted)
         goal = {
