@@ -16,7 +16,7 @@ from shared.events import (
     PairFormed,
     PairProposed,
 )
-from shared.events.pairs import MilestoneReached, OpportunityOffered, PairExpired
+from shared.events.pairs import MenteeUnmatched, MilestoneReached, OpportunityOffered, PairExpired
 from shared.service import ServiceDefinition
 from shared.timers import timer_loop
 
@@ -41,6 +41,7 @@ def definition() -> ServiceDefinition:
             PairExpired,
             PairFormed,
             PairEnded,
+            MenteeUnmatched,
             MatchingCompleted,
             CharterAgreed,
             GoalSet,

@@ -37,6 +37,22 @@ class MatchingCompleted(Event):
     dry_run: bool = Field(default=False, description="a preview: pairs_formed were not formed")
 
 
+UnmatchedReason = Literal["no_language", "no_shared_time", "ruled_out", "capacity"]
+
+
+class MenteeUnmatched(Event):
+    subject = "mentorship.mentee.unmatched"
+
+    round_id: Id
+    participant_id: Id
+    reason: UnmatchedReason = Field(
+        description="no_language: no mentor shares a language; no_shared_time: not enough "
+        "weekly shared working time with any who does; ruled_out: reporting line, department, "
+        "avoid list or ended pair; capacity: the mentors who fit are full"
+    )
+    detail: str = Field(max_length=500, description="the reason in a coordinator's words")
+
+
 class PairProposed(Event):
     subject = "mentorship.pair.proposed"
 
@@ -243,6 +259,7 @@ class PairExpired(Event):
 EVENTS: tuple[type[Event], ...] = (
     MatchingRequested,
     MatchingCompleted,
+    MenteeUnmatched,
     PairProposed,
     PairAccepted,
     PairDeclined,

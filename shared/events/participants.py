@@ -42,6 +42,16 @@ class ParticipantRegistered(Event):
     capacity: int | None = Field(default=None, ge=1, le=50, description="mentors only")
     department: str | None = None
     manager_id: str | None = None
+    seniority: int | None = Field(
+        default=None,
+        ge=0,
+        le=60,
+        description="years of professional experience; matching "
+        "prefers a mentor a program-set number of years above the mentee",
+    )
+    avoid: list[Id] = no_items(
+        description="participant ids this person must never be paired with (either side)"
+    )
     demographics: dict[str, str] | None = Field(
         default=None, description="only with the participant's consent; used for equity views"
     )
@@ -74,6 +84,10 @@ class ParticipantUpdated(Event):
     capacity: int | None = Field(default=None, ge=1, le=50)
     department: str | None = None
     manager_id: str | None = None
+    seniority: int | None = Field(default=None, ge=0, le=60, description="years of experience")
+    avoid: list[Id] | None = Field(
+        default=None, description="replaces the avoid list (participant ids); unset: unchanged"
+    )
     notification_frequency: NotificationFrequency | None = Field(
         default=None, description="immediate or daily digest of low-urgency mail; unset: unchanged"
     )
