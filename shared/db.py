@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import QueryableAttribute
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -81,7 +82,10 @@ def make_sessions(engine: AsyncEngine) -> Sessions:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def keys_in(columns: Sequence[ColumnElement[Any]], keys: Iterable[tuple[Any, ...]]) -> Any:
+def keys_in(
+    columns: Sequence[ColumnElement[Any] | QueryableAttribute[Any]],
+    keys: Iterable[tuple[Any, ...]],
+) -> Any:
     """A WHERE clause matching rows whose `columns` equal one of `keys` (composite keys).
 
     Not a row-value IN list: PostgreSQL plans `(a, b) IN ((..), (..), ...)` as an OR of every

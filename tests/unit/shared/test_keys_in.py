@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Column, MetaData, String, Table, create_engine, false, insert, select
+from sqlalchemy.orm import DeclarativeBase, Session
 
 from shared.db import keys_in
 
@@ -36,3 +37,23 @@ def test_exactly_the_named_rows(keys):
 
 def test_no_keys_matches_nothing():
     assert str(keys_in([rows.c.item_id], [])) == str(false())
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Row(Base):
+    __table__ = rows
+
+
+def test_orm_attributes_select_the_same_rows():
+    keys = [("a", "x", "1"), ("b", "y", "3"), ("c", "x", "0")]
+    with Session(engine) as session:
+        found = session.scalars(
+            select(Row).where(keys_in([Row.program_id, Row.kind, Row.item_id], keys))
+        )
+        assert {(r.program_id, r.kind, r.item_id) for r in found} == {
+            ("a", "x", "1"),
+            ("b", "y", "3"),
+        }
