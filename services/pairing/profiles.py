@@ -26,6 +26,10 @@ class ProfileChange(TypedDict, total=False):
     capacity: int
     department: str | None
     manager_id: str | None
+    goals: list[str]
+    channels: list[str]
+    seniority: int | None
+    avoid: list[str]
     active: bool
     registered_at: dt.datetime
 
@@ -46,6 +50,10 @@ def registered(event: ParticipantRegistered) -> ProfileChange:
         capacity=event.capacity or 0,
         department=event.department,
         manager_id=event.manager_id,
+        goals=list(event.goals),
+        channels=[c.value for c in event.preferred_channels],
+        seniority=event.seniority,
+        avoid=list(event.avoid),
         active=True,
         registered_at=event.occurred_at,
     )
@@ -60,9 +68,17 @@ def updated(event: ParticipantUpdated) -> ProfileChange:
         change["skills_offered"] = list(event.skills_offered)
     if event.skills_sought is not None:
         change["skills_sought"] = list(event.skills_sought)
+    if event.goals is not None:
+        change["goals"] = list(event.goals)
+    if event.preferred_channels is not None:
+        change["channels"] = [c.value for c in event.preferred_channels]
+    if event.avoid is not None:
+        change["avoid"] = list(event.avoid)
     if event.capacity is not None:
         change["capacity"] = event.capacity
-    # None means "not sent" on the wire, so an update cannot clear these two
+    # None means "not sent" on the wire, so an update cannot clear these three
+    if event.seniority is not None:
+        change["seniority"] = event.seniority
     if event.department is not None:
         change["department"] = event.department
     if event.manager_id is not None:

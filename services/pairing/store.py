@@ -67,6 +67,10 @@ class Participant(Base):
     capacity: Mapped[int] = mapped_column(Integer, default=0)
     department: Mapped[str | None] = mapped_column(String(200), nullable=True)
     manager_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    goals: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    channels: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # preferred
+    seniority: Mapped[int | None] = mapped_column(Integer, nullable=True)  # years of experience
+    avoid: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # never paired with
     active: Mapped[bool] = mapped_column(default=True)
     registered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     # a mentor's open pairs, taken with `take_slots` (never more than capacity at that moment)
@@ -262,6 +266,10 @@ class _Profiles:
             manager_id=row.manager_id,
             capacity=row.capacity,
             department=row.department,
+            goals=self._one(frozenset(g.lower() for g in _json(row.goals) or ())),
+            channels=self._one(frozenset(_json(row.channels) or ())),
+            seniority=row.seniority,
+            avoid=frozenset(_json(row.avoid) or ()),
         )
 
 
@@ -286,6 +294,10 @@ PROFILE_COLUMNS = (
     Participant.manager_id,
     Participant.capacity,
     Participant.department,
+    Participant.goals,
+    Participant.channels,
+    Participant.seniority,
+    Participant.avoid,
 )
 
 

@@ -128,3 +128,43 @@ async def test_an_update_naming_another_programs_participant_is_dead_lettered_un
         assert any("belongs to another program" in v for v in (letter.headers or {}).values())
         assert await _profile(rt, "prog-a", "p-1") == before
         assert await _profile(rt, "prog-b", "p-1") is None
+
+
+async def test_a_round_keeps_the_avoid_lists_and_seniority_gaps_the_profiles_carry(
+    tmp_path, nats_server, js, database_url
+):
+    settings = settings_for(tmp_path, nats_server.url, database_url)
+    async with running(definition(), settings) as rt:
+        # "near" offers what e2 seeks, but e2 must never be paired with "near"
+        await publish(
+            js,
+            REGISTERED,
+            registration("prog", "near", role="mentor", capacity=1, skills_offered=["python"]),
+        )
+        await publish(js, REGISTERED, registration("prog", "far", role="mentor", capacity=1))
+        await publish(js, REGISTERED, registration("prog", "e1"))
+        avoiding = registration(
+            "prog", "e2", skills_sought=["python"], avoid=["near"], seniority=3, goals=["Lead"],
+            preferred_channels=["chat"],
+        )  # fmt: skip
+        await publish(js, REGISTERED, avoiding)
+        # the seniority gap: "young" is 2 years above e3 (inside the default 2-10), "old" 28
+        await publish(js, REGISTERED, registration("p2", "old", role="mentor", seniority=31))
+        await publish(js, REGISTERED, registration("p2", "young", role="mentor", seniority=5))
+        await publish(js, REGISTERED, registration("p2", "e3", seniority=3))
+        await publish(js, REQUESTED, envelope("prog", round_id="r1"))
+        await publish(js, REQUESTED, envelope("p2", round_id="r1"))
+
+        async def both() -> bool:
+            counts = await subject_counts(js)
+            return counts.get("mentorship.matching.completed", 0) == 2
+
+        await eventually(both, what="both rounds")
+        formed = await bodies_on(js, "mentorship.pair.formed")
+        pairs = {p["mentee_id"]: p["mentor_id"] for p in formed}
+        assert pairs == {"e1": "near", "e2": "far", "e3": "young"}
+        stored = await _profile(rt, "prog", "e2")
+        assert stored is not None
+        assert (stored["seniority"], stored["avoid"], stored["goals"], stored["channels"]) == (
+            3, ["near"], ["Lead"], ["chat"]
+        )  # fmt: skip

@@ -42,6 +42,10 @@ def test_registration_sets_the_whole_profile_and_makes_it_active():
         "capacity": 2,
         "department": None,
         "manager_id": None,
+        "goals": [],
+        "channels": ["email"],
+        "seniority": None,
+        "avoid": [],
         "active": True,
         "registered_at": NOW,
     }
@@ -93,3 +97,21 @@ def test_timezone_change_keeps_the_hours_unless_the_event_brings_new_ones():
 def test_leaving_deactivates_the_profile():
     event = ParticipantLeft(program_id="prog", occurred_at=NOW, participant_id="e-1")
     assert profiles.left(event) == {"active": False}
+
+
+def test_update_sets_seniority_avoid_goals_and_channels_it_carries():
+    event = ParticipantUpdated(
+        program_id="prog",
+        occurred_at=NOW,
+        participant_id="e-1",
+        seniority=4,
+        avoid=["m-9"],
+        goals=["lead a team"],
+        preferred_channels=["chat"],
+    )
+    assert profiles.updated(event) == {
+        "seniority": 4,
+        "avoid": ["m-9"],
+        "goals": ["lead a team"],
+        "channels": ["chat"],
+    }
