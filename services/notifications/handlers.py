@@ -40,6 +40,7 @@ from shared.events import (
     SessionMissed,
     SessionScheduled,
 )
+from shared.events.pairs import MenteeUnmatched
 from shared.events.sessions import SessionCancelled, SessionRescheduled
 from shared.links import SESSION_HELD, link_url
 from shared.settings import Settings
@@ -408,7 +409,11 @@ SUBSCRIPTIONS: list[Subscription[Any]] = [
         preload=_SESSION_ROWS,
     ),
     Subscription(PairProposed, notices.on_pair_proposed, after=_PEOPLE),
-    Subscription(MatchingCompleted, notices.on_matching_completed, after=_PEOPLE),
+    Subscription(MenteeUnmatched, notices.on_mentee_unmatched, after=_PEOPLE),
+    # after the round's per-mentee reasons: a mentee with one is mailed once, with it
+    Subscription(
+        MatchingCompleted, notices.on_matching_completed, after=(*_PEOPLE, MenteeUnmatched)
+    ),
     Subscription(CheckinDue, notices.on_checkin_due, after=_PEOPLE),
     Subscription(CheckinOverdue, notices.on_checkin_overdue, after=(*_PEOPLE, PairFormed)),
     Subscription(SessionMissed, notices.on_session_missed, after=(*_PEOPLE, PairFormed)),

@@ -29,6 +29,7 @@ from shared.events import (
     PairProposed,
     SessionMissed,
 )
+from shared.events.pairs import MenteeUnmatched
 from shared.links import CHECKIN_REPORT, PAIR_RESPONSE, RELATIONSHIP, LinkKind, link_url
 from shared.settings import Settings
 from shared.unit_of_work import UnitOfWork
@@ -265,6 +266,41 @@ async def on_matching_completed(event: MatchingCompleted, uow: UnitOfWork) -> No
         for person in people.values()
     ]
     await _queue(uow, event.program_id, planned)
+
+
+# what a mentee is told for each reason pairing gives (its `detail` is a coordinator's wording,
+# which may name rules or other people; the mentee hears the reason, not the case)
+UNMATCHED_WHY = {
+    "no_language": "none of this round's mentors shares a language with you.",
+    "no_shared_time": "no mentor who shares your language has enough working time overlapping "
+    "yours each week.",
+    "ruled_out": "the mentors who would fit are ruled out by the program's pairing rules.",
+    "capacity": "the mentors who fit you had no room left in this round.",
+}
+
+
+async def on_mentee_unmatched(event: MenteeUnmatched, uow: UnitOfWork) -> None:
+    """The mentee hears why this round found no mentor, and that the next round serves them.
+
+    The same delivery as on_matching_completed's for this round and person (one source): the
+    mentee gets one mail, with the reason when this event came first (matching.completed waits
+    for it).
+    """
+    people = await _people(uow, event.program_id, [event.participant_id])
+    source = deliveries.logical_id("unmatched", event.program_id, event.round_id)
+    plan = _plan(
+        uow,
+        event.program_id,
+        source,
+        people[event.participant_id],
+        "pairing.unmatched",
+        "No mentor for you in this round yet",
+        {
+            "headline": "This matching round found no mentor for you yet.",
+            "why": UNMATCHED_WHY[event.reason],
+        },
+    )
+    await _queue(uow, event.program_id, [plan])
 
 
 async def on_checkin_due(event: CheckinDue, uow: UnitOfWork) -> None:

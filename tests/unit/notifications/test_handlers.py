@@ -121,7 +121,7 @@ def test_every_subscription_is_a_plain_handler_of_event_and_unit_of_work():
     ]
     # the notices (test_notices.py): one subscription per event, each after the contacts
     events = [s.event for s in SUBSCRIPTIONS]
-    assert len(events) == len(set(events)) == 17
+    assert len(events) == len(set(events)) == 18
     assert all(ParticipantRegistered in s.after for s in SUBSCRIPTIONS[6:])
 
 

@@ -20,6 +20,7 @@ from services.notifications.notices import (
     on_checkin_due,
     on_checkin_overdue,
     on_matching_completed,
+    on_mentee_unmatched,
     on_milestone_reached,
     on_pair_at_risk,
     on_pair_proposed,
@@ -37,6 +38,7 @@ from shared.events import (
     ParticipantRegistered,
     SessionMissed,
 )
+from shared.events.pairs import MenteeUnmatched
 from shared.links import CHECKIN_REPORT, PAIR_RESPONSE, RELATIONSHIP, link_signer
 from tests.support.factories import envelope, registration
 from tests.support.handlers import HandlerDb, handler_db
@@ -204,6 +206,26 @@ async def test_unmatched_mentees_hear_why_and_about_the_next_round_but_not_on_a_
         MatchingCompleted.model_validate(completed | {"round_id": "r2", "dry_run": True}),
     )
     assert len(await mails(db, "pairing.unmatched")) == 1
+
+
+async def test_an_unmatched_mentee_hears_the_reason_once_even_when_the_round_names_them_too(db):
+    await pair(db)
+    await db.apply(on_participant_registered, person("u"))
+    unmatched = envelope(
+        "p1", round_id="r1", participant_id="u", reason="no_shared_time",
+        detail="mentors sharing en: best overlap 30 of 60 minutes (m-7)",
+    )  # fmt: skip
+    await db.apply(on_mentee_unmatched, MenteeUnmatched.model_validate(unmatched))
+    completed = envelope(
+        "p1", round_id="r1", pairs_formed=1, unmatched_mentees=1, unmatched_mentee_ids=["u"]
+    )
+    await db.apply(on_matching_completed, MatchingCompleted.model_validate(completed))
+    [(row, message)] = await mails(db, "pairing.unmatched")
+    text = body(message, "plain")
+    assert row.recipient_id == "u"
+    assert "Why: no mentor who shares your language has enough working time" in text
+    assert "m-7" not in text  # the coordinator's detail (another person's id) is not mailed
+    assert "next matching round" in text
 
 
 async def test_checkin_due_links_to_the_report_form_in_the_recipients_zone(db):
