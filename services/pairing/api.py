@@ -145,13 +145,9 @@ def coordination() -> APIRouter:
     ) -> JSONResponse:
         """Asks for a matching round (or a dry run); matching.completed reports its outcome."""
         running = running_of(request)
-        secret = running.settings.pairing_coordinator_secret
-        if secret is None:
-            detail = "off: set MENTORSHIP_PAIRING_COORDINATOR_SECRET to use this endpoint"
-            return JSONResponse({"detail": detail}, status_code=403)
-        given = (authorization or "").removeprefix("Bearer ").encode()
-        if not secrets.compare_digest(given, secret.get_secret_value().encode()):
-            return JSONResponse({"detail": "wrong or missing bearer token"}, status_code=401)
+        refused = _refused(running, authorization)
+        if refused is not None:
+            return refused
         ask = ask or RoundRequest()
         async with running.unit_of_work() as uow:
             try:
@@ -166,4 +162,31 @@ def coordination() -> APIRouter:
         running.relay.wake()
         return JSONResponse({"round_id": event.round_id, "dry_run": event.dry_run}, status_code=202)
 
+    @api.get("/programs/{program_id}/unmatched")
+    async def unmatched(
+        program_id: str, request: Request, authorization: str | None = Header(default=None)
+    ) -> JSONResponse:
+        """The mentees the program's last round left unmatched, each with why; the next round
+        serves them first (the waitlist)."""
+        running = running_of(request)
+        refused = _refused(running, authorization)
+        if refused is not None:
+            return refused
+        async with running.sessions() as session:
+            round_id, rows = await store.unmatched_of_last_round(session, program_id=program_id)
+        mentees = [{"mentee_id": r.mentee_id, "reason": r.reason, "detail": r.detail} for r in rows]
+        return JSONResponse({"round_id": round_id, "unmatched": mentees})
+
     return api
+
+
+def _refused(running: Running, authorization: str | None) -> JSONResponse | None:
+    """Why a coordinator's request is refused (no secret set, a wrong token), else None."""
+    secret = running.settings.pairing_coordinator_secret
+    if secret is None:
+        detail = "off: set MENTORSHIP_PAIRING_COORDINATOR_SECRET to use this endpoint"
+        return JSONResponse({"detail": detail}, status_code=403)
+    given = (authorization or "").removeprefix("Bearer ").encode()
+    if not secrets.compare_digest(given, secret.get_secret_value().encode()):
+        return JSONResponse({"detail": "wrong or missing bearer token"}, status_code=401)
+    return None

@@ -9,8 +9,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from services.pairing.matching import MatchResult, Profile, Proposal, propose_pairs
+from services.pairing.matching import MatchResult, Profile, Proposal, Unmatched, propose_pairs
 from shared.events import Event, MatchingCompleted, PairFormed, PairProposed
+from shared.events.pairs import MenteeUnmatched, UnmatchedReason
 
 PROPOSED = "proposed"  # waiting for both people's consent; holds the mentor's slot
 ACTIVE = "active"
@@ -121,6 +122,37 @@ class RoundOutcome:
     pairs: tuple[NewPair, ...]
     events: tuple[Event, ...]
     unmatched_mentee_ids: tuple[str, ...] = ()  # every one, for the next round's waitlist
+    unmatched: tuple[Unmatched, ...] = ()  # each with why, kept for the coordinator
+
+
+# the matcher's reasons (explain.py) start with what kind they are
+REASON_CODES: tuple[tuple[str, UnmatchedReason], ...] = (
+    ("no mentor shares a language", "no_language"),
+    ("no shared time", "no_shared_time"),
+    ("every mentor who fits is ruled out", "ruled_out"),
+)
+
+
+def reason_code(detail: str) -> UnmatchedReason:
+    """The kind of reason a matcher's explanation gives (capacity when it names no other)."""
+    for start, code in REASON_CODES:
+        if detail.startswith(start):
+            return code
+    return "capacity"
+
+
+def unmatched_event(
+    program_id: str, round_id: str, unmatched: Unmatched, now: dt.datetime
+) -> MenteeUnmatched:
+    """mentee.unmatched: who this round could not pair, and why."""
+    return MenteeUnmatched(
+        program_id=program_id,
+        occurred_at=now,
+        round_id=round_id,
+        participant_id=unmatched.mentee_id,
+        reason=reason_code(unmatched.reason),
+        detail=unmatched.reason[:500],
+    )
 
 
 def announce(
@@ -177,7 +209,8 @@ def outcome(
     dry_run: bool = False,
 ) -> RoundOutcome:
     """Each match becomes an active pair announced by pair.formed, or (consent asked) a proposal
-    announced by pair.proposed; matching.completed last. A dry run forms and announces no pair."""
+    announced by pair.proposed; each unmatched mentee with why (mentee.unmatched);
+    matching.completed last. A dry run forms and announces no pair and no unmatched mentee."""
     pairs = tuple(
         new_pair(
             pair_id(program_id, round_id, p.mentee_id), p, proposal_expires_at=proposal_expires_at
@@ -199,7 +232,9 @@ def outcome(
     )
     if dry_run:
         return RoundOutcome(program_id, round_id, now, (), (completed,))
+    unmatched = tuple(sorted(result.unmatched, key=lambda u: u.mentee_id))
+    waiting = [unmatched_event(program_id, round_id, u, now) for u in unmatched]
     return RoundOutcome(
-        program_id, round_id, now, pairs, (*announced, completed),
-        unmatched_mentee_ids=tuple(result.unmatched_mentee_ids),
+        program_id, round_id, now, pairs, (*announced, *waiting, completed),
+        unmatched_mentee_ids=tuple(result.unmatched_mentee_ids), unmatched=unmatched,
     )  # fmt: skip

@@ -36,7 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.pairing.matching import Profile
 from services.pairing.profiles import ProfileChange
-from services.pairing.rounds import ACTIVE, CLOSED, OPEN, NewPair, RoundOutcome
+from services.pairing.rounds import ACTIVE, CLOSED, OPEN, NewPair, RoundOutcome, reason_code
 from shared.errors import UnknownReference
 from shared.outbox import add_delivery_tables
 from shared.records import get_or_raise
@@ -124,7 +124,20 @@ class MatchingRound(Base):
     unmatched_mentee_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
+class UnmatchedMentee(Base):
+    """A mentee a round left unmatched, and why (for the coordinator)."""
+
+    __tablename__ = "unmatched_mentees"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    round_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    mentee_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(20))  # mentee.unmatched's reason code
+    detail: Mapped[str] = mapped_column(String(500))
+
+
 PAIRS = cast(Table, Pair.__table__)
+UNMATCHED = cast(Table, UnmatchedMentee.__table__)
 ROUNDS = cast(Table, MatchingRound.__table__)
 
 
@@ -447,6 +460,18 @@ async def add_round(session: AsyncSession, outcome: RoundOutcome) -> None:
     ]
     if rows:
         await session.execute(insert(PAIRS), rows)
+    waiting = [
+        {
+            "program_id": outcome.program_id,
+            "round_id": outcome.round_id,
+            "mentee_id": u.mentee_id,
+            "reason": reason_code(u.reason),
+            "detail": u.reason[:500],
+        }
+        for u in outcome.unmatched
+    ]
+    if waiting:
+        await session.execute(insert(UNMATCHED), waiting)
     await session.execute(
         insert(ROUNDS),
         [
@@ -547,3 +572,23 @@ async def pair_or_raise(session: AsyncSession, *, program_id: str, pair_id: str)
         what=f"pair {pair_id!r}",
         hint="pairing forms pairs in matching rounds; publish matching.requested first",
     )
+
+
+async def unmatched_of_last_round(
+    session: AsyncSession, *, program_id: str
+) -> tuple[str | None, list[UnmatchedMentee]]:
+    """The program's last stored round and the mentees it left unmatched, with why."""
+    last = await session.scalar(
+        select(MatchingRound.round_id)
+        .where(MatchingRound.program_id == program_id)
+        .order_by(MatchingRound.completed_at.desc(), MatchingRound.round_id.desc())
+        .limit(1)
+    )
+    if last is None:
+        return None, []
+    rows = await session.scalars(
+        select(UnmatchedMentee)
+        .where(UnmatchedMentee.program_id == program_id, UnmatchedMentee.round_id == last)
+        .order_by(UnmatchedMentee.mentee_id)
+    )
+    return last, list(rows)

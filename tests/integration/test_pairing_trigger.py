@@ -75,6 +75,38 @@ async def test_the_endpoint_needs_the_coordinator_secret_and_publishes_the_round
         assert (await subject_counts(js))["mentorship.pair.formed"] == 2
 
 
+async def test_unmatched_mentees_are_announced_and_served_with_why(
+    tmp_path, nats_server, js, database_url
+):
+    conf = settings_for(tmp_path, nats_server.url, database_url, pairing_coordinator_secret=SECRET)
+    async with pairing(conf) as http:
+        registered = "mentorship.participant.registered"
+        await publish(js, registered, registration("prog", "m-1", role="mentor", capacity=1))
+        await publish(js, registered, registration("prog", "e-0"))
+        await publish(js, registered, registration("prog", "e-1"))
+        await publish(js, registered, registration("prog", "e-fr", languages=["fr"]))
+        auth = {"Authorization": f"Bearer {SECRET}"}
+        before = await http.get("/programs/prog/unmatched", headers=auth)
+        assert before.json() == {"round_id": None, "unmatched": []}
+        await http.post("/programs/prog/matching", json={"round_id": "r1"}, headers=auth)
+        await completed(js, 1)
+        [formed] = await bodies_on(js, "mentorship.pair.formed")
+        full = "e-1" if formed["mentee_id"] == "e-0" else "e-0"
+        sent = await bodies_on(js, "mentorship.mentee.unmatched")
+        assert sorted((e["participant_id"], e["reason"], e["round_id"]) for e in sent) == sorted(
+            [(full, "capacity", "r1"), ("e-fr", "no_language", "r1")]
+        )
+        assert all(e["detail"] for e in sent)
+        served = (await http.get("/programs/prog/unmatched", headers=auth)).json()
+        assert served["round_id"] == "r1"
+        assert {(u["mentee_id"], u["reason"]) for u in served["unmatched"]} == {
+            (full, "capacity"),
+            ("e-fr", "no_language"),
+        }
+        refused = await http.get("/programs/prog/unmatched", headers={"Authorization": "Bearer x"})
+        assert refused.status_code == 401
+
+
 async def test_mentorship_match_dry_run_prints_the_preview_and_forms_nothing(
     tmp_path, nats_server, js
 ):

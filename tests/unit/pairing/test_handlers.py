@@ -34,6 +34,7 @@ from shared.events import (
     Role,
     WorkingHours,
 )
+from shared.events.pairs import MenteeUnmatched
 from shared.unit_of_work import UnitOfWork, unit_of_work
 from tests.support.handlers import START, HandlerDb, handler_db
 
@@ -330,7 +331,10 @@ async def test_round_stores_active_pairs_and_announces_each_then_the_outcome(db)
     )
     db.clock.advance(dt.timedelta(hours=1))
     uow = await db.apply(on_matching_requested, requested("prog", "r1"))
-    assert [type(e) for e in uow.emitted] == [PairFormed, PairFormed, MatchingCompleted]
+    kinds = [PairFormed, PairFormed, MenteeUnmatched, MatchingCompleted]
+    assert [type(e) for e in uow.emitted] == kinds
+    [waiting] = [e for e in uow.emitted if isinstance(e, MenteeUnmatched)]
+    assert (waiting.participant_id, waiting.round_id, waiting.reason) == ("e-3", "r1", "capacity")
     assert {(p.mentor_id, p.mentee_id) for p in formed(uow)} == {("m-1", "e-1"), ("m-2", "e-2")}
     assert all(e.occurred_at == START + dt.timedelta(hours=1) for e in uow.emitted)
     outcome = completed(uow)
