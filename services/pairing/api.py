@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from services.pairing import consent, rounds, store
 from shared.events import MatchingRequested
+from shared.events.pairs import RoundRules
 from shared.links import PAIR_RESPONSE, LinkExpired, LinkInvalid, link_signer
 from shared.service import Running
 
@@ -125,6 +126,7 @@ class RoundRequest(BaseModel):
 
     dry_run: bool = Field(default=False, description="a preview: matching.completed, no pairs")
     round_id: str | None = Field(default=None, description="default: a new id")
+    rules: RoundRules | None = Field(default=None, description="default: the default rules")
 
 
 def new_round_id(program_id: str) -> str:
@@ -154,7 +156,7 @@ def coordination() -> APIRouter:
                 event = MatchingRequested(
                     program_id=program_id, occurred_at=uow.clock.now(),
                     round_id=ask.round_id or new_round_id(program_id),
-                    requested_by="coordinator (HTTP)", dry_run=ask.dry_run,
+                    requested_by="coordinator (HTTP)", dry_run=ask.dry_run, rules=ask.rules,
                 )  # fmt: skip
             except ValidationError as exc:
                 return JSONResponse({"detail": exc.errors(include_url=False)}, status_code=422)

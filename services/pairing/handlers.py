@@ -80,6 +80,7 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
         week_of=uow.clock.now().date(),
         closed=await store.closed_pairings(session, program_id=program),
         waitlisted=await store.waitlist(session, program_id=program),
+        rules=rounds.rules_of(event.rules),
     )
     timeline.mark("load")
     # matching is CPU-bound: in the pool, the loop keeps acking, relaying and answering health

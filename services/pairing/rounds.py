@@ -8,10 +8,19 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
-from services.pairing.matching import MatchResult, Profile, Proposal, Unmatched, propose_pairs
+from services.pairing.matching import (
+    MatchResult,
+    Objective,
+    Profile,
+    Proposal,
+    Rules,
+    Unmatched,
+    propose_pairs,
+)
 from shared.events import Event, MatchingCompleted, PairFormed, PairProposed
-from shared.events.pairs import MenteeUnmatched, UnmatchedReason
+from shared.events.pairs import MenteeUnmatched, RoundRules, UnmatchedReason
 
 PROPOSED = "proposed"  # waiting for both people's consent; holds the mentor's slot
 ACTIVE = "active"
@@ -23,6 +32,7 @@ OPEN = (PROPOSED, ACTIVE, PAUSED)  # a mentee has at most one open pair; each ta
 CLOSED = (ENDED, DECLINED, EXPIRED)  # never formed or proposed again
 # matching.completed stays bounded: it counts every unmatched mentee and names at most these many
 UNMATCHED_SAMPLE = 100
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,33 @@ class Standing:
     week_of: dt.date
     closed: tuple[tuple[str, str], ...] = ()  # (mentor_id, mentee_id) ended, declined, expired
     waitlisted: tuple[str, ...] = ()  # mentees the last round left unmatched: served first
+    rules: Rules = field(default_factory=Rules)
+
+
+def rules_of(asked: RoundRules | None) -> Rules:
+    """The matcher's rules for a round: what the request sets, the defaults for the rest."""
+    if asked is None:
+        return Rules()
+    base = Rules()
+    w = asked.weights
+    weights = (
+        base.weights
+        if w is None
+        else replace(base.weights, **{k: v for k, v in w.model_dump().items() if v is not None})
+    )
+    return Rules(
+        objective=base.objective if asked.objective is None else Objective(asked.objective),
+        weights=weights,
+        min_weekly_minutes=_or(asked.min_weekly_minutes, base.min_weekly_minutes),
+        min_stretch_minutes=_or(asked.min_stretch_minutes, base.min_stretch_minutes),
+        hours_target_minutes=base.hours_target_minutes,
+        separate_departments=_or(asked.separate_departments, base.separate_departments),
+        seniority_gap=_or(asked.seniority_gap, base.seniority_gap),
+    )
+
+
+def _or(value: T | None, default: T) -> T:
+    return default if value is None else value
 
 
 def match(standing: Standing) -> MatchResult:
@@ -47,6 +84,7 @@ def match(standing: Standing) -> MatchResult:
         week_of=standing.week_of,
         ended=standing.closed,
         waitlisted=standing.waitlisted,
+        rules=standing.rules,
     )
 
 

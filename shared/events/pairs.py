@@ -16,12 +16,46 @@ from shared.events.envelope import (
 Visibility = Literal["public", "private"]
 
 
+class RoundWeights(BaseModel):
+    """Points each soft-score component is worth at most; unset: the default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    skills: int | None = Field(default=None, ge=0, le=10_000)
+    goals: int | None = Field(default=None, ge=0, le=10_000)
+    hours: int | None = Field(default=None, ge=0, le=10_000)
+    channel: int | None = Field(default=None, ge=0, le=10_000)
+    seniority: int | None = Field(default=None, ge=0, le=10_000)
+    load: int | None = Field(default=None, ge=0, le=10_000)
+    waitlist: int | None = Field(default=None, ge=0, le=10_000)
+
+
+class RoundRules(BaseModel):
+    """A program's rules for one round; a field left unset keeps the default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    objective: Literal["quality", "participation"] | None = Field(
+        default=None, description="highest total quality, or most mentees matched then quality"
+    )
+    min_weekly_minutes: int | None = Field(default=None, ge=0, le=3000)
+    min_stretch_minutes: int | None = Field(default=None, ge=0, le=600)
+    separate_departments: bool | None = Field(
+        default=None, description="no pair inside one department"
+    )
+    seniority_gap: tuple[int, int] | None = Field(
+        default=None, description="preferred years of experience of the mentor above the mentee"
+    )
+    weights: RoundWeights | None = None
+
+
 class MatchingRequested(Event):
     subject = "mentorship.matching.requested"
 
     round_id: Id
     requested_by: str | None = None
     dry_run: bool = Field(default=False, description="a preview: matching.completed, no pairs")
+    rules: RoundRules | None = Field(default=None, description="unset: the default rules")
 
 
 class MatchingCompleted(Event):

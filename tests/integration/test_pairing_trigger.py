@@ -107,6 +107,33 @@ async def test_unmatched_mentees_are_announced_and_served_with_why(
         assert refused.status_code == 401
 
 
+async def test_a_round_uses_the_rules_it_is_asked_for(tmp_path, nats_server, js, database_url):
+    conf = settings_for(tmp_path, nats_server.url, database_url, pairing_coordinator_secret=SECRET)
+    async with pairing(conf) as http:
+        registered = "mentorship.participant.registered"
+        for program in ("default", "strict"):
+            mentor = registration(program, "m", role="mentor", capacity=2, department="eng")
+            await publish(js, registered, mentor)
+            await publish(js, registered, registration(program, "same", department="eng"))
+            await publish(js, registered, registration(program, "other", department="ops"))
+        auth = {"Authorization": f"Bearer {SECRET}"}
+        await http.post("/programs/default/matching", json={"round_id": "r"}, headers=auth)
+        strict = {"round_id": "r", "rules": {"separate_departments": True}}
+        await http.post("/programs/strict/matching", json=strict, headers=auth)
+        await completed(js, 2)
+        formed = await bodies_on(js, "mentorship.pair.formed")
+        pairs = sorted((p["program_id"], p["mentee_id"]) for p in formed)
+        # by default a department may pair within itself; the strict program's rule forbids it
+        assert pairs == [("default", "other"), ("default", "same"), ("strict", "other")]
+        [waiting] = await bodies_on(js, "mentorship.mentee.unmatched")
+        assert (waiting["program_id"], waiting["participant_id"], waiting["reason"]) == (
+            "strict", "same", "ruled_out"
+        )  # fmt: skip
+        bad = {"rules": {"objective": "fastest"}}
+        refused = await http.post("/programs/strict/matching", json=bad, headers=auth)
+        assert refused.status_code == 422
+
+
 async def test_mentorship_match_dry_run_prints_the_preview_and_forms_nothing(
     tmp_path, nats_server, js
 ):
