@@ -35,9 +35,10 @@ from shared.settings import Settings
 COLUMNS = (
     "participant_id", "email", "display_name", "role", "timezone", "languages", "working_hours",
     "skills_offered", "skills_sought", "goals", "capacity", "department", "manager_id",
+    "seniority", "avoid",
 )  # fmt: skip
 REQUIRED = ("participant_id", "email", "display_name", "role", "timezone", "languages")
-LISTS = ("languages", "skills_offered", "skills_sought", "goals")
+LISTS = ("languages", "skills_offered", "skills_sought", "goals", "avoid")
 DEFAULT_HOURS = "Mon-Fri 09:00-17:00"
 DAYS = {name: i for i, name in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
 HOURS = re.compile(r"^(?P<days>[a-z]{3}(?:-[a-z]{3})?(?:,[a-z]{3}(?:-[a-z]{3})?)*)\s+"
@@ -104,6 +105,10 @@ def registration(row: dict[str, str], program_id: str, now: dt.datetime) -> Part
     for name in ("department", "manager_id"):
         if cells.get(name):
             body[name] = cells[name]
+    if cells.get("seniority"):
+        if not cells["seniority"].isdigit():
+            raise BadRow(f"seniority: {cells['seniority']!r} is not a whole number of years")
+        body["seniority"] = int(cells["seniority"])
     if cells.get("capacity"):
         if not cells["capacity"].isdigit():
             raise BadRow(f"capacity: {cells['capacity']!r} is not a whole number")

@@ -30,6 +30,21 @@ def test_the_shipped_sample_reads_without_a_problem():
     assert ana.skills_offered == ["python:5", "sql:4", "leadership"]
     assert len(ana.working_hours) == 5
     assert good[3].display_name == "Dana Kovač" and good[3].capacity is None
+    assert (ana.seniority, ana.avoid) == (12, [])
+    assert (good[-1].seniority, good[-1].avoid) == (3, ["ana-lima"])
+
+
+def test_seniority_is_whole_years_and_avoid_a_list_of_ids():
+    header = HEADER.rstrip("\n") + ",seniority,avoid\n"
+    rows = (
+        "e-1,e1@example.org,E One,mentee,Europe/Berlin,en,,,,,,,,4,m-1;m-2\n"
+        "e-2,e2@example.org,E Two,mentee,Europe/Berlin,en,,,,,,,,four,\n"
+    )
+    good, problems = read_roster(header + rows, "prog", NOW)
+    assert [(e.seniority, e.avoid) for e in good] == [(4, ["m-1", "m-2"])]
+    assert [(p.line, p.reason) for p in problems] == [
+        (3, "seniority: 'four' is not a whole number of years")
+    ]
 
 
 def test_bad_rows_are_reported_with_their_line_and_reason_and_the_good_rows_stay():
