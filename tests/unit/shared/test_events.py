@@ -64,6 +64,12 @@ SAMPLES: dict[type[Event], dict[str, Any]] = {
     events.ParticipantLeft: {"participant_id": "ana", "reason": "moved on"},
     events.MatchingRequested: {"round_id": "r1", "requested_by": "coordinator"},
     events.MatchingCompleted: {"round_id": "r1", "pairs_formed": 2, "unmatched_mentee_ids": ["x"]},
+    events.MenteeUnmatched: {
+        "round_id": "r1",
+        "participant_id": "x",
+        "reason": "no_shared_time",
+        "detail": "no mentor sharing en has 60 weekly minutes with x",
+    },
     events.PairProposed: {
         "pair_id": "p1",
         "round_id": "r1",
