@@ -21,18 +21,20 @@ a draft both still agree to), plus POST /programs/{p}/opportunities for anyone o
 from __future__ import annotations
 
 import datetime as dt
+import html
+import json
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from services.pairing import relations, relationship
-from services.pairing.api import running_of
+from services.pairing.api import page, running_of
 from services.pairing.relationship import (
     COORDINATOR,
     MENTEE,
@@ -274,6 +276,52 @@ def actions(
     }
 
 
+def esc(value: object) -> str:
+    return html.escape(str(value))
+
+
+def relationship_html(view: dict[str, Any]) -> str:
+    """The pair's own view (relations.view) as HTML; every value escaped."""
+    parts = [f"<p>You are the {esc(view['you_are'])} in this pair ({esc(view['status'])}).</p>"]
+    charter = view["charter"]
+    parts.append("<h2>Charter</h2>")
+    if charter is None:
+        parts.append("<p>No charter proposed yet.</p>")
+    else:
+        terms = charter["terms"]
+        state = (
+            f"agreed by both (version {esc(charter['agreed_version'])})"
+            if charter["agreed"]
+            else f"version {esc(charter['version'])}, waiting for both to agree"
+        )
+        parts.append(f"<p>{state}</p><dl>")
+        parts.append(f"<dt>Purpose</dt><dd>{esc(terms['purpose'])}</dd>")
+        metrics = "".join(f"<li>{esc(m)}</li>" for m in terms.get("success_metrics") or [])
+        if metrics:
+            parts.append(f"<dt>Success metrics</dt><dd><ul>{metrics}</ul></dd>")
+        if terms.get("cadence_days"):
+            parts.append(f"<dt>Meeting every</dt><dd>{esc(terms['cadence_days'])} days</dd>")
+        parts.append("</dl>")
+    parts.append("<h2>Goals</h2>")
+    goals = "".join(
+        f"<li>{esc(g['title'])}" + (f" (by {esc(g['target_date'])})" if g["target_date"] else "")
+        + "</li>"
+        for g in view["goals"]
+    )  # fmt: skip
+    parts.append(f"<ul>{goals}</ul>" if goals else "<p>No goals set yet.</p>")
+    parts.append("<h2>Milestones reached</h2>")
+    reached = "".join(
+        f"<li>{esc(m['title'])} ({esc(m['reached_at'][:10])})</li>" for m in view["milestones"]
+    )
+    parts.append(f"<ul>{reached}</ul>" if reached else "<p>None yet.</p>")
+    if view["opportunities"]:
+        offers = "".join(
+            f"<li>{esc(o['title'])} ({esc(o['kind'])})</li>" for o in view["opportunities"]
+        )
+        parts.append(f"<h2>Opportunities offered</h2><ul>{offers}</ul>")
+    return "".join(parts)
+
+
 def links() -> APIRouter:
     """The pair's own relationship endpoints, authenticated by their signed link."""
     api = APIRouter(prefix=RELATIONSHIP.path, tags=["relationship"])
@@ -284,11 +332,21 @@ def links() -> APIRouter:
             return data
         return actions(data["program_id"], data["pair_id"], data["participant_id"])
 
-    @api.get("")
-    async def show(request: Request, t: str) -> JSONResponse:
-        """The pair's charter, goals, milestones and the opportunities offered."""
+    @api.get("", response_model=None)
+    async def show(request: Request, t: str) -> JSONResponse | HTMLResponse:
+        """The pair's charter, goals, milestones and the opportunities offered.
+
+        JSON for programs; a browser (Accept: text/html, as when the link in a mail is clicked)
+        gets the same as a page to read. Changes go through the POST endpoints below.
+        """
         act = of(request, t)
-        return await respond(request, act, "show")
+        answer = await respond(request, act, "show")
+        if "text/html" not in request.headers.get("accept", ""):
+            return answer
+        body = json.loads(bytes(answer.body))
+        if answer.status_code != 200:
+            return page("This link cannot be used", f"<p>{esc(body['detail'])}</p>", 400)
+        return page("Your mentoring relationship", relationship_html(body))
 
     @api.post("/charter")
     async def charter(request: Request, t: str, terms: CharterTerms) -> JSONResponse:

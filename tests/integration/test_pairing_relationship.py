@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import html
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -243,6 +244,14 @@ async def test_a_pair_agrees_its_charter_sets_goals_and_reaches_milestones_throu
             "g-1-a": "public", "jira-7": "private"
         }  # fmt: skip
         assert len(view["opportunities"]) == 2
+        # the link clicked in a mail opens a page to read, not JSON
+        browser = {"Accept": "text/html,application/xhtml+xml"}
+        shown = await http.get(path, params={"t": mentee_t}, headers=browser)
+        assert shown.headers["content-type"].startswith("text/html")
+        assert "You are the mentee" in shown.text and "agreed by both (version 2)" in shown.text
+        assert html.escape(TERMS["purpose"]) in shown.text and "lead a design review" in shown.text
+        bad = await http.get(path, params={"t": mentee_t[:-2] + "xx"}, headers=browser)
+        assert bad.status_code == 400 and "not valid" in bad.text and "<html" in bad.text
         other_view = await http.get(
             f"/programs/prog-b/pairs/{other['pair_id']}/relationship", headers=BEARER
         )
