@@ -248,24 +248,24 @@ async def on_matching_completed(event: MatchingCompleted, uow: UnitOfWork) -> No
     if getattr(event, "dry_run", False) or not event.unmatched_mentee_ids:
         return
     people = await _people(uow, event.program_id, list(event.unmatched_mentee_ids))
-    source = deliveries.logical_id("unmatched", event.program_id, event.round_id)
-    planned = [
-        _plan(
-            uow,
-            event.program_id,
-            source,
-            person,
-            "pairing.unmatched",
-            "No mentor for you in this round yet",
-            {
-                "headline": "This matching round found no mentor for you yet.",
-                # matching.completed names who stays unmatched, not why: the mail says no more
-                "why": "",
-            },
-        )
-        for person in people.values()
-    ]
+    # matching.completed names who stays unmatched, not why: the mail says no more
+    planned = [_unmatched(uow, event.program_id, event.round_id, p, "") for p in people.values()]
     await _queue(uow, event.program_id, planned)
+
+
+def _unmatched(
+    uow: UnitOfWork, program_id: str, round_id: str, person: Attendee, why: str
+) -> PlannedDelivery:
+    """The round's one unmatched mail to `person` (one source for the round: one delivery)."""
+    return _plan(
+        uow,
+        program_id,
+        deliveries.logical_id("unmatched", program_id, round_id),
+        person,
+        "pairing.unmatched",
+        "No mentor for you in this round yet",
+        {"headline": "This matching round found no mentor for you yet.", "why": why},
+    )
 
 
 # what a mentee is told for each reason pairing gives (its `detail` is a coordinator's wording,
@@ -287,20 +287,11 @@ async def on_mentee_unmatched(event: MenteeUnmatched, uow: UnitOfWork) -> None:
     for it).
     """
     people = await _people(uow, event.program_id, [event.participant_id])
-    source = deliveries.logical_id("unmatched", event.program_id, event.round_id)
-    plan = _plan(
-        uow,
-        event.program_id,
-        source,
-        people[event.participant_id],
-        "pairing.unmatched",
-        "No mentor for you in this round yet",
-        {
-            "headline": "This matching round found no mentor for you yet.",
-            "why": UNMATCHED_WHY[event.reason],
-        },
+    person = people[event.participant_id]
+    why = UNMATCHED_WHY[event.reason]
+    await _queue(
+        uow, event.program_id, [_unmatched(uow, event.program_id, event.round_id, person, why)]
     )
-    await _queue(uow, event.program_id, [plan])
 
 
 async def on_checkin_due(event: CheckinDue, uow: UnitOfWork) -> None:

@@ -147,7 +147,7 @@ def coordination() -> APIRouter:
     ) -> JSONResponse:
         """Asks for a matching round (or a dry run); matching.completed reports its outcome."""
         running = running_of(request)
-        refused = _refused(running, authorization)
+        refused = coordinator_refused(running, authorization)
         if refused is not None:
             return refused
         ask = ask or RoundRequest()
@@ -171,7 +171,7 @@ def coordination() -> APIRouter:
         """The mentees the program's last round left unmatched, each with why; the next round
         serves them first (the waitlist)."""
         running = running_of(request)
-        refused = _refused(running, authorization)
+        refused = coordinator_refused(running, authorization)
         if refused is not None:
             return refused
         async with running.sessions() as session:
@@ -182,7 +182,7 @@ def coordination() -> APIRouter:
     return api
 
 
-def _refused(running: Running, authorization: str | None) -> JSONResponse | None:
+def coordinator_refused(running: Running, authorization: str | None) -> JSONResponse | None:
     """Why a coordinator's request is refused (no secret set, a wrong token), else None."""
     secret = running.settings.pairing_coordinator_secret
     if secret is None:

@@ -30,24 +30,6 @@ RUNNER_UPS = 2
 LOAD = "mentor load"
 
 
-def result(
-    enc: Encoded,
-    solved: flow.Flow,
-    certificate: Certificate,
-    arcs: tuple[NDArray[np.int64], ...],
-    mentors: Sequence[Profile],
-    mentees: Sequence[Profile],
-    *,
-    rules: Rules,
-    week_of: dt.date,
-) -> MatchResult:
-    """The proposals (in mentee order), the unmatched with reasons, and the certificate."""
-    with _no_collection():
-        return _result(
-            enc, solved, certificate, arcs, mentors, mentees, rules=rules, week_of=week_of
-        )
-
-
 @contextlib.contextmanager
 def _no_collection() -> Iterator[None]:
     """The cyclic garbage collector paused: a round builds hundreds of thousands of small
@@ -61,7 +43,8 @@ def _no_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _result(
+@_no_collection()
+def result(
     enc: Encoded,
     solved: flow.Flow,
     certificate: Certificate,
@@ -72,6 +55,7 @@ def _result(
     rules: Rules,
     week_of: dt.date,
 ) -> MatchResult:
+    """The proposals (in mentee order), the unmatched with reasons, and the certificate."""
     matched = np.flatnonzero(solved.assigned >= 0)
     chosen = solved.assigned[matched]
     parts = pricing.pair_components(

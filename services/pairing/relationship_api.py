@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from services.pairing import relations, relationship
-from services.pairing.api import page, running_of
+from services.pairing.api import coordinator_refused, page, running_of
 from services.pairing.relationship import (
     COORDINATOR,
     MENTEE,
@@ -154,14 +153,7 @@ def participant_of(request: Request, t: str) -> dict[str, Any] | JSONResponse:
 
 def coordinator_refusal(request: Request, authorization: str | None) -> JSONResponse | None:
     """None for the coordinator's bearer secret, else the 403/401 that says what to do."""
-    secret = running_of(request).settings.pairing_coordinator_secret
-    if secret is None:
-        detail = "off: set MENTORSHIP_PAIRING_COORDINATOR_SECRET to use this endpoint"
-        return JSONResponse({"detail": detail}, status_code=403)
-    given = (authorization or "").removeprefix("Bearer ").encode()
-    if not secrets.compare_digest(given, secret.get_secret_value().encode()):
-        return JSONResponse({"detail": "wrong or missing bearer token"}, status_code=401)
-    return None
+    return coordinator_refused(running_of(request), authorization)
 
 
 async def as_actor(
