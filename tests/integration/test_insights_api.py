@@ -106,11 +106,14 @@ async def test_the_overview_and_lists_show_the_program_as_its_events_made_it(pro
     assert reasons["mentee-3"] == "waiting for the next matching round"
 
     async def alerted() -> bool:
-        return len(await messages_on(js, PairAtRisk.subject)) == 1
+        return len(await messages_on(js, PairAtRisk.subject)) >= 1
 
-    await eventually(alerted, what="one pair.at_risk on the stream")
-    [message] = await messages_on(js, PairAtRisk.subject)
-    assert json.loads(message.data)["pair_id"] == "pair-1"
+    await eventually(alerted, what="pair.at_risk on the stream")
+    # only pair-1 crosses into risk; it may cross twice when its contact deadline's timer runs
+    # before the rest of its (60-day-old) events are consumed (docs/insights.md, "Known limits")
+    alerts = [json.loads(m.data) for m in await messages_on(js, PairAtRisk.subject)]
+    assert {alert["pair_id"] for alert in alerts} == {"pair-1"}
+    assert len({alert["event_id"] for alert in alerts}) == len(alerts)  # one per crossing
 
 
 async def test_every_list_pages_and_exports_csv(program):
