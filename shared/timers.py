@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +38,13 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.backoff import backoff
+from shared.bus import STREAM, durable_name
 from shared.clock import Clock
 from shared.db import Sessions, upsert_insert
 from shared.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
+    from shared.events import Event
     from shared.service import Running
 
 log = logging.getLogger("mentorship.timers")
@@ -116,6 +118,12 @@ class TimerHandler:
     max_attempts: int = 5
     retry_base_seconds: float = 5.0
     retry_cap_seconds: float = 1800.0
+    # events whose consumers in this service must first have consumed what the stream held when
+    # a batch of this kind was claimed: a deadline about silence ("no contact for 21 days") is
+    # not judged while earlier events wait unread, after an outage or in a backlog. Waited for
+    # outside any transaction, at most a quarter of the lease; a consumer that makes no progress
+    # for the barrier's stall time does not hold it (the items run, and a line says so)
+    after: tuple[type[Event], ...] = ()
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -250,8 +258,10 @@ class TimerRunner:
         lease: dt.timedelta = LEASE,
         batch: int = BATCH,
         on_commit: Callable[[], None] = lambda: None,
+        caught_up: Callable[[Sequence[type[Event]]], Awaitable[None]] | None = None,
     ) -> None:
         self._timers = timers
+        self._caught_up = caught_up
         self._handlers = dict(handlers)
         self._sessions = sessions
         self._unit_of_work = unit_of_work
@@ -308,11 +318,28 @@ class TimerRunner:
         claimed = 0
         while True:
             items = await self.claim()
+            await self._catch_up(items)
             for item in items:
                 await self._do(item)
             claimed += len(items)
             if len(items) < self._batch:
                 return claimed
+
+    async def _catch_up(self, items: Sequence[Due]) -> None:
+        """Waits until the consumers the claimed kinds name in `after` have caught up."""
+        after = list(dict.fromkeys(e for i in items for e in self._handlers[i.kind].after))
+        if not after or self._caught_up is None:
+            return
+        try:
+            await asyncio.wait_for(self._caught_up(after), timeout=self._lease.total_seconds() / 4)
+        except Exception as exc:  # stalled, too far behind, NATS away: as without `after`
+            reason = "still behind" if isinstance(exc, TimeoutError) else str(exc)
+            log.warning(
+                "timers: doing %d due item(s) before %s caught up (%s)",
+                len(items),
+                ", ".join(e.subject for e in after),
+                reason,
+            )
 
     async def next_due(self) -> dt.datetime | None:
         """When the earliest pending item of these kinds can next be claimed."""
@@ -453,6 +480,15 @@ def timer_loop(
 
     async def run_timers(running: Running) -> None:
         """Does due timer items until the service stops."""
+
+        async def caught_up(events: Sequence[type[Event]]) -> None:
+            """Returns once this service's consumers of `events` acked what the stream holds."""
+            rt = running.consumers
+            last = (await rt.js.stream_info(STREAM)).state.last_seq
+            subjects = [event.subject for event in events]
+            durables = [durable_name(running.name, subject) for subject in subjects]
+            await rt.barrier.wait(durables, last, subjects=subjects)
+
         runner = TimerRunner(
             timers,
             handlers,
@@ -462,6 +498,7 @@ def timer_loop(
             lease=lease,
             batch=batch,
             on_commit=running.relay.wake,
+            caught_up=caught_up,
         )
         await runner.run()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.insights import api, grants, store, web
-from services.insights.handlers import SUBSCRIPTIONS, on_contact_deadline
+from services.insights.handlers import PAIR_FACTS, SUBSCRIPTIONS, on_contact_deadline
 from services.insights.tokens import parse_configured
 from services.insights.writes import CONTACT_TIMER
 from shared.events import PairAtRisk
@@ -30,7 +30,12 @@ def definition() -> ServiceDefinition:
         subscriptions=SUBSCRIPTIONS,
         emits=[PairAtRisk],
         routers=[api.router],
-        loops=[timer_loop(store.timers, {CONTACT_TIMER: TimerHandler(done=on_contact_deadline)})],
+        loops=[
+            timer_loop(
+                store.timers,
+                {CONTACT_TIMER: TimerHandler(done=on_contact_deadline, after=PAIR_FACTS)},
+            )
+        ],
         on_start=[store_configured_tokens],
         http_setup=[web.setup],
     )

@@ -15,7 +15,7 @@ from services.insights import pair_events as pairs
 from services.insights import session_events as sessions
 from services.insights import writes
 from services.insights.projections import DeliveryStatus, delivery_status
-from services.insights.store import DeliveryView, ParticipantView, RoundView, utc
+from services.insights.store import DeliveryView, PairView, ParticipantView, RoundView, utc
 from shared.consumer import Subscription
 from shared.events import (
     CATALOGUE,
@@ -278,6 +278,14 @@ _PROJECTED: list[Subscription[Any]] = [
 ]
 
 _BY_EVENT = {subscription.event: subscription for subscription in _PROJECTED}
+
+# the events that move a pair's facts (their batches load pairs): a contact deadline is judged
+# once insights has consumed every one the stream held when the deadline's timer was claimed
+PAIR_FACTS = tuple(
+    s.event
+    for s in _PROJECTED
+    if any(getattr(preload, "model", None) is PairView for preload in s.preload)
+)
 
 # one subscription per catalogue event but insights' own pair.at_risk, in catalogue order (the
 # AsyncAPI document follows it)
