@@ -65,7 +65,9 @@ async def on_participant_left(event: ParticipantLeft, uow: UnitOfWork) -> None:
 
 async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> None:
     """Pairs (or, with consent, proposes) the program's unpaired mentees and announces each pair
-    and the round's outcome; a dry run announces only the outcome and keeps nothing.
+    and the round's outcome; a dry run announces only the outcome and keeps nothing. The rules
+    are the request's, else the program's stored ones, else the defaults (matching.completed's
+    rules_source says which).
 
     Logs one line per round with the seconds of each phase (`timeline {...}`, JSON)."""
     timeline = rounds.Timeline()
@@ -73,6 +75,8 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
     if await store.get_round(session, program_id=program, round_id=event.round_id):
         return  # the round ran already; a second request for it changes nothing
     await store.ensure_has_participants(session, program_id=program)
+    stored = store.rules_of_row(await store.program_rules(session, program_id=program))
+    rules, source = rounds.chosen_rules(event.rules, stored)
     standing = rounds.Standing(
         mentors=await store.active_profiles(session, program_id=program, role=Role.MENTOR),
         mentees=await store.active_profiles(session, program_id=program, role=Role.MENTEE),
@@ -80,7 +84,7 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
         week_of=uow.clock.now().date(),
         closed=await store.closed_pairings(session, program_id=program),
         waitlisted=await store.waitlist(session, program_id=program),
-        rules=rounds.rules_of(event.rules),
+        rules=rules,
     )
     timeline.mark("load")
     # matching is CPU-bound: in the pool, the loop keeps acking, relaying and answering health
@@ -91,6 +95,7 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
     outcome = rounds.outcome(
         program_id=program, round_id=event.round_id, result=result, now=now,
         proposal_expires_at=consent.deadline(uow.settings, program, now), dry_run=event.dry_run,
+        rules_source=source,
     )  # fmt: skip
     timeline.mark("events")
     if not event.dry_run:
@@ -102,9 +107,9 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
         uow.emit(announced)
     timeline.mark("emit")
     log.info(
-        "round %s of %s: %d pairs, %d unmatched%s; timeline %s",
+        "round %s of %s: %d pairs, %d unmatched%s, %s rules; timeline %s",
         event.round_id, program, len(result.pairs), len(result.unmatched_mentee_ids),
-        " (dry run)" if event.dry_run else "", timeline.json(),
+        " (dry run)" if event.dry_run else "", source, timeline.json(),
     )  # fmt: skip
 
 

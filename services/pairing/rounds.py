@@ -7,8 +7,10 @@ import json
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TypeVar
+
+from pydantic import ValidationError
 
 from services.pairing.matching import (
     MatchResult,
@@ -20,7 +22,13 @@ from services.pairing.matching import (
     propose_pairs,
 )
 from shared.events import Event, MatchingCompleted, PairFormed, PairProposed
-from shared.events.pairs import MenteeUnmatched, RoundRules, UnmatchedReason
+from shared.events.pairs import (
+    MenteeUnmatched,
+    RoundRules,
+    RoundWeights,
+    RulesSource,
+    UnmatchedReason,
+)
 
 PROPOSED = "proposed"  # waiting for both people's consent; holds the mentor's slot
 ACTIVE = "active"
@@ -72,6 +80,51 @@ def rules_of(asked: RoundRules | None) -> Rules:
 
 def _or(value: T | None, default: T) -> T:
     return default if value is None else value
+
+
+def chosen_rules(asked: RoundRules | None, stored: RoundRules | None) -> tuple[Rules, RulesSource]:
+    """A round's rules and where they come from: the request's when it brings any (they replace
+    the program's whole; what they leave unset is the default), else the program's stored
+    rules, else the defaults."""
+    if asked is not None:
+        return rules_of(asked), "request"
+    if stored is not None:
+        return rules_of(stored), "program"
+    return Rules(), "default"
+
+
+def rule_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """Why rules do not validate, in a coordinator's words: (the rule, e.g. weights.skills, or
+    '' for the whole; what is wrong and what to write instead)."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        kind, message = error["type"], error["msg"].removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            known = RoundWeights if where.startswith("weights.") else RoundRules
+            message = f"not a rule here; use one of: {', '.join(known.model_fields)}"
+        elif kind == "json_invalid":
+            said = error.get("ctx", {}).get("error", message)
+            message = f"not JSON ({said}); write one JSON object of rules"
+        elif kind in ("model_type", "dict_type", "model_attributes_type"):
+            message = 'write a JSON object of rules, e.g. {"min_weekly_minutes": 90}'
+        elif "input" in error:
+            message = f"{message} (got {json.dumps(error['input'], default=str)})"
+        problems.append((where, message))
+    return problems
+
+
+def as_round_rules(rules: Rules) -> RoundRules:
+    """The matcher's rules with every field set, in the shape a coordinator reads and writes."""
+    w = rules.weights
+    return RoundRules(
+        objective=rules.objective.value,
+        min_weekly_minutes=rules.min_weekly_minutes,
+        min_stretch_minutes=rules.min_stretch_minutes,
+        separate_departments=rules.separate_departments,
+        seniority_gap=rules.seniority_gap,
+        weights=RoundWeights.model_validate(asdict(w)),
+    )
 
 
 def match(standing: Standing) -> MatchResult:
@@ -245,6 +298,7 @@ def outcome(
     now: dt.datetime,
     proposal_expires_at: dt.datetime | None = None,
     dry_run: bool = False,
+    rules_source: RulesSource | None = None,
 ) -> RoundOutcome:
     """Each match becomes an active pair announced by pair.formed, or (consent asked) a proposal
     announced by pair.proposed; each unmatched mentee with why (mentee.unmatched);
@@ -267,6 +321,7 @@ def outcome(
         unmatched_mentees=len(result.unmatched_mentee_ids),
         unmatched_mentee_ids=result.unmatched_mentee_ids[:UNMATCHED_SAMPLE],
         dry_run=dry_run,
+        rules_source=rules_source,
     )
     if dry_run:
         return RoundOutcome(program_id, round_id, now, (), (completed,))

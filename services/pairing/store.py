@@ -37,7 +37,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from services.pairing.matching import Profile
 from services.pairing.profiles import ProfileChange
 from services.pairing.rounds import ACTIVE, CLOSED, OPEN, NewPair, RoundOutcome, reason_code
+from shared.db import upsert_insert
 from shared.errors import UnknownReference
+from shared.events.pairs import RoundRules
 from shared.outbox import add_delivery_tables
 from shared.records import get_or_raise
 from shared.timers import add_timer_table
@@ -136,9 +138,20 @@ class UnmatchedMentee(Base):
     detail: Mapped[str] = mapped_column(String(500))
 
 
+class ProgramRules(Base):
+    """A program's stored round rules: what a round uses when its request brings none."""
+
+    __tablename__ = "program_rules"
+
+    program_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)  # RoundRules, the fields set
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
 PAIRS = cast(Table, Pair.__table__)
 UNMATCHED = cast(Table, UnmatchedMentee.__table__)
 ROUNDS = cast(Table, MatchingRound.__table__)
+PROGRAM_RULES = cast(Table, ProgramRules.__table__)
 
 
 class Charter(Base):
@@ -592,3 +605,37 @@ async def unmatched_of_last_round(
         .order_by(UnmatchedMentee.mentee_id)
     )
     return last, list(rows)
+
+
+async def program_rules(session: AsyncSession, *, program_id: str) -> ProgramRules | None:
+    """The program's stored round rules, or None (rounds use the defaults)."""
+    return await session.get(ProgramRules, program_id, populate_existing=True)
+
+
+def rules_of_row(row: ProgramRules | None) -> RoundRules | None:
+    """The stored rules as the round and the coordinator see them."""
+    return None if row is None else RoundRules.model_validate(row.rules)
+
+
+async def store_program_rules(
+    session: AsyncSession, *, program_id: str, rules: RoundRules, now: dt.datetime
+) -> None:
+    """Stores the program's round rules, replacing what it had (two coordinators at once: the
+    last write wins, no error)."""
+    values = {
+        "program_id": program_id,
+        "rules": rules.model_dump(mode="json", exclude_none=True),
+        "updated_at": now,
+    }
+    statement = upsert_insert(session)(PROGRAM_RULES).values(values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["program_id"],
+            set_={"rules": statement.excluded.rules, "updated_at": statement.excluded.updated_at},
+        )
+    )
+
+
+async def forget_program_rules(session: AsyncSession, *, program_id: str) -> None:
+    """Removes the program's stored rules: rounds use the defaults again."""
+    await session.execute(PROGRAM_RULES.delete().where(PROGRAM_RULES.c.program_id == program_id))

@@ -44,6 +44,7 @@ from shared.events.pairs import (
     PairResumed,
     RoundRules,
     RoundWeights,
+    RulesSource,
     SessionRhythms,
     UnmatchedReason,
 )
@@ -122,6 +123,7 @@ __all__ = [
     "Role",
     "RoundRules",
     "RoundWeights",
+    "RulesSource",
     "SessionCancelled",
     "SessionHeld",
     "SessionKind",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.events.envelope import (
     Event,
@@ -48,6 +48,19 @@ class RoundRules(BaseModel):
     )
     weights: RoundWeights | None = None
 
+    @field_validator("seniority_gap")
+    @classmethod
+    def _gap_in_order(cls, gap: tuple[int, int] | None) -> tuple[int, int] | None:
+        if gap is not None and gap[0] > gap[1]:
+            raise ValueError(
+                f"the fewest years come first: write [{gap[1]}, {gap[0]}], not [{gap[0]}, {gap[1]}]"
+            )
+        return gap
+
+
+# where a round's rules came from: the request, the program's stored rules, or the defaults
+RulesSource = Literal["request", "program", "default"]
+
 
 class MatchingRequested(Event):
     subject = "mentorship.matching.requested"
@@ -69,6 +82,12 @@ class MatchingCompleted(Event):
         description="a sample of at most 100 unmatched mentees; the count is unmatched_mentees",
     )
     dry_run: bool = Field(default=False, description="a preview: pairs_formed were not formed")
+    rules_source: RulesSource | None = Field(
+        default=None,
+        description="the rules the round used: request (matching.requested.rules), program (the "
+        "program's stored rules, GET /programs/{id}/rules on pairing), default; absent: a round "
+        "from before pairing said",
+    )
 
 
 UnmatchedReason = Literal["no_language", "no_shared_time", "ruled_out", "capacity"]

@@ -6,9 +6,12 @@ import datetime as dt
 import json
 import pickle
 
+import pytest
+from pydantic import ValidationError
+
 from services.pairing import rounds
-from services.pairing.matching import MatchResult, Profile, Proposal
-from shared.events import MatchingCompleted, PairFormed
+from services.pairing.matching import MatchResult, Objective, Profile, Proposal, Rules, Weights
+from shared.events import MatchingCompleted, PairFormed, RoundRules, RoundWeights
 from shared.worktime import Availability, Hours
 
 NOW = dt.datetime(2027, 3, 1, 8, tzinfo=dt.UTC)
@@ -105,3 +108,48 @@ def test_a_timeline_keeps_each_phase_in_order_and_adds_a_phase_measured_elsewher
     assert data["phases"]["match"] == 0.25
     assert all(seconds >= 0 for seconds in data["phases"].values())
     assert data["started_at"] <= data["ended_at"]
+
+
+# --- which rules a round uses -----------------------------------------------------------------
+
+
+def test_a_rounds_own_rules_win_over_the_programs_which_win_over_the_defaults():
+    asked = RoundRules(objective="quality")
+    stored = RoundRules(min_weekly_minutes=240, weights=RoundWeights(skills=900))
+    rules, source = rounds.chosen_rules(asked, stored)
+    # the request's replace the program's whole: what it leaves unset is the default
+    assert source == "request"
+    assert rules == Rules(objective=Objective.QUALITY)
+    rules, source = rounds.chosen_rules(None, stored)
+    assert source == "program"
+    assert (rules.min_weekly_minutes, rules.weights.skills) == (240, 900)
+    assert rules.weights.goals == Weights().goals and rules.objective is Rules().objective
+    assert rounds.chosen_rules(None, None) == (Rules(), "default")
+    # empty rules in the request are a round on the defaults, whatever the program stored
+    assert rounds.chosen_rules(RoundRules(), stored) == (Rules(), "request")
+
+
+def test_the_rules_a_coordinator_reads_set_every_field_and_give_back_the_same_rules():
+    stored = RoundRules(min_stretch_minutes=45, seniority_gap=(1, 4), separate_departments=True)
+    rules = rounds.rules_of(stored)
+    shown = rounds.as_round_rules(rules)
+    assert None not in shown.model_dump().values()
+    assert None not in shown.weights.model_dump().values()  # type: ignore[union-attr]
+    assert rounds.rules_of(shown) == rules
+    assert rounds.as_round_rules(Rules()).min_weekly_minutes == 60
+
+
+def test_a_bad_rule_is_named_with_what_to_write_instead():
+    bad = {"objective": "fastest", "weights": {"skils": 3, "hours": -1}, "seniority_gap": [9, 2]}
+    with pytest.raises(ValidationError) as caught:
+        RoundRules.model_validate(bad)
+    problems = dict(rounds.rule_problems(caught.value))
+    assert set(problems) == {"objective", "weights.skils", "weights.hours", "seniority_gap"}
+    assert "'quality' or 'participation'" in problems["objective"]
+    assert '"fastest"' in problems["objective"]
+    assert "use one of: skills, goals" in problems["weights.skils"]
+    assert "greater than or equal to 0" in problems["weights.hours"]
+    assert "write [2, 9]" in problems["seniority_gap"]
+    with pytest.raises(ValidationError) as caught:
+        RoundRules.model_validate_json("[1, 2]")
+    assert "JSON object of rules" in rounds.rule_problems(caught.value)[0][1]
