@@ -121,6 +121,22 @@ def router() -> APIRouter:
     return links
 
 
+class Problem(BaseModel):
+    """What went wrong and what to do."""
+
+    detail: str
+
+
+COORDINATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no bearer token, or not the coordinator secret"},
+    403: {
+        "model": Problem,
+        "description": "coordinator endpoints are off: MENTORSHIP_PAIRING_COORDINATOR_SECRET "
+        "is unset",
+    },
+}
+
+
 class RoundRequest(BaseModel):
     """What a coordinator asks of a round."""
 
@@ -136,7 +152,7 @@ def new_round_id(program_id: str) -> str:
 
 def coordination() -> APIRouter:
     """POST /programs/{program_id}/matching: publishes matching.requested (internal use)."""
-    api = APIRouter(tags=["coordination"])
+    api = APIRouter(tags=["coordination"], responses=COORDINATOR_RESPONSES)
 
     @api.post("/programs/{program_id}/matching", status_code=202)
     async def request_matching(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.pairing import api, consent, relationship_api, store
+from services.pairing import api, consent, relationship_api, rules_api, store
 from services.pairing.handlers import SUBSCRIPTIONS
 from shared.events import (
     CharterAgreed,
@@ -52,6 +52,7 @@ def definition() -> ServiceDefinition:
         routers=[
             api.router,
             api.coordination,
+            rules_api.coordination,
             relationship_api.links,
             relationship_api.coordination,
         ],

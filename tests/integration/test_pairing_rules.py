@@ -1,0 +1,113 @@
+"""A program's stored round rules on a real nats-server and both databases: a coordinator sets
+them over HTTP (`mentorship rules` through the same endpoints), and a round asked without rules
+of its own forms what they imply."""
+
+from __future__ import annotations
+
+from tests.integration.test_pairing_trigger import SECRET, completed, pairing
+from tests.support.factories import envelope, publish, registration
+from tests.support.waiting import bodies_on, settings_for
+
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+URL = "/programs/prog/rules"
+# Berlin and New York share 10 working hours a week (15 in the weeks their clocks change apart);
+# Berlin and Berlin 40: 1,000 minutes forms the first pair never, the second always
+FAR_APART = {"min_weekly_minutes": 1000, "weights": {"skills": 500}}
+
+
+async def register(js) -> None:
+    registered = "mentorship.participant.registered"
+    await publish(js, registered, registration("prog", "m-1", role="mentor", capacity=2))
+    await publish(js, registered, registration("prog", "e-near"))
+    await publish(js, registered, registration("prog", "e-far", timezone="America/New_York"))
+
+
+async def test_a_round_without_rules_forms_what_the_programs_stored_rules_imply(
+    tmp_path, nats_server, js, database_url
+):
+    conf = settings_for(tmp_path, nats_server.url, database_url, pairing_coordinator_secret=SECRET)
+    async with pairing(conf) as http:
+        await register(js)
+        before = (await http.get(URL, headers=AUTH)).json()
+        assert (before["source"], before["stored"], before["updated_at"]) == ("default", None, None)
+        assert before["rules"]["min_weekly_minutes"] == 60
+        assert before["rules"]["weights"]["skills"] == 400
+        put = await http.put(URL, json=FAR_APART, headers=AUTH)
+        assert put.status_code == 200, put.text
+        shown = (await http.get(URL, headers=AUTH)).json()
+        assert shown == put.json()
+        assert (shown["source"], shown["stored"]["min_weekly_minutes"]) == ("program", 1000)
+        assert shown["stored"]["objective"] is None  # not set: the default, as `rules` shows
+        assert (shown["rules"]["weights"]["skills"], shown["rules"]["weights"]["goals"]) == (
+            500, 150,
+        )  # fmt: skip
+        assert shown["updated_at"] is not None
+        ask = envelope("prog", round_id="r1", requested_by="a test")
+        await publish(js, "mentorship.matching.requested", ask)
+        await completed(js, 1)
+        [outcome] = await bodies_on(js, "mentorship.matching.completed")
+        assert (outcome["rules_source"], outcome["pairs_formed"]) == ("program", 1)
+        [pair] = await bodies_on(js, "mentorship.pair.formed")
+        assert pair["mentee_id"] == "e-near"
+        [waiting] = await bodies_on(js, "mentorship.mentee.unmatched")
+        assert (waiting["participant_id"], waiting["reason"]) == ("e-far", "no_shared_time")
+        # back to the defaults: the next round pairs the far mentee too
+        reset = await http.delete(URL, headers=AUTH)
+        assert (reset.status_code, reset.json()["source"], reset.json()["stored"]) == (
+            200, "default", None,
+        )  # fmt: skip
+        assert (await http.get(URL, headers=AUTH)).json()["source"] == "default"
+        await publish(js, "mentorship.matching.requested", envelope("prog", round_id="r2"))
+        await completed(js, 2)
+        second = [
+            o for o in await bodies_on(js, "mentorship.matching.completed") if o["round_id"] == "r2"
+        ]
+        assert (second[0]["rules_source"], second[0]["pairs_formed"]) == ("default", 1)
+
+
+async def test_bad_rules_are_refused_naming_the_rule_and_the_stored_ones_stay(
+    tmp_path, nats_server, js, database_url
+):
+    conf = settings_for(tmp_path, nats_server.url, database_url, pairing_coordinator_secret=SECRET)
+    async with pairing(conf) as http:
+        assert (await http.put(URL, json={"min_weekly_minutes": 90}, headers=AUTH)).is_success
+        bad = {"objective": "fastest", "weights": {"skils": 3}, "min_weekly_minutes": -5}
+        refused = await http.put(URL, json=bad, headers=AUTH)
+        assert refused.status_code == 422
+        body = refused.json()
+        named = {e["field"]: e["problem"] for e in body["errors"]}
+        assert set(named) == {"objective", "weights.skils", "min_weekly_minutes"}
+        assert "use one of: skills, goals" in named["weights.skils"]
+        assert "greater than or equal to 0" in named["min_weekly_minutes"]
+        assert "GET /programs/prog/rules" in body["detail"]
+        not_json = await http.put(URL, content=b"{min: 1", headers=AUTH)
+        assert not_json.status_code == 422 and "not JSON" in not_json.text
+        kept = (await http.get(URL, headers=AUTH)).json()
+        assert kept["stored"]["min_weekly_minutes"] == 90
+
+
+async def test_the_rules_endpoints_need_the_coordinator_secret_and_are_documented(
+    tmp_path, nats_server, js
+):
+    off = settings_for(tmp_path / "off", nats_server.url, None)
+    async with pairing(off) as http:
+        for method in ("GET", "PUT", "DELETE"):
+            refused = await http.request(method, URL, json={})
+            assert refused.status_code == 403 and "COORDINATOR_SECRET" in refused.text
+    conf = settings_for(tmp_path, nats_server.url, None, pairing_coordinator_secret=SECRET)
+    async with pairing(conf) as http:
+        for method in ("GET", "PUT", "DELETE"):
+            wrong = await http.request(method, URL, json={}, headers={"Authorization": "Bearer x"})
+            assert wrong.status_code == 401
+        assert (await http.get(URL, headers=AUTH)).json()["source"] == "default"  # none stored
+        document = (await http.get("/openapi.json")).json()
+    operations = document["paths"]["/programs/{program_id}/rules"]
+    assert set(operations) == {"get", "put", "delete"}
+    for operation in operations.values():
+        assert {"200", "401", "403"} <= set(operation["responses"])
+    put = operations["put"]
+    assert "422" in put["responses"]
+    ref = put["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref.rsplit("/", 1)[-1] in document["components"]["schemas"]
+    matching = document["paths"]["/programs/{program_id}/matching"]["post"]["responses"]
+    assert {"401", "403"} <= set(matching)
