@@ -1,4 +1,5 @@
-"""`mentorship`: up, demo, streams, token, dlq, asyncapi."""
+"""`mentorship`: up, demo, streams, token, dlq, asyncapi, migrate, outbox, feeds, import, match,
+rules."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from cli import feeds, migrate, outbox, roster, tokens
+from cli import feeds, migrate, outbox, roster, rules, tokens
 from cli.jetstream import CommandFailed, on_jetstream
 from cli.launcher import LaunchError, System
 from cli.runtime import STATE_FILE, NatsTarget
@@ -227,6 +228,7 @@ def parser() -> argparse.ArgumentParser:
     outbox.add_parser(sub)
     feeds.add_parser(sub)
     roster.add_parser(sub)
+    rules.add_parser(sub)
     return p
 
 

@@ -2,8 +2,9 @@
 
 `import roster.csv --program P` turns an HR-style CSV into participant.registered events: every
 good row goes, every bad row is reported with its line number and why (docs/pairing.md lists
-the columns; docs/samples/roster.csv is a sample). `match --program P [--dry-run]` publishes
-matching.requested and shows matching.completed when it comes.
+the columns; docs/samples/roster.csv is a sample). `match --program P [--dry-run] [--rules
+FILE.json]` publishes matching.requested (with the file's rules for this round only) and shows
+matching.completed when it comes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from nats.js.api import DeliverPolicy
 from pydantic import ValidationError
 
 from cli.jetstream import on_jetstream
+from cli.rules import read_rules_file
 from shared.bus import event_headers
 from shared.clock import SystemClock
 from shared.events import Event, MatchingCompleted, MatchingRequested, ParticipantRegistered
@@ -45,7 +47,10 @@ HOURS = re.compile(r"^(?P<days>[a-z]{3}(?:-[a-z]{3})?(?:,[a-z]{3}(?:-[a-z]{3})?)
                    r"(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})$")  # fmt: skip
 
 
-SHOWN = {"round_id", "dry_run", "pairs_formed", "unmatched_mentees", "unmatched_mentee_ids"}
+SHOWN = {
+    "round_id", "dry_run", "pairs_formed", "unmatched_mentees", "unmatched_mentee_ids",
+    "rules_source",
+}  # fmt: skip
 
 
 class BadRow(ValueError):
@@ -211,11 +216,11 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_match(args: argparse.Namespace, settings: Settings) -> int:
     """Publishes matching.requested; waits for the round's matching.completed and shows it."""
-
+    rules = read_rules_file(Path(args.rules)) if args.rules else None
     event = MatchingRequested(
         program_id=args.program, occurred_at=SystemClock().now(),
         round_id=args.round_id or f"{args.program}-{uuid.uuid4().hex[:12]}",
-        requested_by="cli", dry_run=args.dry_run,
+        requested_by="cli", dry_run=args.dry_run, rules=rules,
     )  # fmt: skip
 
     async def work(js: JetStreamContext, _: Any) -> int:
@@ -264,6 +269,11 @@ def add_parser(subparsers: Any) -> None:
     match.add_argument("--program", required=True)
     match.add_argument("--dry-run", action="store_true", help="preview: counts, no pairs formed")
     match.add_argument("--round-id", help="default: a new id")
+    match.add_argument(
+        "--rules",
+        metavar="FILE.json",
+        help="this round's rules, instead of the program's stored ones (`mentorship rules`)",
+    )
     match.add_argument("--no-wait", action="store_true", help="do not wait for the outcome")
     match.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
     match.set_defaults(func=cmd_match)

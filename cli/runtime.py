@@ -226,3 +226,31 @@ def nats_target(settings: Settings) -> NatsTarget:
         f"the default: MENTORSHIP_NATS_URL is unset and no `mentorship up` runs on {data_dir}"
         + where_others_run(data_dir),
     )
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    """A service's HTTP a command talks to, and how it was chosen (for error messages)."""
+
+    url: str
+    origin: str
+
+
+def http_target(settings: Settings, service: str) -> HttpTarget:
+    """MENTORSHIP_<SERVICE>_PUBLIC_URL or _HTTP_PORT if set, else the service of the `up`
+    running here, else the default port."""
+    name = service.upper()
+    if f"{service}_public_url" in settings.model_fields_set:
+        return HttpTarget(settings.public_url_for(service), f"MENTORSHIP_{name}_PUBLIC_URL")
+    port = settings.http_port_for(service)
+    if f"{service}_http_port" in settings.model_fields_set:
+        return HttpTarget(f"http://127.0.0.1:{port}", f"MENTORSHIP_{name}_HTTP_PORT")
+    data_dir = settings.data_dir.resolve()
+    state = running_in(data_dir)
+    if state is not None and service in state.http_urls:
+        return HttpTarget(state.http_urls[service], f"from {data_dir / STATE_FILE}")
+    return HttpTarget(
+        f"http://127.0.0.1:{port}",
+        f"the default: MENTORSHIP_{name}_HTTP_PORT is unset and no `mentorship up` runs on "
+        f"{data_dir}" + where_others_run(data_dir),
+    )

@@ -4,8 +4,18 @@ of its own forms what they imply."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from services.pairing.app import definition
+from shared.clock import SystemClock
+from shared.service import Service
 from tests.integration.test_pairing_trigger import SECRET, completed, pairing
 from tests.support.factories import envelope, publish, registration
+from tests.support.serving import free_port, served
 from tests.support.waiting import bodies_on, settings_for
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}
@@ -111,3 +121,54 @@ async def test_the_rules_endpoints_need_the_coordinator_secret_and_are_documente
     assert ref.rsplit("/", 1)[-1] in document["components"]["schemas"]
     matching = document["paths"]["/programs/{program_id}/matching"]["post"]["responses"]
     assert {"401", "403"} <= set(matching)
+
+
+async def mentorship(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """`mentorship ARGS` in its own process: exit code, stdout, stderr."""
+    cli = Path(sys.executable).with_name("mentorship")
+    proc = await asyncio.create_subprocess_exec(
+        str(cli), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_mentorship_rules_set_show_reset_and_a_match_with_its_own_rules(
+    tmp_path, nats_server, js
+):
+    conf = settings_for(tmp_path, nats_server.url, None, pairing_coordinator_secret=SECRET)
+    port = free_port()
+    async with served(Service(definition(), conf, SystemClock()), port):
+        await register(js)
+        env = {**os.environ, "MENTORSHIP_NATS_URL": nats_server.url,
+               "MENTORSHIP_DATA_DIR": str(tmp_path / "cli"),
+               "MENTORSHIP_PAIRING_HTTP_PORT": str(port),
+               "MENTORSHIP_PAIRING_COORDINATOR_SECRET": SECRET}  # fmt: skip
+        far = tmp_path / "far.json"
+        far.write_text(json.dumps(FAR_APART))
+        code, out, err = await mentorship(env, "rules", "set", str(far), "--program", "prog")
+        assert code == 0, err
+        rules, _ = json.JSONDecoder().raw_decode(out)
+        assert (rules["min_weekly_minutes"], rules["weights"]["skills"]) == (1000, 500)
+        assert "stored for prog at " in out and '"weights": {"skills": 500}' in out
+        code, out, _ = await mentorship(env, "rules", "show", "--program", "prog")
+        assert code == 0 and '"min_weekly_minutes": 1000' in out
+        # a one-off round on its own rules (the defaults' 60 minutes): both mentees pair
+        own = tmp_path / "own.json"
+        own.write_text('{"objective": "quality"}')
+        code, out, err = await mentorship(
+            env, "match", "--program", "prog", "--rules", str(own), "--dry-run", "--timeout", "60"
+        )
+        assert code == 0, err
+        outcome = json.loads(out[out.index("{") :])
+        assert (outcome["rules_source"], outcome["pairs_formed"]) == ("request", 2)
+        bad = tmp_path / "bad.json"
+        bad.write_text('{"weights": {"skills": 99999}}')
+        code, _, err = await mentorship(env, "rules", "set", str(bad), "--program", "prog")
+        assert code == 1 and "weights.skills" in err and "less than or equal to 10000" in err
+        wrong = {**env, "MENTORSHIP_PAIRING_COORDINATOR_SECRET": "nope"}
+        code, _, err = await mentorship(wrong, "rules", "show", "--program", "prog")
+        assert code == 1 and "refused the coordinator secret" in err
+        code, out, _ = await mentorship(env, "rules", "reset", "--program", "prog")
+        assert code == 0 and "the defaults: nothing is stored for prog" in out

@@ -13,7 +13,9 @@ from cli.runtime import (
     STATE_FILE,
     DataDirInUse,
     DataDirLock,
+    HttpTarget,
     RuntimeState,
+    http_target,
     nats_target,
     running_elsewhere,
     running_in,
@@ -129,6 +131,25 @@ def test_nats_target_is_the_env_then_the_running_up_then_the_default(tmp_path):
     default = nats_target(Settings(data_dir=data_dir))
     assert default.url == Settings().nats_url
     assert "MENTORSHIP_NATS_URL is unset" in default.origin
+
+
+def test_http_target_is_the_env_then_the_running_up_then_the_default_port(tmp_path):
+    data_dir = (tmp_path / "data").resolve()
+    lock = DataDirLock.acquire(data_dir)
+    try:
+        lock.publish(_state(data_dir))
+        from_state = http_target(Settings(data_dir=data_dir), "insights")
+        assert from_state.url == "http://127.0.0.1:8080"
+        assert str(data_dir / STATE_FILE) in from_state.origin
+        port = http_target(Settings(data_dir=data_dir, insights_http_port=9999), "insights")
+        assert port == HttpTarget("http://127.0.0.1:9999", "MENTORSHIP_INSIGHTS_HTTP_PORT")
+        public = Settings(data_dir=data_dir, insights_public_url="https://in.example.org/")
+        assert http_target(public, "insights").url == "https://in.example.org"
+    finally:
+        lock.release()
+    default = http_target(Settings(data_dir=data_dir), "pairing")
+    assert default.url == f"http://127.0.0.1:{Settings().pairing_http_port}"
+    assert "MENTORSHIP_PAIRING_HTTP_PORT is unset" in default.origin
 
 
 def test_commands_run_elsewhere_learn_where_a_system_runs(tmp_path):
