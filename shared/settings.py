@@ -131,8 +131,9 @@ class Settings(BaseSettings):
     )
     pairing_coordinator_secret: SecretStr | None = Field(
         default=None,
-        description="pairing: bearer token for POST /programs/{p}/matching; unset: the endpoint "
-        "is refused (403)",
+        description="pairing: bearer token for its coordinator endpoints (POST "
+        "/programs/{p}/matching, /programs/{p}/rules, ...) and `mentorship rules`; unset: they "
+        "are refused (403)",
     )
     replies_smtp_port: int | None = Field(
         default=None,
