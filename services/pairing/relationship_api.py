@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from services.pairing import relations, relationship
-from services.pairing.api import coordinator_refused, page, running_of
+from services.pairing.api import COORDINATOR_RESPONSES, coordinator_refused, page, running_of
 from services.pairing.relationship import (
     COORDINATOR,
     MENTEE,
@@ -380,7 +380,9 @@ def links() -> APIRouter:
 
 def coordination() -> APIRouter:
     """A coordinator's relationship endpoints (bearer MENTORSHIP_PAIRING_COORDINATOR_SECRET)."""
-    api = APIRouter(prefix="/programs/{program_id}", tags=["relationship"])
+    api = APIRouter(
+        prefix="/programs/{program_id}", tags=["relationship"], responses=COORDINATOR_RESPONSES
+    )
     Auth = Header(default=None)
 
     def of(
