@@ -238,6 +238,13 @@ def _search(
     # each chunk's members by ascending price: a scan stops at the first one too dear
     chunk_of = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
     by_price = order[np.lexsort((order, price[order], chunk_of))] if len(order) else order
+    # where each member's run of equal price in its chunk ends (the search rotates within it)
+    if len(order):
+        cut = np.flatnonzero((np.diff(chunk_of) != 0) | (np.diff(price[by_price]) != 0)) + 1
+        edges = np.concatenate(([0], cut, [len(order)])).astype(np.int64)
+        ends = np.repeat(edges[1:], np.diff(edges))
+    else:
+        ends = np.zeros(0, dtype=np.int64)
     found_j, found_s, best, scored = pricing.search(
         enc.mentees,
         enc.mentors,
@@ -248,6 +255,7 @@ def _search(
         floor.astype(np.int64),
         k,
         np.arange(len(floor), dtype=np.int64) if rows is None else rows.astype(np.int64),
+        ends,
     )
     return found_j, found_s, best, int(scored)
 

@@ -174,17 +174,21 @@ def chunk_bound(i, c, e, ch, t, w):  # type: ignore[no-untyped-def]
 
 
 BLOCK = 256  # mentees per parallel task
+ROTATE = 2654435761  # Knuth's multiplicative hash: where mentee i starts in a run of equal prices
 
 
 @numba.njit(cache=True, parallel=True)
-def search(e, m, ch, t, w, price, floor, k, rows):  # type: ignore[no-untyped-def]
+def search(e, m, ch, t, w, price, floor, k, rows, ends):  # type: ignore[no-untyped-def]
     """For each mentee i = rows[r], up to k pairs with score - price[j] > floor[i], best first.
 
     Returns (mentor index, score) arrays of shape (len(rows), k), -1 where fewer were found,
     the best value max(floor[i], max over every feasible j of score - price[j]) per row, and how
     many pairs were scored. The chunk bounds make the best value exact without scoring all.
     ch[0] lists each chunk's members by ascending price (matching.py sorts them each pass), so
-    a chunk's cheapest member comes first and a scan stops at the first member too dear; ch[7]
+    a chunk's cheapest member comes first and a scan stops at the first member too dear; ends[x]
+    is where the run of members at ch[0][x]'s price ends: each mentee scans a run from its own
+    place in it (a rotation by mentee), so mentees with equal scores for many equally priced
+    mentors (a cohort of alike people) are offered different ones, not all the same k; ch[7]
     and ch[8] list the chunks each mentee class shares enough time with (CSR by class). The
     mentees are searched in parallel blocks (numba prange).
     """
@@ -219,8 +223,12 @@ def search(e, m, ch, t, w, price, floor, k, rows):  # type: ignore[no-untyped-de
             # that allows is skipped before its bound is computed
             most = w[0] + w[6] + w[2] + w[3] + e[10][i] + (w[1] if e[6][i] > 0 else 0)
             n_open = 0
-            for x in range(class_start[ze], class_start[ze + 1]):
-                c = class_chunks[x]
+            # visited from this mentee's own place in its class's list (a rotation), so that
+            # among chunks of equal bound (alike mentors) different mentees try different ones
+            first, n_class = class_start[ze], class_start[ze + 1] - class_start[ze]
+            turn = (i * ROTATE) % n_class if n_class > 0 else 0
+            for y in range(n_class):
+                c = class_chunks[first + (turn + y) % n_class]
                 if starts[c] == starts[c + 1]:
                     continue
                 cheapest = price[members[starts[c]]]
@@ -231,7 +239,8 @@ def search(e, m, ch, t, w, price, floor, k, rows):  # type: ignore[no-untyped-de
                     bounds[n_open] = b - cheapest
                     open_chunks[n_open] = c
                     n_open += 1
-            # best bound first: once a bound cannot beat the threshold, neither can the rest
+            # best bound first (stable: equal bounds keep the rotated order); once a bound
+            # cannot beat the threshold, neither can the rest
             order = np.argsort(-bounds[:n_open], kind="mergesort")
             for o in range(n_open):
                 pick = open_chunks[order[o]]
@@ -241,8 +250,12 @@ def search(e, m, ch, t, w, price, floor, k, rows):  # type: ignore[no-untyped-de
                 ub = pick_bound + price[members[starts[pick]]]
                 # what a member offering none of the wanted skills could score at most
                 plain = t[1][ze, ch[1][pick]] + w[2] + w[3] + e[10][i]
+                run, run_end, at = starts[pick], starts[pick], 0
                 for x in range(starts[pick], starts[pick + 1]):
-                    j = members[x]
+                    if x == run_end:  # a run of members at one price: this mentee's turn in it
+                        run, run_end = x, ends[x]
+                        at = (i * ROTATE) % (run_end - run)
+                    j = members[run + (at + x - run) % (run_end - run)]
                     if ub - price[j] <= threshold:
                         break  # members by ascending price: the rest cannot beat it either
                     if (
