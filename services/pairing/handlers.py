@@ -111,6 +111,8 @@ async def on_matching_requested(event: MatchingRequested, uow: UnitOfWork) -> No
         event.round_id, program, len(result.pairs), len(result.unmatched_mentee_ids),
         " (dry run)" if event.dry_run else "", source, timeline.json(),
     )  # fmt: skip
+    if (unproven := rounds.unproven(result)) is not None:
+        log.warning("round %s of %s %s", event.round_id, program, unproven)
 
 
 async def on_pair_paused(event: PairPaused, uow: UnitOfWork) -> None:

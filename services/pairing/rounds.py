@@ -156,6 +156,18 @@ def timed_match(standing: Standing) -> tuple[MatchResult, float]:
     return replace(result, pairs=lean), seconds
 
 
+def unproven(result: MatchResult) -> str | None:
+    """What to say when the matcher stopped before proving its pairs optimal (None: proven)."""
+    proof = result.certificate
+    if proof is None or proof.primal >= proof.bound:
+        return None
+    return (
+        f"is not proven optimal: the matcher stopped after {proof.iterations} iterations "
+        f"(objective {proof.primal}, bound {proof.bound}, gap {proof.gap:.4%}); the pairs "
+        "stand, but please report the program's shape (sizes, zones, skills) as a matcher issue"
+    )
+
+
 @dataclass
 class Timeline:
     """Seconds per phase of one round, in order: the round's log line says where time goes."""

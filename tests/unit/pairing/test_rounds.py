@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from services.pairing import rounds
 from services.pairing.matching import MatchResult, Objective, Profile, Proposal, Rules, Weights
+from services.pairing.model import Certificate
 from shared.events import MatchingCompleted, PairFormed, RoundRules, RoundWeights
 from shared.worktime import Availability, Hours
 
@@ -153,3 +154,15 @@ def test_a_bad_rule_is_named_with_what_to_write_instead():
     with pytest.raises(ValidationError) as caught:
         RoundRules.model_validate_json("[1, 2]")
     assert "JSON object of rules" in rounds.rule_problems(caught.value)[0][1]
+
+
+def test_a_round_the_matcher_could_not_prove_optimal_says_so_and_a_proven_one_says_nothing():
+    def result(primal: int, bound: int) -> MatchResult:
+        proof = Certificate(primal=primal, bound=bound, iterations=60, arcs=10, scored=10)
+        return MatchResult(certificate=proof)
+
+    assert rounds.unproven(result(600, 600)) is None
+    assert rounds.unproven(MatchResult()) is None
+    said = rounds.unproven(result(500, 600))
+    assert said is not None
+    assert "not proven optimal" in said and "60 iterations" in said and "report" in said
