@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import asyncpg
 import httpx
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -28,6 +26,7 @@ from shared.service import Running, Service
 from tests.integration.test_insights_api import auth, fed
 from tests.integration.test_insights_service import Insights, insights
 from tests.support import servers
+from tests.support.serving import served
 from tests.support.waiting import eventually, settings_for
 from tests.unit.insights.scenario import PROGRAM, sample_program
 from tests.unit.insights.test_handlers import read_models
@@ -113,31 +112,6 @@ async def test_read_models_rebuilt_from_the_stream_equal_the_live_ones(
         ]
     for table in expected:
         assert found[table] == expected[table], table
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def served(service: Service) -> AsyncIterator[str]:
-    """The service's HTTP app on a real port (its lifespan starts the service)."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(service.http_app(), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def check_api(base_url: str, token: str, document: dict[str, Any], examples: int) -> int:

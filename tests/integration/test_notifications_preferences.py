@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from cli.launcher import free_port
@@ -30,6 +29,7 @@ from shared.service import Service
 from shared.settings import Settings
 from tests.support.factories import envelope, publish, registration
 from tests.support.handlers import HandlerDb
+from tests.support.serving import served
 from tests.support.waiting import bodies_on, eventually, settings_for, subject_counts
 from tests.unit.notifications import test_preferences as unit
 
@@ -48,24 +48,6 @@ def catching(folder: Path, port: int) -> Iterator[MailCatcher]:
         yield catcher
     finally:
         catcher.stop()
-
-
-@contextlib.asynccontextmanager
-async def served(service: Service, port: int) -> AsyncIterator[str]:
-    """The service's HTTP app on a real port (its lifespan starts the service)."""
-    server = uvicorn.Server(
-        uvicorn.Config(service.http_app(), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def parsed(catcher: MailCatcher) -> list[Any]:

@@ -1,8 +1,5 @@
-"""A service's HTTP app on a real port, for tests that drive it from another process (the CLI).
-
-tests/integration/test_insights_checks.py and test_notifications_preferences.py carry copies of
-this; they can use it instead.
-"""
+"""A service's HTTP app on a real port, for tests that drive it over real HTTP (the CLI,
+schemathesis, a List-Unsubscribe POST)."""
 
 from __future__ import annotations
 
