@@ -190,13 +190,34 @@ def sink_process(log: Path, port: int, cert: Path | None = None) -> Iterator[Non
 
 
 def _sink_lines(log: Path) -> list[tuple[float, str, bool]]:
-    if not log.exists():
-        return []
-    out = []
-    for line in log.read_text().splitlines():
-        at, mid, invite = line.rsplit(" ", 2)
-        out.append((float(at), mid, invite == "1"))
-    return out
+    return SinkLog(log).read()
+
+
+class SinkLog:
+    """The sink's lines (time, Message-ID, invitation?), read as they are appended: a poll
+    reads and parses only what is new, so the bench watching a run of thousands of mails does
+    not take the CPU from the services it measures (re-reading the whole log every 50 ms did:
+    about a seventh of the whole flow's CPU samples, in a py-spy profile)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[tuple[float, str, bool]] = []
+        self._offset = 0
+        self._rest = b""
+
+    def read(self) -> list[tuple[float, str, bool]]:
+        """Every line so far."""
+        if not self.path.exists():
+            return self.lines
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        self._offset += len(data)
+        *complete, self._rest = (self._rest + data).split(b"\n")
+        for line in complete:
+            at, mid, invite = line.decode().rsplit(" ", 2)
+            self.lines.append((float(at), mid, invite == "1"))
+        return self.lines
 
 
 async def naive(port: int, mails: list[tuple[str, bytes]], pool: int, tls: bool) -> float:
@@ -718,8 +739,14 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
                     ],
                 )
 
+                sink = SinkLog(log)
+                counted, invited = 0, 0
+
                 async def all_invited() -> tuple[int, int]:
-                    invited = sum(1 for at, _, inv in _sink_lines(log) if inv and at >= wall)
+                    nonlocal counted, invited
+                    lines = sink.read()
+                    invited += sum(1 for at, _, inv in lines[counted:] if inv and at >= wall)
+                    counted = len(lines)
                     planned = sum(attendees)
                     last = max(seen["mentorship.session.scheduled"] or [started])
                     quiet = time.perf_counter() - last

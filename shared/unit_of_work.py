@@ -98,16 +98,20 @@ class UnitOfWork:
         values: Mapping[str, Any],
         *,
         add: tuple[str, ...] = (),
+        if_absent: bool = False,
     ) -> None:
         """Inserts the row, or updates it where its primary key exists, when the batch commits.
 
         For pure writes on hot paths (a registration): the rows of a batch go to the database in
         one statement per table, in event order, instead of a lookup and a write per event. The
         write is not visible to reads in the same batch. Columns in `add` are added to the
-        stored value (counters) instead of replacing it.
+        stored value (counters) instead of replacing it. `if_absent`: a row whose key exists is
+        left as it is (insert or nothing; the first of the batch's rows for a key wins).
         """
+        if add and if_absent:
+            raise ValueError("upsert takes add= or if_absent=, not both")
         table = target if isinstance(target, Table) else cast(Table, target.__table__)
-        self.writes.append(Upsert(table, dict(values), add))
+        self.writes.append(Upsert(table, dict(values), add, if_absent))
 
     def upsert_row(self, model: type[M], values: Mapping[str, Any]) -> M:
         """`upsert` a new row of a mapped class, and return it as later `get`s of the batch see it.
@@ -233,16 +237,22 @@ class Upsert:
     table: Table
     values: dict[str, Any]
     add: tuple[str, ...] = ()
+    if_absent: bool = False  # insert or nothing: an existing row is kept
 
 
 async def write_upserts(session: AsyncSession, writes: list[Upsert]) -> None:
     """Executes deferred upserts: one executemany per table and column set, in order."""
-    groups: dict[tuple[Table, tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
+    groups: dict[tuple[Table, tuple[str, ...], tuple[str, ...], bool], list[dict[str, Any]]] = {}
     for write in writes:
-        groups.setdefault((write.table, tuple(write.values), write.add), []).append(write.values)
+        group = (write.table, tuple(write.values), write.add, write.if_absent)
+        groups.setdefault(group, []).append(write.values)
     build = upsert_insert(session)
-    for (table, columns, add), rows in groups.items():
+    for (table, columns, add, if_absent), rows in groups.items():
         keys = [c.name for c in table.primary_key.columns]
+        if if_absent:
+            first = list({tuple(row[k] for k in keys): row for row in reversed(rows)}.values())
+            await session.execute(build(table).on_conflict_do_nothing(index_elements=keys), first)
+            continue
         rows = _one_row_per_key(rows, keys, add)  # one statement may not touch a row twice
         statement = build(table)
         changes: dict[str, Any] = {

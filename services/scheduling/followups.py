@@ -122,6 +122,18 @@ async def start_checkins(
     )  # fmt: skip
 
 
+def start_checkins_at_commit(
+    uow: UnitOfWork, *, program_id: str, pair_id: str, mentor: str, mentee: str, cadence_days: int
+) -> None:
+    """`start_checkins` for a pair planned just now, written with the batch's upserts at its end
+    (one statement for a round's pairs, no lookup per pair). Check-ins already armed for the
+    pair (a charter's, say) are kept as they are."""
+    payload = {"mentor": mentor, "mentee": mentee, "cadence_days": cadence_days, "number": 1}
+    due_at = uow.clock.now() + dt.timedelta(days=cadence_days)
+    row = armed_row(Arm(program_id, DUE, pair_id, due_at, payload))
+    uow.upsert(store.timers, row, if_absent=True)
+
+
 async def checkin_cadence(uow: UnitOfWork, *, program_id: str, pair_id: str) -> int | None:
     """The days between the pair's check-ins as armed now; None when none are armed."""
     existing = await _pair_timer(uow, program_id, pair_id)

@@ -171,7 +171,7 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
     kickoff = plan.kickoff.occurrences[0].slot
     for kind in kinds.rhythms(uow.settings.session_rhythms):
         await _plan_rhythm(uow, kind, kickoff.start if kickoff else uow.clock.now(), **ids)
-    await followups.start_checkins(uow, **ids, cadence_days=checkins.cadence_days(None))
+    followups.start_checkins_at_commit(uow, **ids, cadence_days=checkins.cadence_days(None))
 
 
 def _kickoff_key(event: PairFormed) -> tuple[str, str]:

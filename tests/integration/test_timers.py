@@ -26,6 +26,7 @@ from shared.timers import (
     TimerHandler,
     TimerRunner,
     add_timer_table,
+    armed_row,
     cancel,
     schedule,
     schedule_many,
@@ -384,3 +385,24 @@ async def test_an_item_rescheduled_while_in_flight_drops_the_stale_run_and_runs_
     await runner.run_due()
     assert runs == [1, 2]
     assert [key for key, _ in await executed(r)] == ["k"]
+
+
+async def test_an_if_absent_upsert_arms_new_items_and_leaves_armed_ones_as_they_are(replicas):
+    r = replicas("a")
+    await arm(r, "armed", START + dt.timedelta(days=3), n="kept")
+    later = START + dt.timedelta(days=9)
+    async with r.unit_of_work() as uow:
+        for key, n in (("armed", "new"), ("fresh", "first"), ("fresh", "second")):
+            uow.upsert(timers, armed_row(Arm("prog", KIND, key, later, {"n": n})), if_absent=True)
+    kept, fresh = await timer_row(r, "armed"), await timer_row(r, "fresh")
+    assert kept["payload"] == {"n": "kept"}
+    assert _utc(kept["due_at"]) == START + dt.timedelta(days=3)
+    assert (fresh["payload"], fresh["status"]) == ({"n": "first"}, "pending")
+    with pytest.raises(ValueError, match="not both"):
+        async with r.unit_of_work() as uow:
+            uow.upsert(timers, {"program_id": "prog"}, add=("attempts",), if_absent=True)
+
+
+def _utc(value: object) -> dt.datetime:
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
