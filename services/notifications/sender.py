@@ -1,5 +1,6 @@
 """The sender: due deliveries are claimed in batches (durable timers of kind SEND), sent over a
-small pool of SMTP connections, and recorded in one transaction per batch.
+small pool of SMTP connections (each takes a share of the batch and pipelines it when the server
+offers PIPELINING), and recorded in one transaction per batch.
 
 After a 250 a mail is never sent again: the 250 goes to the local sent journal at once, and the
 database record (delivery sent, timer done, notification.sent) is retried until it sticks, before
@@ -26,6 +27,7 @@ from services.notifications import deliveries, mime, store
 from services.notifications.breaker import HALF_OPEN, Breaker
 from services.notifications.journal import SentJournal, SentRecord
 from services.notifications.smtp import Attempt, Outcome, SmtpPool
+from services.notifications.smtp_pipelined import Mail
 from shared.backoff import backoff
 from shared.clock import Clock
 from shared.db import Sessions, keys_in
@@ -81,6 +83,17 @@ class Outcomes:
 
     def __bool__(self) -> bool:
         return bool(self.sent or self.failed or self.retry or self.released or self.orphan_files)
+
+
+def _settled_without_smtp(item: Due, row: Any) -> Attempt | None:
+    """The outcome of a claimed item that must not go over SMTP, else None."""
+    if row is None:
+        return Attempt(Outcome.PERMANENT, "the delivery's row is gone; nothing to send")
+    if row.status == "sent":
+        return Attempt(Outcome.SENT, "already sent")
+    if item.attempt > MAX_ATTEMPTS:
+        return Attempt(Outcome.PERMANENT, "not finished within its lease; did the process die?")
+    return None
 
 
 async def _not_run(item: Due, uow: UnitOfWork) -> None:  # the sender records batches itself
@@ -188,8 +201,16 @@ class Sender:
         return items, await self._load(items)
 
     async def _send_batch(self, items: list[Due], rows: dict[str, Any]) -> int:
-        """Sends a claimed batch over the pool; its outcomes wait in `pending`."""
-        attempts = await asyncio.gather(*(self._send(item, rows.get(item.key)) for item in items))
+        """Sends a claimed batch, a share per pooled connection; outcomes wait in `pending`."""
+        attempts = [_settled_without_smtp(item, rows.get(item.key)) for item in items]
+        to_send = [n for n, attempt in enumerate(attempts) if attempt is None]
+        shares = [to_send[c :: self._pool.size] for c in range(self._pool.size)]
+        results = await asyncio.gather(
+            *(self._send_share([(items[n], rows[items[n].key]) for n in s]) for s in shares if s)
+        )
+        for share, outcomes in zip([s for s in shares if s], results, strict=True):
+            for n, attempt in zip(share, outcomes, strict=True):
+                attempts[n] = attempt
         for item, attempt in zip(items, attempts, strict=True):
             self._sort(item, attempt)
         return len(items)
@@ -237,46 +258,55 @@ class Sender:
             )
             return {row.delivery_id: row for row in rows}
 
-    async def _send(self, item: Due, row: Any) -> Attempt | None:
-        """One delivery over a pooled connection; None when it must wait (breaker, lease)."""
-        if row is None:
-            return Attempt(Outcome.PERMANENT, "the delivery's row is gone; nothing to send")
-        if row.status == "sent":
-            return Attempt(Outcome.SENT, "already sent")
-        if item.attempt > MAX_ATTEMPTS:
-            return Attempt(Outcome.PERMANENT, "not finished within its lease; did the process die?")
-        async with self._pool.connection() as connection:
+    async def _send_share(self, share: list[tuple[Due, Any]]) -> list[Attempt | None]:
+        """Deliveries over one pooled connection, pipelined; None for those held back (breaker
+        open, lease half gone). Each 250 is journalled the moment it is read."""
+        spans: dict[int, trace.Span] = {}
+
+        def may_send(index: int) -> bool:
+            item, row = share[index]
             if not self.breaker.allows(self._monotonic()) or (
                 self._clock.now() > item.leased_until - self._lease / 2
             ):
-                return None
-            recipient = mime.mailbox("", row.recipient_email).address
-            # the send is a span of the trace that asked for this email
-            with tracer().start_as_current_span(
-                "smtp send",
-                context=context_from_traceparent(row.traceparent),
-                kind=trace.SpanKind.CLIENT,
-            ) as span:
-                if span.is_recording():
-                    span.set_attribute("mentorship.delivery_id", row.delivery_id)
-                attempt = await connection.send(
-                    sender=self._sender, recipient=recipient, message=row.message
+                return False
+            if index not in spans:  # the send is a span of the trace that asked for this email
+                spans[index] = span = tracer().start_span(
+                    "smtp send",
+                    context=context_from_traceparent(row.traceparent),
+                    kind=trace.SpanKind.CLIENT,
                 )
                 if span.is_recording():
-                    span.set_attribute("mentorship.outcome", attempt.outcome)
+                    span.set_attribute("mentorship.delivery_id", row.delivery_id)
+            return True
+
+        def settled(index: int, attempt: Attempt) -> None:
+            item, _ = share[index]
             if attempt.outcome == Outcome.SENT:
                 # before anything else can happen to this process: the 250 is noted
                 self._journal.append(
                     SentRecord(item.program_id, item.key, self._clock.now(), item.attempt)
                 )
-                change = self.breaker.succeeded()
-            elif attempt.outcome == Outcome.SERVER:
+            if (span := spans.pop(index, None)) is not None:
+                if span.is_recording():
+                    span.set_attribute("mentorship.outcome", attempt.outcome)
+                span.end()
+            if attempt.outcome == Outcome.SERVER:
                 change = self.breaker.failed(self._monotonic(), attempt.reason)
             else:
                 change = self.breaker.succeeded()  # it answered, about this message
             if change:
                 log.warning(change) if self.breaker.state != "closed" else log.info(change)
-            return attempt
+
+        mails = [
+            Mail(self._sender, mime.mailbox("", row.recipient_email).address, row.message)
+            for _, row in share
+        ]
+        try:
+            async with self._pool.connection() as connection:
+                return await connection.send_many(mails, settled=settled, may_send=may_send)
+        finally:
+            for span in spans.values():
+                span.end()
 
     def _sort(self, item: Due, attempt: Attempt | None) -> None:
         p = self.pending

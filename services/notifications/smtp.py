@@ -1,6 +1,7 @@
-"""A small pool of SMTP connections (aiosmtplib), and what each failure means.
+"""A small pool of SMTP connections, and what each failure means.
 
-A connection is opened on first use, reused, reset (RSET) after any failed transaction and
+A connection is opened on first use (aiosmtplib), reused, sends a batch of mails pipelined when
+the server offers PIPELINING (smtp_pipelined), is reset (RSET) after any failed transaction and
 dropped when that reset fails, so one bad message never leaves the next one mid-transaction.
 """
 
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import aiosmtplib
 
+from services.notifications.smtp_pipelined import Extensions, Mail, NeedsSmtpUtf8, Wire, transmit
 from shared.settings import Settings
 
 
@@ -29,6 +31,8 @@ class Attempt:
     outcome: str
     reason: str = ""
 
+
+SENT = Attempt(Outcome.SENT)
 
 # 5xx about the server, the connection or our own configuration, not about this message
 _NOT_ABOUT_THE_MESSAGE = (
@@ -62,6 +66,8 @@ def _permanent(exc: Exception) -> bool:
 
 def classify(exc: Exception) -> Attempt:
     """Permanent (this message never goes), server trouble (the breaker counts it) or transient."""
+    if isinstance(exc, NeedsSmtpUtf8):
+        return Attempt(Outcome.PERMANENT, str(exc))
     reason = f"{type(exc).__name__}: {exc}"[:2000]
     if _permanent(exc):
         return Attempt(Outcome.PERMANENT, reason)
@@ -72,18 +78,15 @@ def classify(exc: Exception) -> Attempt:
     return Attempt(Outcome.TRANSIENT, reason)
 
 
-NO_SMTPUTF8 = (
-    "the address {address!r} needs SMTPUTF8, which the SMTP server does not offer: use a server "
-    "that does (Postfix: smtputf8_enable = yes) or ask the participant for an ASCII address"
-)
-
-
 class SmtpConnection:
-    """One SMTP connection, opened on first use and reopened after the server drops it."""
+    """One SMTP connection, opened on first use (aiosmtplib: TLS, STARTTLS, AUTH, EHLO), then
+    sending through `Wire` (pipelined when the server offers PIPELINING) and reopened after the
+    server drops it."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client: aiosmtplib.SMTP | None = None
+        self._wire: Wire | None = None
+        self._server = Extensions()
 
     def _new_client(self) -> aiosmtplib.SMTP:
         s = self._settings
@@ -97,60 +100,96 @@ class SmtpConnection:
             timeout=s.smtp_timeout_seconds,
         )
 
-    async def _connected(self) -> aiosmtplib.SMTP:
-        if self._client is None or not self._client.is_connected:
-            self._client = None
+    @property
+    def is_connected(self) -> bool:
+        """Whether a connection is open (it may still turn out closed by the server)."""
+        return self._wire is not None and self._wire.is_connected
+
+    @property
+    def pipelining(self) -> bool:
+        """Whether the server of the open connection offers PIPELINING."""
+        return self.is_connected and self._server.pipelining
+
+    async def _connected(self) -> Wire:
+        if self._wire is None or not self._wire.is_connected:
+            self._wire = None
             client = self._new_client()
             await client.connect()
             if client.is_ehlo_or_helo_needed:
-                await client.ehlo()  # extensions (SMTPUTF8, 8BITMIME) are known before MAIL
-            self._client = client
-        return self._client
+                await client.ehlo()  # extensions (PIPELINING, SMTPUTF8, 8BITMIME) known first
+            self._server = Extensions.of(client)
+            self._wire = Wire.take_over(client, self._settings.smtp_timeout_seconds)
+        return self._wire
 
     async def send(self, *, sender: str, recipient: str, message: bytes) -> Attempt:
         """Sends one message; never raises, says how it went."""
-        for attempt in (1, 2):
-            try:
-                client = await self._connected()
-                utf8 = not (recipient.isascii() and sender.isascii())
-                if utf8 and not client.supports_extension("smtputf8"):
-                    return Attempt(Outcome.PERMANENT, NO_SMTPUTF8.format(address=recipient))
-                options = ["SMTPUTF8"] if utf8 else []
-                if not message.isascii() and client.supports_extension("8bitmime"):
-                    options.append("BODY=8BITMIME")
-                await client.sendmail(sender, [recipient], message, mail_options=options)
-                return Attempt(Outcome.SENT)
-            except aiosmtplib.SMTPServerDisconnected as exc:
-                self._client = None  # a pooled connection the server closed: once more, fresh
-                if attempt == 2:
-                    return classify(exc)
-            except Exception as exc:
-                await self._reset(exc)
-                return classify(exc)
-        raise AssertionError("unreachable")
+        [attempt] = await self.send_many([Mail(sender, recipient, message)])
+        assert attempt is not None  # nothing holds a lone mail back
+        return attempt
 
-    async def _reset(self, exc: Exception) -> None:
-        """After a failed transaction: RSET, or drop the connection if that fails too."""
-        client = self._client
-        if client is None or not client.is_connected:
-            self._client = None
-            return
-        if isinstance(exc, (TimeoutError, aiosmtplib.SMTPTimeoutError, OSError)):
-            await self.close()  # mid-command: the connection's state is unknown
-            return
-        try:
-            await client.rset()
-        except Exception:
-            await self.close()
+    async def send_many(
+        self,
+        mails: Sequence[Mail],
+        *,
+        settled: Callable[[int, Attempt], None] = lambda index, attempt: None,
+        may_send: Callable[[int], bool] = lambda index: True,
+    ) -> list[Attempt | None]:
+        """Sends `mails` in order (pipelined when offered); never raises, says how each went.
+
+        `settled(index, attempt)` hears each outcome the moment it is known (a 250 as it is
+        read); `may_send(index)` is asked before each mail goes: a mail it holds back, and all
+        after it, are None. A refused mail fails alone (RSET, then the next). When the
+        connection fails, the mail whose content is unanswered is SERVER (never SENT without a
+        250) and the rest go over a new connection; a connection that cannot be opened makes
+        the next mail SERVER, until `may_send` (the breaker) stops it.
+        """
+        outcomes: list[Attempt | None] = [None] * len(mails)
+
+        def settle(index: int, error: Exception | None) -> None:
+            attempt = SENT if error is None else classify(error)
+            outcomes[index] = attempt
+            settled(index, attempt)
+
+        retry_stale = True  # a pooled connection the server closed: once more, fresh
+        while todo := [i for i, outcome in enumerate(outcomes) if outcome is None]:
+            if not may_send(todo[0]):
+                break
+            stale = self.is_connected
+            try:
+                wire = await self._connected()
+            except Exception as exc:
+                settle(todo[0], exc)
+                continue
+
+            def may_send_kth(k: int, todo: list[int] = todo) -> bool:
+                return may_send(todo[k])
+
+            def settle_kth(k: int, error: Exception | None, todo: list[int] = todo) -> None:
+                settle(todo[k], error)
+
+            count, error = await transmit(
+                wire,
+                self._server,
+                [mails[i] for i in todo],
+                may_send=may_send_kth,
+                settled=settle_kth,
+            )
+            if error is None:
+                break
+            self._wire = None  # transmit dropped it
+            closed = isinstance(error, aiosmtplib.SMTPServerDisconnected)
+            if count == 0 and not (stale and closed and retry_stale):
+                settle(todo[0], error)  # nothing answered: this mail's failure
+            retry_stale = False
+        return outcomes
 
     async def close(self) -> None:
         """Says QUIT if connected (and drops the connection either way)."""
-        client, self._client = self._client, None
-        if client is not None and client.is_connected:
-            try:
-                await asyncio.wait_for(client.quit(), timeout=2)
-            except Exception:
-                client.close()
+        wire, self._wire = self._wire, None
+        if wire is not None and wire.is_connected:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await wire.quit()
 
 
 class SmtpPool:
@@ -165,7 +204,7 @@ class SmtpPool:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[SmtpConnection]:
-        """A free connection, for one send."""
+        """A free connection, for one send or one share of a batch."""
         connection = await self._free.get()
         try:
             yield connection
