@@ -1,4 +1,5 @@
-"""A local SMTP catcher (aiosmtpd): every message is kept as a .eml file."""
+"""A local SMTP catcher (aiosmtpd): every message is kept as a .eml file. Both catchers offer
+PIPELINING, so the sender pipelines into them as it does into a real server."""
 
 from __future__ import annotations
 
@@ -12,7 +13,23 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
-class _KeepAsFiles:
+class _OffersPipelining:
+    """Says PIPELINING in its EHLO (RFC 2920), as Postfix, Exim and Mailpit do: aiosmtpd reads
+    commands in order, so it takes them pipelined; it only does not say so."""
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
+class _KeepAsFiles(_OffersPipelining):
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -50,7 +67,7 @@ class MailCatcher:
         return sorted(self.folder.glob("*.eml"))
 
 
-class _LogMessageIds:
+class _LogMessageIds(_OffersPipelining):
     """Appends each message's Message-ID to a file: a sink that counts, for tests and bench."""
 
     def __init__(self, path: Path) -> None:
