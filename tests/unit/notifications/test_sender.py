@@ -465,3 +465,44 @@ async def test_invitations_go_ahead_of_a_backlog_of_notices_queued_before_them(
             assert await s.run_due() == 12
     rows = await by_recipient(db)
     assert {d.status for d in rows.values()} == {"sent"}
+
+
+class _PipeliningSink(Sink):
+    """Offers PIPELINING; drops the connection once, as the `drop_at`-th message arrives."""
+
+    def __init__(self, drop_at: int) -> None:
+        super().__init__()
+        self.drop_at = drop_at
+        self.arrived = 0
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: Any
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.arrived += 1
+        if self.arrived == self.drop_at:
+            assert server.transport is not None
+            server.transport.abort()  # neither kept nor answered
+            return "451 never seen"
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_pipelining_server_dropping_mid_batch_keeps_what_it_answered_and_retries_the_rest(
+    db, tmp_path, smtp_port
+):
+    await queue_many(db, 10)
+    sink = _PipeliningSink(drop_at=4)
+    with smtp_server(sink, smtp_port):
+        async with sender(db, tmp_path) as s:
+            assert await s.run_due() == 10
+            assert len(sink.messages) == 9  # the rest went over a new connection at once
+            rows = await by_recipient(db)
+            assert sorted(d.status for d in rows.values()) == ["pending"] + ["sent"] * 9
+            db.clock.advance(dt.timedelta(seconds=10))  # the dropped one's retry is due
+            assert await s.run_due() == 1
+    assert sorted(sink.message_ids()) == sorted(d.message_id for d in rows.values())
+    assert {d.status for d in (await by_recipient(db)).values()} == {"sent"}
+    assert [x for x, _ in await outbox(db)] == ["mentorship.notification.sent"] * 10
