@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -154,28 +155,47 @@ class Wire(asyncio.Protocol):
             self.abort()
 
 
+@functools.lru_cache(maxsize=4096)
+def _quoted(address: str, encoding: str) -> bytes:
+    """<address> for MAIL FROM or RCPT TO (raises ValueError for one that cannot be written)."""
+    return quote_address(address).encode(encoding)
+
+
+def _content(message: bytes) -> tuple[int, bytes]:
+    """The size SIZE counts and the content as DATA carries it: CRLF line ends, a leading dot
+    doubled, the final dot (aiosmtplib's rules; a message already so is not rewritten)."""
+    crlf = message.count(b"\r\n")
+    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+        message = normalize_message_line_endings(message)
+    elif not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    size = len(message)
+    if message.startswith(b".") or b"\n." in message:
+        message = PERIOD_REGEX.sub(b"..", message)
+    return size, message + b".\r\n"
+
+
 def _envelope(mail: Mail, server: Extensions) -> tuple[list[bytes], bytes]:
-    """MAIL FROM (with the options it needs), RCPT TO and DATA, and the content as DATA carries
-    it (CRLF line ends, a leading dot doubled, the final dot). Raises ValueError for an address
-    that cannot be written, NeedsSmtpUtf8 for one the server cannot take."""
+    """MAIL FROM (with the options it needs), RCPT TO and DATA, and the content. Raises
+    ValueError for an address that cannot be written, NeedsSmtpUtf8 for one the server cannot
+    take."""
     utf8 = not (mail.sender.isascii() and mail.recipient.isascii())
     if utf8 and not server.smtputf8:
         raise NeedsSmtpUtf8(mail.recipient if not mail.recipient.isascii() else mail.sender)
-    message = normalize_message_line_endings(mail.message)
+    encoding = "utf-8" if utf8 else "ascii"
+    sender, recipient = _quoted(mail.sender, encoding), _quoted(mail.recipient, encoding)
+    size, content = _content(mail.message)
     options = [b"SMTPUTF8"] if utf8 else []
     if not mail.message.isascii() and server.eightbitmime:
         options.append(b"BODY=8BITMIME")
     if server.size:
-        options.append(b"SIZE=%d" % len(message))
-    encoding = "utf-8" if utf8 else "ascii"
-    sender = quote_address(mail.sender).encode(encoding)
-    recipient = quote_address(mail.recipient).encode(encoding)
+        options.append(b"SIZE=%d" % size)
     commands = [
         b" ".join([b"MAIL FROM:" + sender, *options]) + b"\r\n",
         b"RCPT TO:" + recipient + b"\r\n",
         b"DATA\r\n",
     ]
-    return commands, PERIOD_REGEX.sub(b"..", message) + b".\r\n"
+    return commands, content
 
 
 def _refusal(mail: Mail, answers: list[aiosmtplib.SMTPResponse]) -> Exception | None:

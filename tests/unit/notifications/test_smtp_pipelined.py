@@ -32,6 +32,7 @@ class Server:
     def __init__(self, *, pipelining: bool = True) -> None:
         self.pipelining = pipelining
         self.accepted: list[tuple[str, bytes]] = []
+        self.mail_options: list[list[str]] = []
         self.messages = 0
         self.sessions = 0
         self.lock = threading.Lock()
@@ -64,6 +65,7 @@ class Server:
         if answer is None:
             with self.lock:
                 self.accepted.append((envelope.rcpt_tos[0], envelope.original_content or b""))
+                self.mail_options.append(list(envelope.mail_options))
             return "250 Message accepted for delivery"
         return answer
 
@@ -311,15 +313,19 @@ async def test_mails_held_back_are_none_and_nothing_of_theirs_is_sent(tmp_path, 
 
 
 async def test_content_is_dot_stuffed_with_crlf_line_ends_and_8bit_goes_as_8bitmime(tmp_path, port):
-    body = ".starts with a dot\n..two\r\nmid . dot\r\n.\r\nnon-ASCII: ü\n".encode()
-    message = b"Subject: dots\r\n\r\n" + body
+    odd = b"Subject: odd\r\n\r\n" + ".dot\n..two\r\nmid . dot\r\n.\r\nno end: \u00fc\rx".encode()
+    dotted = b".\r\nSubject: dotted\r\n\r\n.\r\n..\r\n. x\r\nlast"  # CRLF only
+    plain = b"Subject: plain\r\n\r\nnothing to change\r\n"
     server = Server()
     with serving(server, port):
         async with connection(tmp_path, port) as c:
-            [attempt] = await c.send_many([Mail(FROM, "a@example.org", message)])
-    assert attempt is not None and attempt.outcome == Outcome.SENT
-    [(_, received)] = server.accepted
-    assert received == message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            batch = [Mail(FROM, "a@example.org", m) for m in (odd, dotted, plain)]
+            result = await c.send_many(batch)
+    assert outcomes(result) == [Outcome.SENT] * 3
+    crlf = odd.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+    assert [content for _, content in server.accepted] == [crlf, dotted + b"\r\n", plain]
+    sizes = [f"SIZE={len(content)}" for _, content in server.accepted]
+    assert server.mail_options == [["BODY=8BITMIME", sizes[0]], [sizes[1]], [sizes[2]]]
 
 
 async def test_an_address_needing_smtputf8_fails_alone_unless_the_server_offers_it(tmp_path, port):
