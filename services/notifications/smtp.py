@@ -111,7 +111,9 @@ class SmtpConnection:
         return self.is_connected and self._server.pipelining
 
     async def _connected(self) -> Wire:
-        if self._wire is None or not self._wire.is_connected:
+        if self._wire is None or not self._wire.is_idle:
+            if self._wire is not None:
+                self._wire.abort()
             self._wire = None
             client = self._new_client()
             await client.connect()
@@ -154,7 +156,7 @@ class SmtpConnection:
         while todo := [i for i, outcome in enumerate(outcomes) if outcome is None]:
             if not may_send(todo[0]):
                 break
-            stale = self.is_connected
+            stale = self._wire is not None and self._wire.is_idle  # reused, if it still works
             try:
                 wire = await self._connected()
             except Exception as exc:

@@ -88,6 +88,11 @@ class Wire(asyncio.Protocol):
         """Whether writing can still reach the server."""
         return self._lost is None and not self._transport.is_closing()
 
+    @property
+    def is_idle(self) -> bool:
+        """Connected, and nothing arrived that no command asked for (a 421 before closing)."""
+        return self.is_connected and not self._answers and not self._lines and not self._buffer
+
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         while (end := self._buffer.find(b"\n")) != -1:
@@ -332,10 +337,10 @@ async def transmit(
     transmission = _Transmission(wire, server, settled)
     try:
         await transmission.run(mails, may_send)
-    except Exception as exc:
-        if transmission.callback_failed:
+    except BaseException as exc:
+        wire.abort()  # mid-transaction: its state is unknown
+        if transmission.callback_failed or not isinstance(exc, Exception):
             raise
-        wire.abort()
         if transmission.in_doubt is not None:
             transmission.settle(transmission.in_doubt, exc)
         return transmission.count, exc
