@@ -171,7 +171,9 @@ def make_certificate(folder: Path) -> Path:
 
 
 @contextlib.contextmanager
-def sink_process(log: Path, port: int, cert: Path | None = None) -> Iterator[None]:
+def sink_process(
+    log: Path, port: int, cert: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """The SMTP sink in a process of its own (it must not share the sender's CPU or GIL)."""
     code = f"from bench.email import serve_sink; serve_sink({str(log)!r}, {port}, " + (
         f"{str(cert)!r})" if cert else "None)"
@@ -185,10 +187,19 @@ def sink_process(log: Path, port: int, cert: Path | None = None) -> Iterator[Non
         except OSError:
             time.sleep(0.05)
     try:
-        yield
+        yield proc
     finally:
         proc.kill()
         proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds a process (all its threads) has used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _sink_lines(log: Path) -> list[tuple[float, str, bool]]:
@@ -693,7 +704,7 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
     attendees: list[int] = []
     kickoffs: set[str] = set()  # pairs with a planned session
     try:
-        with sink_process(log, port):
+        with sink_process(log, port) as sink_proc:
             nc = await nats.connect(nats_server.url)
             js = nc.jetstream()
             await ensure_stream(js)
@@ -729,6 +740,12 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
                 await wait_for(lambda: drained(js, durables, 0), "registrations consumed", 600)
                 started = time.perf_counter()
                 wall = time.time()
+                watched = {
+                    **{name: proc.pid for name, proc in zip(PIPELINE, procs, strict=True)},
+                    "sink": sink_proc.pid,
+                    "nats-server": nats_server.proc.pid if nats_server.proc else 0,
+                }
+                cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
                 await _publish(
                     js,
                     [
@@ -763,6 +780,13 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
                     return invited, (planned if settled and planned else invited + 1)
 
                 await wait_for(all_invited, "invitations in the sink", 1800)
+                flow_wall = time.perf_counter() - started
+                used = {n: cpu_seconds(pid) - cpu_before[n] for n, pid in watched.items()}
+                print(
+                    f"  CPU seconds in the flow's {flow_wall:.1f} s (2 cores: "
+                    f"{2 * flow_wall:.1f} at most): "
+                    + ", ".join(f"{n} {c:.1f}" for n, c in used.items())
+                )
                 info = await js.stream_info(STREAM, subjects_filter="mentorship.>")
                 subjects = info.state.subjects or {}
                 print(

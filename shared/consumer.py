@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -92,7 +93,10 @@ class Subscription(Generic[E]):
     one consumer. matching.requested waits for the registrations sent before it, for instance.
     `key` picks the ordering key (events of one key apply in stream order); by default
     `ordering_key`. `preload` names rows the handler reads with `uow.get`, loaded for the whole
-    batch in one query each.
+    batch in one query each. `batch` caps this subscription's batches below the service's
+    `batch_size`: for an event whose handling is heavy (a formed pair's whole plan, a session's
+    mails), smaller batches commit sooner, so the next service starts on the first ones while
+    this one works on the rest.
     """
 
     event: type[E]
@@ -100,6 +104,7 @@ class Subscription(Generic[E]):
     after: tuple[type[Event], ...] = ()
     key: Callable[[E], str] | None = None
     preload: tuple[Preload[E], ...] = ()
+    batch: int | None = None
 
 
 @dataclass
@@ -168,6 +173,7 @@ class SubscriptionConsumer(Generic[E]):
         self._deferrals: dict[int, int] = {}  # stream sequence -> deliveries spent waiting
         self._fetch_failures = 0
         self._span_name = f"{self.subject} process"
+        self._batch = min(runtime.settings.batch_size, subscription.batch or sys.maxsize)
 
     async def run(self) -> None:
         """Fetches and applies batches until cancelled."""
@@ -180,7 +186,7 @@ class SubscriptionConsumer(Generic[E]):
                 await puller.stop()
 
     async def _consume(self, puller: Puller) -> None:
-        batch = self.rt.settings.batch_size
+        batch = self._batch
         while True:
             msgs = await self._fetch(puller)
             if not msgs:
@@ -203,7 +209,7 @@ class SubscriptionConsumer(Generic[E]):
         """One batch; empty when there is nothing to do or NATS is away (after a pause)."""
         s = self.rt.settings
         try:
-            msgs = await puller.fetch(s.batch_size, s.fetch_timeout_seconds)
+            msgs = await puller.fetch(self._batch, s.fetch_timeout_seconds)
         except Exception as exc:  # NATS away or reconnecting: the messages stay on the server
             self._fetch_failures += 1
             delay = backoff(self._fetch_failures, base=0.2, cap=5.0)

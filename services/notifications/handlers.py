@@ -385,16 +385,20 @@ _PAIR_ROWS: tuple[Preload[Any], ...] = (
 )
 
 _PEOPLE = (ParticipantRegistered, ParticipantTimezoneChanged)
+# events a batch that composes mails takes at most (a session.scheduled is two mails): the
+# sender gets the first of a round's invitations after one such batch, not after the round
+MAIL_BATCH = 128
 
 SUBSCRIPTIONS: list[Subscription[Any]] = [
     Subscription(ParticipantRegistered, on_participant_registered),
     Subscription(ParticipantTimezoneChanged, on_timezone_changed, after=(ParticipantRegistered,)),
-    Subscription(PairFormed, on_pair_formed, after=_PEOPLE, preload=_PAIR_ROWS),
+    Subscription(PairFormed, on_pair_formed, after=_PEOPLE, preload=_PAIR_ROWS, batch=MAIL_BATCH),
     Subscription(
         SessionScheduled,
         on_session_scheduled,
         after=(*_PEOPLE, PairFormed),
         preload=_SESSION_ROWS,
+        batch=MAIL_BATCH,
     ),
     Subscription(
         SessionRescheduled,

@@ -240,9 +240,22 @@ def occurrence(row: store.Session) -> announcements.Occurrence:
 
 
 async def add_plan(
-    uow: UnitOfWork, plan: MeetingPlan, *, program_id: str, pair_id: str, mentor: str, mentee: str
+    uow: UnitOfWork,
+    plan: MeetingPlan,
+    *,
+    program_id: str,
+    pair_id: str,
+    mentor: str,
+    mentee: str,
+    deferred: bool = False,
 ) -> list[store.Session]:
-    """Stores a planned meeting and its occurrences; announces it, or why it cannot happen."""
+    """Stores a planned meeting and its occurrences; announces it, or why it cannot happen.
+
+    `deferred`: the occurrences are written with the batch's upserts at its end (one statement
+    for a whole batch of plans instead of an ORM object and an INSERT each), for handlers whose
+    batch reads them only through `uow.get` and the batch's busy time (`planners`), never a
+    query: a formed pair's first plan.
+    """
     first = None
     if plan.first_local is not None:
         first = plan.first_local.replace(tzinfo=ZoneInfo(plan.timezone)).astimezone(dt.UTC)
@@ -261,28 +274,34 @@ async def add_plan(
         mentee_id=mentee,
     )
     uow.session.add(meeting)
-    rows = [
-        store.Session(
-            program_id=program_id,
-            session_id=o.session_id,
-            pair_id=pair_id,
-            kind=plan.kind.value,
-            status=o.status.value,
-            start=o.slot.start if o.slot else None,
-            end=o.slot.end if o.slot else None,
-            anchor_timezone=plan.timezone,
-            uid=plan.uid,
-            sequence=0,
-            attendee_ids=[mentor, mentee],
-            note=o.note[:500] if o.note else None,
-            meeting_id=plan.meeting_id,
-            recurrence_id=o.recurrence_id,
-            mentor_id=mentor,
-            mentee_id=mentee,
-        )
+    values = [
+        {
+            "program_id": program_id,
+            "session_id": o.session_id,
+            "pair_id": pair_id,
+            "kind": plan.kind.value,
+            "status": o.status.value,
+            "start": o.slot.start if o.slot else None,
+            "end": o.slot.end if o.slot else None,
+            "anchor_timezone": plan.timezone,
+            "uid": plan.uid,
+            "sequence": 0,
+            "attendee_ids": [mentor, mentee],
+            "note": o.note[:500] if o.note else None,
+            "meeting_id": plan.meeting_id,
+            "recurrence_id": o.recurrence_id,
+            "mentor_id": mentor,
+            "mentee_id": mentee,
+            "attendance": None,
+        }
         for o in plan.occurrences
     ]
-    uow.session.add_all(rows)
+    rows: list[store.Session]
+    if deferred:
+        rows = [uow.upsert_row(store.Session, v) for v in values]
+    else:
+        rows = [store.Session(**v) for v in values]
+        uow.session.add_all(rows)
     followups.arm_missed_at_commit(uow, rows)
     for spans in (_BATCH_BUSY.get(uow, {}).get(p) for p in (mentor, mentee)):
         if spans is not None:  # the batch's later plans see these sessions as busy

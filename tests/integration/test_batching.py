@@ -4,6 +4,7 @@ the barrier waits while others progress, replays reach one consumer, the outbox 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -58,12 +59,15 @@ class Behaviour:
     hang: set[str] = field(default_factory=set)  # display names whose handler never returns
     delay_seconds: float = 0.0
     tries: dict[str, int] = field(default_factory=dict)
+    batch: int | None = None  # the registrations' Subscription.batch
+    units: list[UnitOfWork] = field(default_factory=list)  # each applied event's unit of work
 
 
 def definition(name: str, behaviour: Behaviour) -> ServiceDefinition:
     async def on_registered(event: ParticipantRegistered, uow: UnitOfWork) -> None:
         label = event.display_name
         behaviour.tries[label] = behaviour.tries.get(label, 0) + 1
+        behaviour.units.append(uow)
         if behaviour.delay_seconds:
             await asyncio.sleep(behaviour.delay_seconds)
         if label in behaviour.hang:
@@ -86,7 +90,7 @@ def definition(name: str, behaviour: Behaviour) -> ServiceDefinition:
         metadata=Base.metadata,
         tables=tables,
         subscriptions=[
-            Subscription(ParticipantRegistered, on_registered),
+            Subscription(ParticipantRegistered, on_registered, batch=behaviour.batch),
             Subscription(ParticipantUpdated, on_updated, after=(ParticipantRegistered,)),
         ],
         emits=[OpportunityOffered],
@@ -135,6 +139,25 @@ async def test_a_failing_event_is_retried_alone_and_the_rest_of_its_batch_commit
         assert rt.consumers.retried == 1  # only p-17 went back to JetStream
         assert rt.consumers.processed == 40
         assert max(n for label, n in behaviour.tries.items() if label != "p-17") <= 2
+
+
+async def test_a_subscription_batch_cap_keeps_its_batches_small_and_applies_every_event(
+    tmp_path, nats_server, js, database_url
+):
+    behaviour = Behaviour(batch=7)
+    for i in range(40):  # waiting together: without the cap they come as one batch
+        await publish(js, REGISTERED, person(f"p{i}", f"p-{i}"))
+    settings = settings_for(tmp_path, nats_server.url, database_url)
+    async with started("capped", behaviour, settings) as rt:
+        await eventually(
+            lambda: settled(js, durable_name("capped", REGISTERED)), what="all 40 settled"
+        )
+        assert sorted(label for _, label in await applied(rt)) == sorted(
+            f"p-{i}" for i in range(40)
+        )
+    sizes = Counter(id(uow) for uow in behaviour.units).values()
+    assert max(sizes) == 7  # one unit of work per batch, none over the cap
+    assert len(sizes) == 6  # 40 = 5 x 7 + 5
 
 
 async def test_events_of_one_key_apply_in_stream_order_when_the_first_is_retried(
