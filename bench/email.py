@@ -746,6 +746,7 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
                     "nats-server": nats_server.proc.pid if nats_server.proc else 0,
                 }
                 cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+                bench_before = cpu_seconds(os.getpid())
                 await _publish(
                     js,
                     [
@@ -782,6 +783,7 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
                 await wait_for(all_invited, "invitations in the sink", 1800)
                 flow_wall = time.perf_counter() - started
                 used = {n: cpu_seconds(pid) - cpu_before[n] for n, pid in watched.items()}
+                used["this bench"] = cpu_seconds(os.getpid()) - bench_before
                 print(
                     f"  CPU seconds in the flow's {flow_wall:.1f} s (2 cores: "
                     f"{2 * flow_wall:.1f} at most): "

@@ -53,11 +53,16 @@ class Barrier:
         *,
         stall_seconds: float,
         poll_seconds: float = 0.2,
+        first_poll_seconds: float = 0.01,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._js = js
         self._stall = stall_seconds
         self._poll = poll_seconds
+        # a batch's first look needs a poll at most this old (one made for an earlier batch
+        # says nothing of its events): an idle consumer lets a lone event through at once,
+        # not at the next poll_seconds tick; while it waits, polls stay poll_seconds apart
+        self._first_poll = min(first_poll_seconds, poll_seconds)
         self._now = monotonic
         self.progress: dict[str, Progress] = {}
         self.polls = 0  # consumer-info requests made, for tests and /readyz
@@ -79,9 +84,11 @@ class Barrier:
         started = self._now()
         for durable, subject in zip(durables, subjects, strict=True):
             progress = self._of(durable)
+            interval = self._first_poll
             while progress.acked_through < sequence:
-                info = await self._refresh(durable, progress)
+                info = await self._refresh(durable, progress, interval)
                 if info is not None:
+                    interval = self._poll
                     progress.acked_through = max(progress.acked_through, covered(info, sequence))
                     if progress.acked_through >= sequence:
                         break
@@ -96,12 +103,14 @@ class Barrier:
                     )
                 # until the next poll is due: a poll made a moment ago by another waiter
                 # must not cost this one a whole interval
-                await asyncio.sleep(max(progress.polled_at + self._poll - self._now(), 0.005))
+                await asyncio.sleep(max(progress.polled_at + interval - self._now(), 0.005))
 
-    async def _refresh(self, durable: str, progress: Progress) -> ConsumerInfo | None:
-        """Consumer info at most once per poll interval, shared by every waiter."""
+    async def _refresh(
+        self, durable: str, progress: Progress, interval: float
+    ) -> ConsumerInfo | None:
+        """Consumer info unless one is at most `interval` old, shared by every waiter."""
         async with progress.poll:
-            if self._now() - progress.polled_at < self._poll:
+            if self._now() - progress.polled_at < interval:
                 return None
             info: ConsumerInfo = await self._js.consumer_info(STREAM, durable)
             self.polls += 1

@@ -121,6 +121,8 @@ class ConsumerRuntime:
     js: JetStreamContext
     barrier: Barrier
     on_commit: Callable[[], None]
+    # loops a committed batch may wake (UnitOfWork.wake): name -> its wake-up, set by the loop
+    wakers: dict[str, Callable[[], None]] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
     processed: int = 0
     duplicates: int = 0
@@ -144,6 +146,7 @@ class _Outcome:
     held: list[_Item] = field(default_factory=list)  # a key's earlier event failed in the batch
     failed: list[tuple[_Item, BaseException]] = field(default_factory=list)
     emitted: int = 0  # outbox rows committed with the batch
+    wakes: set[str] = field(default_factory=set)  # loops the batch's handlers asked to wake
 
 
 class _FastPathFailed(Exception):
@@ -323,6 +326,7 @@ class SubscriptionConsumer(Generic[E]):
                 await write_upserts(session, uow.writes)
                 await write_outbox(session, rt.tables, outbox_rows)
                 outcome.emitted = len(outbox_rows)
+                outcome.wakes = uow.wakes
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a handler, a constraint, the commit: event by event
@@ -359,6 +363,7 @@ class SubscriptionConsumer(Generic[E]):
                         continue
                     seen.add(str(row["event_id"]))
                     outbox_rows += uow.outbox_rows()
+                    outcome.wakes |= uow.wakes
                     outcome.applied.append(item)
             await write_outbox(session, rt.tables, outbox_rows)
             outcome.emitted = len(outbox_rows)
@@ -401,6 +406,9 @@ class SubscriptionConsumer(Generic[E]):
         rt.duplicates += len(outcome.duplicates)
         if outcome.emitted:  # the relay has rows to publish; a batch without any needs no wake-up
             rt.on_commit()
+        for loop in outcome.wakes:
+            if (wake := rt.wakers.get(loop)) is not None:
+                wake()
         for item in outcome.held:
             await self._defer(item)
         for item, exc in outcome.failed:

@@ -55,6 +55,7 @@ class UnitOfWork:
         self.emitted: list[Event] = []
         self._traceparents: list[str | None] = []
         self.writes: list[Upsert] = []
+        self.wakes: set[str] = set()  # loops to wake once this commits (see `wake`)
         # rows the consumer loaded for the whole batch (None: known not to exist), by model and
         # primary key; see Preload
         self._loaded: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
@@ -86,6 +87,13 @@ class UnitOfWork:
         """Records rows loaded for the batch (the consumer's step; None for a missing key)."""
         for key, row in rows.items():
             self._loaded[(model, key)] = row
+
+    def wake(self, loop: str) -> None:
+        """Asks the service's loop registered under this name (ConsumerRuntime.wakers) to look
+        for work as soon as this transaction commits, instead of at its next poll: the sender
+        when a mail is due now. Dropped with a savepoint that rolls back, as emitted events are.
+        """
+        self.wakes.add(loop)
 
     def emit(self, event: Event) -> None:
         """Queues the event for the outbox; it is published only if the transaction commits."""

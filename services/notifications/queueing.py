@@ -9,7 +9,7 @@ import weakref
 from pathlib import Path
 
 from services.notifications import preferences, quiet, store
-from services.notifications.deliveries import PlannedDelivery
+from services.notifications.deliveries import SEND, PlannedDelivery
 from services.notifications.messages import NoticeMail, compose_invitations
 from shared.events import NotificationFailed
 from shared.events.envelope import Channel
@@ -99,12 +99,13 @@ async def _queue(
             traceparent=current_traceparent(),
         ),
     )
+    due = send_at(plan, uow)
     uow.upsert(
         store.timers,
-        store.send_timer_row(
-            program_id=program_id, delivery_id=plan.delivery_id, due_at=send_at(plan, uow)
-        ),
+        store.send_timer_row(program_id=program_id, delivery_id=plan.delivery_id, due_at=due),
     )
+    if due <= uow.clock.now():  # the sender takes it once this commits, not at its next poll
+        uow.wake(SEND)
 
 
 # per unit of work (a batch of events): cap counts it queued, not yet written

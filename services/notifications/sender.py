@@ -548,8 +548,11 @@ async def run_sender(running: Running) -> None:
         mail_from=s.mail_from,
     )
     running.checks.append(sender.problem)
+    # a batch of events that queued mail due now wakes the sender at its commit (queueing.py)
+    running.consumers.wakers[deliveries.SEND] = sender.wake
     try:
         await sender.run()
     finally:
+        running.consumers.wakers.pop(deliveries.SEND, None)
         await pool.close()
         journal.close()

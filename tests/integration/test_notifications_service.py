@@ -15,6 +15,7 @@ from sqlalchemy import select
 from cli.launcher import free_port
 from cli.mailcatcher import MailCatcher
 from services.notifications import deliveries, store
+from services.notifications import sender as sender_module
 from services.notifications.app import definition
 from shared.service import Running
 from tests.support.factories import envelope, publish, registration
@@ -101,6 +102,31 @@ async def test_a_scheduled_session_sends_one_email_per_attendee_and_reports_each
     ]
     assert sorted(m["Message-ID"] for m in mails) == sorted(r["message_id"] for r in reports)
     assert {(r["program_id"], r["recipient_id"]) for r in reports} == {("prog", "m"), ("prog", "e")}
+
+
+async def test_a_batch_that_queues_mail_due_now_wakes_the_sender_at_its_commit(
+    tmp_path, nats_server, js, database_url, monkeypatch
+):
+    monkeypatch.setattr(sender_module, "POLL_SECONDS", 120.0)  # its poll alone would be late
+    port = free_port()
+    settings = settings_for(tmp_path, nats_server.url, database_url, smtp_port=port)
+    with catching(tmp_path / "mail", port) as catcher:
+        async with running(definition(), settings) as rt:
+            await publish(js, REGISTERED, registration("prog", "m", role="mentor"))
+            await publish(js, REGISTERED, registration("prog", "e", timezone="Asia/Tokyo"))
+
+            async def registered() -> bool:
+                async with rt.sessions() as session:
+                    return len((await session.execute(select(store.Contact))).all()) == 2
+
+            await eventually(registered, what="both registrations consumed")
+            # the sender looked once at its start, found nothing and sleeps (120 s)
+            await publish(js, SCHEDULED, session_scheduled("prog", "m", "e"))
+
+            async def invited() -> bool:
+                return len(catcher.messages()) >= 2
+
+            await eventually(invited, timeout=15, what="both invitations, long before the poll")
 
 
 async def test_mail_queued_while_smtp_is_down_arrives_exactly_once_when_it_is_back(
