@@ -10,12 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exits once the service's process is gone. A worker holds both ends of its
+    call queue, so it never sees the queue close: a service killed with SIGKILL (or one that
+    died) left its workers behind, blocked for ever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class CpuPool:
@@ -34,7 +50,12 @@ class CpuPool:
             else:
                 # spawn: a fork of a process with a running event loop and open sockets is unsafe
                 context = multiprocessing.get_context("spawn")
-                self._executor = ProcessPoolExecutor(self._workers, mp_context=context)
+                self._executor = ProcessPoolExecutor(
+                    self._workers,
+                    mp_context=context,
+                    initializer=_exit_with_parent,
+                    initargs=(os.getpid(),),
+                )
         return self._executor
 
     async def run(self, fn: Callable[P, R], *args: Any) -> R:
@@ -42,8 +63,26 @@ class CpuPool:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool(), fn, *args)
 
-    def close(self) -> None:
-        """Stops the workers (running calls are cancelled)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+    def workers(self) -> list[int]:
+        """The worker processes' ids (none before the first use, or with threads)."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        return [p.pid for p in processes.values() if p.pid is not None]
+
+    def close(self, grace: float = 2.0) -> None:
+        """Stops the workers: pending calls are cancelled, a running one is given `grace`
+        seconds, then its worker is terminated. No worker outlives the service: with only
+        `shutdown(wait=False)` a worker whose sentinel never came stayed behind, orphaned and
+        blocked on its call queue, once per service stop."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # ProcessPoolExecutor keeps its workers in _processes (3.11-3.13; 3.14 adds
+        # terminate_workers): read before shutdown, which forgets them
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace
+        for process in processes:
+            process.join(max(deadline - time.monotonic(), 0))
+            if process.is_alive():
+                process.terminate()
+                process.join(1)
