@@ -322,6 +322,7 @@ class SubscriptionConsumer(Generic[E]):
                     new.discard(item.event_id)  # a second copy in this batch is a duplicate
                     await self._run_handler(uow, item)
                     outcome.applied.append(item)
+                await uow.finish()
                 outbox_rows = uow.outbox_rows()
                 await write_upserts(session, uow.writes)
                 await write_outbox(session, rt.tables, outbox_rows)
@@ -350,6 +351,7 @@ class SubscriptionConsumer(Generic[E]):
                         async with session.begin_nested():
                             uow = self._unit_of_work(session)
                             await self._run_handler(uow, item)
+                            await uow.finish()
                             await write_upserts(session, uow.writes)
                             await session.execute(insert(rt.tables.inbox).values(**row))
                     except Exception as exc:

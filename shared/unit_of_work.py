@@ -7,7 +7,7 @@ import contextlib
 import functools
 import json
 import operator
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -56,6 +56,7 @@ class UnitOfWork:
         self._traceparents: list[str | None] = []
         self.writes: list[Upsert] = []
         self.wakes: set[str] = set()  # loops to wake once this commits (see `wake`)
+        self._at_end: dict[str, Callable[[], Awaitable[None]]] = {}  # see `at_end`
         # rows the consumer loaded for the whole batch (None: known not to exist), by model and
         # primary key; see Preload
         self._loaded: dict[tuple[type[Any], tuple[Any, ...]], Any] = {}
@@ -87,6 +88,20 @@ class UnitOfWork:
         """Records rows loaded for the batch (the consumer's step; None for a missing key)."""
         for key, row in rows.items():
             self._loaded[(model, key)] = row
+
+    def at_end(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Runs `step` (once per name) when the handlers of this unit of work are done, before
+        its writes: a batch-level step, such as composing a whole batch's mails in one call to
+        the CPU pool instead of one per event. What it writes and emits commits with the batch.
+        """
+        self._at_end.setdefault(name, step)
+
+    async def finish(self) -> None:
+        """The `at_end` steps, in the order they were first asked for (the transaction's owner
+        calls this after the last handler)."""
+        while self._at_end:
+            name = next(iter(self._at_end))
+            await self._at_end.pop(name)()
 
     def wake(self, loop: str) -> None:
         """Asks the service's loop registered under this name (ConsumerRuntime.wakers) to look
@@ -315,5 +330,6 @@ async def unit_of_work(
             session=session, tables=tables, clock=clock, settings=settings, source=source, cpu=cpu
         )
         yield uow
+        await uow.finish()
         await write_upserts(session, uow.writes)
         await write_outbox(session, tables, uow.outbox_rows())

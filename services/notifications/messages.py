@@ -276,6 +276,15 @@ def compose_mail(mail: Mail) -> bytes:
     return compose_invitation(mail)
 
 
+def warm_up() -> int:
+    """Compiles every template (in a CPU-pool worker at the service's start, so a round's first
+    batch of mails does not wait for the worker to start and compile); how many."""
+    names = _templates.list_templates()
+    for name in names:
+        _templates.get_template(name)
+    return len(names)
+
+
 def compose_invitations(mails: Sequence[Mail]) -> list[bytes | str]:
     """The wire bytes of each mail, or why it cannot be built (for the CPU pool)."""
     out: list[bytes | str] = []

@@ -18,7 +18,7 @@ from shared.settings import Settings
 from shared.telemetry import current_traceparent
 from shared.unit_of_work import UnitOfWork
 
-INLINE_MAILS = 4  # up to this many mails per event are composed without the CPU pool
+INLINE_MAILS = 4  # up to this many mails a unit of work composes without the CPU pool
 
 
 @functools.lru_cache(maxsize=4)
@@ -33,22 +33,43 @@ def signer_for(settings: Settings) -> LinkSigner:
 
 
 async def queue_all(program_id: str, planned: list[PlannedDelivery], uow: UnitOfWork) -> None:
-    """Composes and stores the deliveries not queued already (a redelivery queues nothing)."""
+    """Composes and stores the deliveries not queued already (a redelivery queues nothing).
+
+    The mails are composed at the end of the unit of work, all of a batch's together
+    (`compose_queued`): one call to the CPU pool for a batch of session.scheduled, not one per
+    event, and the loop sends and relays meanwhile.
+    """
     queued = await _queued(program_id, planned, uow)
     planned = [p for p in planned if p.idempotency_key not in queued]
     if any(not preferences.is_essential(p.kind) for p in planned):
         planned = await _respect(program_id, planned, uow)
     if not planned:
         return  # every attendee has this email already (or it waits, or was refused)
-    mails = [p.mail for p in planned]
-    # ~0.5 ms a mail: a session's few are cheaper composed here than sent to the CPU pool and
-    # back (a round trip costs more on a busy machine); larger sets go to the pool
+    waiting = _TO_COMPOSE.setdefault(uow, [])
+    traceparent = current_traceparent()  # the trace of the event that asked for these mails
+    waiting += [(program_id, plan, traceparent) for plan in planned]
+    uow.at_end(COMPOSE, lambda: compose_queued(uow))
+
+
+# per unit of work: the deliveries queued so far, composed together at its end
+_TO_COMPOSE: weakref.WeakKeyDictionary[
+    UnitOfWork, list[tuple[str, PlannedDelivery, str | None]]
+] = weakref.WeakKeyDictionary()
+COMPOSE = "notifications.compose"
+
+
+async def compose_queued(uow: UnitOfWork) -> None:
+    """Composes every delivery the unit of work queued and stores each (or fails it)."""
+    waiting = _TO_COMPOSE.pop(uow, [])
+    mails = [plan.mail for _, plan, _ in waiting]
+    # ~0.3 ms a mail: a lone session's few are cheaper composed here than sent to the CPU pool
+    # and back (the round trip costs more on a busy machine); a batch's go to the pool
     if len(mails) <= INLINE_MAILS:
         composed = compose_invitations(mails)
     else:
         composed = await uow.cpu.run(compose_invitations, mails)
-    for plan, message in zip(planned, composed, strict=True):
-        await _queue(program_id, plan, message, uow)
+    for (program_id, plan, traceparent), message in zip(waiting, composed, strict=True):
+        await _queue(program_id, plan, message, uow, traceparent)
 
 
 async def _queued(program_id: str, planned: list[PlannedDelivery], uow: UnitOfWork) -> set[str]:
@@ -61,7 +82,11 @@ async def _queued(program_id: str, planned: list[PlannedDelivery], uow: UnitOfWo
 
 
 async def _queue(
-    program_id: str, plan: PlannedDelivery, message: bytes | str, uow: UnitOfWork
+    program_id: str,
+    plan: PlannedDelivery,
+    message: bytes | str,
+    uow: UnitOfWork,
+    traceparent: str | None,
 ) -> None:
     """Stores the delivery with its send due now, or, when it cannot be built, fails it."""
     now = uow.clock.now()
@@ -71,7 +96,7 @@ async def _queue(
             program_id=program_id,
             planned=plan,
             message=b"",
-            traceparent=current_traceparent(),
+            traceparent=traceparent,
             status="failed",
             error=message,
         )
@@ -96,7 +121,7 @@ async def _queue(
             program_id=program_id,
             planned=plan,
             message=message,
-            traceparent=current_traceparent(),
+            traceparent=traceparent,
         ),
     )
     due = send_at(plan, uow)
