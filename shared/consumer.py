@@ -313,6 +313,7 @@ class SubscriptionConsumer(Generic[E]):
                 # one unit of work for the batch: it commits or rolls back as a whole
                 uow = self._unit_of_work(session)
                 fresh = [cast(E, item.event) for item in items if item.event_id in new]
+                uow.batch = fresh
                 for preload in self.subscription.preload:
                     uow.preloaded(preload.model, await preload.load(session, fresh))
                 for item in items:
@@ -350,6 +351,7 @@ class SubscriptionConsumer(Generic[E]):
                     try:
                         async with session.begin_nested():
                             uow = self._unit_of_work(session)
+                            uow.batch = [item.event]
                             await self._run_handler(uow, item)
                             await uow.finish()
                             await write_upserts(session, uow.writes)

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import json
 import operator
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -53,6 +53,9 @@ class UnitOfWork:
         self.tables = tables
         self.source = source
         self.emitted: list[Event] = []
+        # the events this unit of work applies (the consumer's whole batch, or the one event of
+        # the event-by-event path): a handler may read ahead for the rest of its batch
+        self.batch: Sequence[Event] = ()
         self._traceparents: list[str | None] = []
         self.writes: list[Upsert] = []
         self.wakes: set[str] = set()  # loops to wake once this commits (see `wake`)

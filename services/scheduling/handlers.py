@@ -142,7 +142,7 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
     people = [
         await _person_or_raise(uow, program, pid) for pid in (event.mentor_id, event.mentee_id)
     ]
-    mentor, mentee = await meetings.planners(uow, people)
+    mentor, mentee = await meetings.planners(uow, people, ahead=_batch_people(uow, program))
     plan = plans.plan_pair(
         program,
         event.pair_id,
@@ -172,6 +172,16 @@ async def on_pair_formed(event: PairFormed, uow: UnitOfWork) -> None:
     for kind in kinds.rhythms(uow.settings.session_rhythms):
         await _plan_rhythm(uow, kind, kickoff.start if kickoff else uow.clock.now(), **ids)
     followups.start_checkins_at_commit(uow, **ids, cadence_days=checkins.cadence_days(None))
+
+
+def _batch_people(uow: UnitOfWork, program_id: str) -> list[str]:
+    """Everyone the batch's formed pairs of this program name (their busy time is read once)."""
+    return [
+        pid
+        for e in uow.batch
+        if isinstance(e, PairFormed) and e.program_id == program_id
+        for pid in (e.mentor_id, e.mentee_id)
+    ]
 
 
 def _kickoff_key(event: PairFormed) -> tuple[str, str]:

@@ -51,19 +51,26 @@ _BATCH_BUSY: weakref.WeakKeyDictionary[UnitOfWork, dict[str, _Spans]] = weakref.
 
 
 async def planners(
-    uow: UnitOfWork, people: Sequence[store.Person], *, exclude: Sequence[str] = ()
+    uow: UnitOfWork,
+    people: Sequence[store.Person],
+    *,
+    exclude: Sequence[str] = (),
+    ahead: Sequence[str] = (),
 ) -> list[Planner]:
     """`planner` for several people of one program: two queries for all of them, not two each.
 
     Read without flushing, and kept for the rest of the batch: a batch of pair.formed flushes
     its meetings and sessions once, in a statement per table, instead of before each read. The
     sessions the batch adds are known here (`add_plan` records them), so a mentor of two pairs
-    in one batch is still busy at the first pair's sessions.
+    in one batch is still busy at the first pair's sessions. `ahead`: people (of this program)
+    the rest of the batch will plan for, read in the same statement (one for a batch of formed
+    pairs, not one per pair).
     """
     if not people:
         return []
     known = _BATCH_BUSY.setdefault(uow, {})
-    missing = [p.participant_id for p in people if p.participant_id not in known]
+    wanted = dict.fromkeys([p.participant_id for p in people] + list(ahead))
+    missing = [pid for pid in wanted if pid not in known]
     if missing:
         with uow.session.no_autoflush:
             known |= await store.busy_spans_of(
