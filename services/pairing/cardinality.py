@@ -89,6 +89,15 @@ def _augment(arc_start, arc_mentor, free):  # type: ignore[no-untyped-def]
                     path_j[depth] = -1
                 continue
             advanced = False
+            if next_arc[depth] == arc_start[u]:  # first visit: a mentor with room ends it here
+                for a in range(arc_start[u], arc_start[u + 1]):
+                    j = arc_mentor[a]
+                    if j != assigned[u] and taken[j] < free[j]:
+                        path_j[depth] = j
+                        end = depth
+                        break
+                if end >= 0:
+                    break
             while next_arc[depth] < arc_start[u + 1]:
                 j = arc_mentor[next_arc[depth]]
                 next_arc[depth] += 1
