@@ -174,7 +174,7 @@ def encode(
         np.ascontiguousarray(a, dtype=a.dtype if a.dtype == np.uint64 else np.int64) for a in e
     )
     m = (m[0], m[1], m[2], *(np.asarray(a, dtype=np.int64) for a in m[3:]), _skill_bits(offered))
-    e = (*e, _wanted_bits(e[2], e[5]))
+    e = (*e, *_sought_and_goal_bits(e[2], e[5]))
     shared = classes.overlap(mentee_cls, mentor_cls, week_of)
     feasible = (shared.minutes >= rules.min_weekly_minutes) & (
         shared.longest >= rules.min_stretch_minutes
@@ -241,6 +241,18 @@ def _wanted_bits(sought: NDArray[np.int64], goals: NDArray[np.int64]) -> NDArray
                 out, (np.flatnonzero(has), (bit // 64).astype(np.int64)), np.uint64(1) << (bit % 64)
             )
     return out.view(np.int64)
+
+
+def _sought_and_goal_bits(
+    sought: NDArray[np.int64], goals: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Per mentee, the skills it seeks and (apart) those it aims at, as _skill_bits, and how
+    many more of each than one share the last bit (for pricing's per-mentor bound: the sought
+    skills a mentor offers are at most popcount(sought & offers), plus those extra ones)."""
+    extra = np.zeros((sought.shape[0], 2), dtype=np.int64)
+    for col, rows in enumerate((sought, goals)):
+        extra[:, col] = np.maximum(0, (rows >= SKILL_BITS - 1).sum(axis=1) - 1)
+    return _wanted_bits(sought, goals[:, :0]), _wanted_bits(sought[:, :0], goals), extra
 
 
 def _by_class(chunks: tuple[Any, ...], feasible: NDArray[np.bool_]) -> tuple[Any, ...]:

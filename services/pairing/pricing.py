@@ -173,6 +173,61 @@ def chunk_bound(i, c, e, ch, t, w):  # type: ignore[no-untyped-def]
     return _bound(i, c, e, ch, t, w, _seniority_span(i, e, w))
 
 
+@numba.njit(cache=True, inline="always")
+def _popcount(x):  # type: ignore[no-untyped-def]
+    x = np.uint64(x)
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@numba.njit(cache=True, inline="always")
+def _offered_count(i, j, bits, extra, offers):  # type: ignore[no-untyped-def]
+    """At least how many of mentee i's skills in bits (sought, or goals) mentor j offers."""
+    low = bits[i, 0] & offers[j, 0]
+    high = bits[i, 1] & offers[j, 1]
+    count = _popcount(low) + _popcount(high)
+    if high < 0:  # the last bit (index 127 on), shared by the skills from there on
+        count += extra
+    return count
+
+
+@numba.njit(cache=True, inline="always")
+def _member_bound(i, j, e, m, w, base):  # type: ignore[no-untyped-def]
+    """An upper bound on pair (i, j)'s score without its level lookups: every sought skill
+    j offers at 2 points of level, the goals it offers, channel and seniority exactly; base is
+    the shared hours and waitlist points (the same for a chunk)."""
+    bound = base
+    n_sought = e[4][i]
+    if n_sought > 0:
+        bound += (w[0] * 2 * _offered_count(i, j, e[11], e[13][i, 0], m[6])) // (2 * n_sought)
+    if e[6][i] > 0:
+        bound += (w[1] * _offered_count(i, j, e[12], e[13][i, 1], m[6])) // e[6][i]
+    if (e[7][i] & m[3][j]) != 0:
+        bound += w[2]
+    if e[8][i] >= 0 and m[4][j] >= 0 and w[4] <= m[4][j] - e[8][i] <= w[5]:
+        bound += w[3]
+    return bound
+
+
+@numba.njit(cache=True, inline="always")
+def _sift_down(keys, at, size):  # type: ignore[no-untyped-def]
+    """Restores a max-heap of keys[:size] below position at."""
+    key = keys[at]
+    while True:
+        child = 2 * at + 1
+        if child >= size:
+            break
+        if child + 1 < size and keys[child + 1] > keys[child]:
+            child += 1
+        if keys[child] <= key:
+            break
+        keys[at] = keys[child]
+        at = child
+    keys[at] = key
+
+
 BLOCK = 256  # mentees per parallel task
 ROTATE = 2654435761  # Knuth's multiplicative hash: where mentee i starts in a run of equal prices
 
@@ -201,12 +256,12 @@ def search(e, m, ch, t, w, price, floor, k, rows, ends):  # type: ignore[no-unty
     starts = ch[6]
     class_start = ch[7]
     class_chunks = ch[8]
-    wanted, offers = e[11], m[6]
     n_blocks = (n + BLOCK - 1) // BLOCK
     scored_by_block = np.zeros(n_blocks, dtype=np.int64)
     for blk in numba.prange(n_blocks):
         bounds = np.empty(max(n_chunks, 1), dtype=np.int64)
         open_chunks = np.empty(max(n_chunks, 1), dtype=np.int64)
+        keys = np.empty(max(n_chunks, 1), dtype=np.int64)
         vals = np.empty(k, dtype=np.int64)
         scored = 0
         for r in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
@@ -239,17 +294,29 @@ def search(e, m, ch, t, w, price, floor, k, rows, ends):  # type: ignore[no-unty
                     bounds[n_open] = b - cheapest
                     open_chunks[n_open] = c
                     n_open += 1
-            # best bound first (stable: equal bounds keep the rotated order); once a bound
-            # cannot beat the threshold, neither can the rest
-            order = np.argsort(-bounds[:n_open], kind="mergesort")
+            # best bound first (equal bounds in the rotated order: the key breaks ties by
+            # position), taken one at a time from a heap: the scan usually stops after a few
+            # of the open chunks, once a bound cannot beat the threshold (nor can the rest)
             for o in range(n_open):
-                pick = open_chunks[order[o]]
-                pick_bound = bounds[order[o]]
+                keys[o] = bounds[o] * n_open + (n_open - 1 - o)
+            for o in range(n_open // 2 - 1, -1, -1):
+                _sift_down(keys, o, n_open)
+            heap_size = n_open
+            while heap_size > 0:
+                top_key = keys[0]
+                heap_size -= 1
+                keys[0] = keys[heap_size]
+                _sift_down(keys, 0, heap_size)
+                o = n_open - 1 - (top_key - (top_key // n_open) * n_open)
+                pick = open_chunks[o]
+                pick_bound = bounds[o]
                 if pick_bound <= threshold:
                     break
                 ub = pick_bound + price[members[starts[pick]]]
-                # what a member offering none of the wanted skills could score at most
-                plain = t[1][ze, ch[1][pick]] + w[2] + w[3] + e[10][i]
+                # what a member offering none of the wanted skills could score at most: a
+                # member's own bound (_member_bound) is checked only when this cannot beat it
+                base = t[1][ze, ch[1][pick]] + e[10][i]
+                plain = base + w[2] + w[3]
                 run, run_end, at = starts[pick], starts[pick], 0
                 for x in range(starts[pick], starts[pick + 1]):
                     if x == run_end:  # a run of members at one price: this mentee's turn in it
@@ -260,8 +327,7 @@ def search(e, m, ch, t, w, price, floor, k, rows, ends):  # type: ignore[no-unty
                         break  # members by ascending price: the rest cannot beat it either
                     if (
                         plain - price[j] <= threshold
-                        and (wanted[i, 0] & offers[j, 0]) == 0
-                        and (wanted[i, 1] & offers[j, 1]) == 0
+                        and _member_bound(i, j, e, m, w, base) - price[j] <= threshold
                     ):
                         continue
                     s = _total(i, j, e, m, t, w, f_lo, f_hi)
