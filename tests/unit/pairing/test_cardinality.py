@@ -52,3 +52,24 @@ def test_the_matching_places_as_many_mentees_as_a_maximum_flow_within_capacity(g
     taken = np.bincount(placed[placed >= 0], minlength=m)
     assert (taken <= free).all()
     assert int((placed >= 0).sum()) == most_matched(n, m, tails, heads, free)
+
+
+def test_a_large_skewed_graph_is_matched_maximally():
+    """Thousands of mentees naming a few popular mentors: the Hopcroft-Karp phases cross many
+    layers, and a mentee one layer deeper also names a mentor an earlier layer reached (a
+    phase that gave such a mentor up for good from there found no path, and never ended; with
+    a cap on phases it placed 1,440 of these 1,442)."""
+    for seed in (0, 5, 16):
+        rng = np.random.default_rng(seed)
+        n, m = 2000, 600
+        popular = rng.zipf(1.5, size=(n, 5)) % m
+        spread = rng.integers(0, m, size=(n, 2))
+        named = np.concatenate([popular, spread], axis=1).ravel()
+        pairs = np.unique(np.column_stack([np.repeat(np.arange(n), 7), named]), axis=0)
+        tails, heads = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+        free = rng.integers(1, 5, size=m).astype(np.int64)
+        start = np.searchsorted(tails, np.arange(n + 1)).astype(np.int64)
+        placed = maximum_matching(start, heads, free)
+        taken = np.bincount(placed[placed >= 0], minlength=m)
+        assert (taken <= free).all()
+        assert int((placed >= 0).sum()) == most_matched(n, m, tails, heads, free)
