@@ -332,6 +332,13 @@ class SubscriptionConsumer(Generic[E]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a handler, a constraint, the commit: event by event
+            log.info(
+                "%s: a batch of %d is applied again event by event (%s: %s)",
+                self.durable,
+                len(items),
+                type(exc).__name__,
+                str(exc)[:300],
+            )
             raise _FastPathFailed from exc
         return outcome
 
