@@ -341,19 +341,25 @@ class TimerRunner:
                 reason,
             )
 
-    async def next_due(self) -> dt.datetime | None:
-        """When the earliest pending item of these kinds can next be claimed."""
+    async def next_due(self, within: dt.timedelta | None = None) -> dt.datetime | None:
+        """When the earliest pending item of these kinds can next be claimed; with `within`,
+        only if that is before now + within (else None).
+
+        `within` bounds the index range read: the loop sleeps at most POLL_SECONDS anyway, and
+        an item due later cannot be free sooner. Without it, every pending row was read each
+        poll: 33 ms a poll with a round's 28,000 armed reminders (SQLite, the one connection
+        held meanwhile), for an answer the loop capped at POLL_SECONDS.
+        """
         t = self._timers
         free_at = case(
             (and_(t.c.leased_until.is_not(None), t.c.leased_until > t.c.due_at), t.c.leased_until),
             else_=t.c.due_at,
         )
+        where = [t.c.status == PENDING, t.c.kind.in_(list(self._handlers))]
+        if within is not None:
+            where.append(t.c.due_at <= self._clock.now() + within)
         async with self._sessions() as session:
-            earliest = await session.scalar(
-                select(func.min(free_at)).where(
-                    t.c.status == PENDING, t.c.kind.in_(list(self._handlers))
-                )
-            )
+            earliest = await session.scalar(select(func.min(free_at)).where(*where))
         return None if earliest is None else _utc(earliest)
 
     async def run(self) -> None:
@@ -363,7 +369,7 @@ class TimerRunner:
             self._wakeup.clear()  # before looking: a wake() meanwhile is not lost
             try:
                 await self.run_due()
-                upcoming = await self.next_due()
+                upcoming = await self.next_due(within=dt.timedelta(seconds=POLL_SECONDS))
                 failures = 0
                 delay = POLL_SECONDS
                 if upcoming is not None:

@@ -239,6 +239,8 @@ async def test_an_item_claimed_by_a_crashed_replica_comes_back_after_the_lease(r
     survivor.clock.advance(LEASE - dt.timedelta(seconds=1))
     assert await runner.run_due() == 0
     assert await runner.next_due() == item.leased_until
+    # within a window: the leased item (due long ago) is seen, its lease end given
+    assert await runner.next_due(within=dt.timedelta(seconds=2)) == item.leased_until
     survivor.clock.advance(dt.timedelta(seconds=1))
     assert await runner.run_due() == 1
     assert [key for key, _ in await executed(survivor)] == ["k"]
@@ -332,6 +334,9 @@ async def test_rescheduling_moves_the_item_and_cancelling_removes_it(replicas):
         assert not await cancel(session, timers, program_id="prog", kind=KIND, key="unknown")
     runner = r.runner(r.recording())
     assert await runner.next_due() == START + dt.timedelta(days=3)
+    # due beyond the window: nothing (the loop then sleeps its poll interval)
+    assert await runner.next_due(within=dt.timedelta(days=2)) is None
+    assert await runner.next_due(within=dt.timedelta(days=3)) == START + dt.timedelta(days=3)
     r.clock.advance(dt.timedelta(days=2, hours=23))
     assert await runner.run_due() == 0
     r.clock.advance(dt.timedelta(hours=1))
