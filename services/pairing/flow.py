@@ -231,6 +231,7 @@ def _ssp(  # type: ignore[no-untyped-def]
         size = _heap_push(heap_keys, heap_nodes, size, 0, source)
         total = _INF
         end = -1
+        upper = _INF  # the shortest path to an end seen so far: nothing longer is pushed
         while size > 0:
             d, a, size = _heap_pop(heap_keys, heap_nodes, size)
             if done[a] == gen or d > dist[a]:
@@ -252,12 +253,14 @@ def _ssp(  # type: ignore[no-untyped-def]
                     if assigned[a] == arc_mentor[arc] or free[arc_mentor[arc]] == 0:
                         continue
                     nd = d - arc_score[arc] + q[a] - q[b]
-                    if stamp[b] != gen or nd < dist[b]:
+                    if nd <= upper and (stamp[b] != gen or nd < dist[b]):
                         stamp[b] = gen
                         dist[b] = nd
                         pred[b] = a
                         pred_score[b] = arc_score[arc]
                         size = _heap_push(heap_keys, heap_nodes, size, nd, b)
+                        if used[b - n] > inflow[b - n]:
+                            upper = nd
                         if nd == d:  # a path's end at distance d is a shortest one: stop
                             j = b - n
                             if used[j] > inflow[j]:
@@ -278,11 +281,13 @@ def _ssp(  # type: ignore[no-untyped-def]
                     break
                 if assigned[a] != UNMATCHED:
                     nd = d + unmatched_cost + q[a] - q[sink]
-                    if stamp[sink] != gen or nd < dist[sink]:
+                    if nd <= upper and (stamp[sink] != gen or nd < dist[sink]):
                         stamp[sink] = gen
                         dist[sink] = nd
                         pred[sink] = a
                         size = _heap_push(heap_keys, heap_nodes, size, nd, sink)
+                        if sink_lacks > 0:
+                            upper = nd
                     if nd == d and sink_lacks > 0:  # nothing left in the heap is shorter
                         reached = True
             elif a < sink:  # a mentor: back to one of its mentees, or on to the sink if it has room
@@ -290,27 +295,35 @@ def _ssp(  # type: ignore[no-untyped-def]
                 for s in range(slot_start[j], slot_start[j] + inflow[j]):
                     b = slot_mentee[s]
                     nd = d + assigned_score[b] + q[a] - q[b]
-                    if stamp[b] != gen or nd < dist[b]:
+                    if nd <= upper and (stamp[b] != gen or nd < dist[b]):
                         stamp[b] = gen
                         dist[b] = nd
                         pred[b] = a
                         size = _heap_push(heap_keys, heap_nodes, size, nd, b)
                 if used[j] < free[j]:
                     nd = d + load_cost * (load[j] + used[j]) + q[a] - q[sink]
-                    if stamp[sink] != gen or nd < dist[sink]:
+                    if nd <= upper and (stamp[sink] != gen or nd < dist[sink]):
                         stamp[sink] = gen
                         dist[sink] = nd
                         pred[sink] = a
                         size = _heap_push(heap_keys, heap_nodes, size, nd, sink)
+                        if sink_lacks > 0:
+                            upper = nd
                     if nd == d and sink_lacks > 0:  # nothing left in the heap is shorter
                         reached = True
             else:  # the sink, lacking nothing: a mentor gives a place up, or an unmatched
-                # mentee leaves "unmatched"
+                # mentee leaves "unmatched"; the nearest mentor with a place left empty bounds
+                # the search first, so that none farther is pushed
+                for j in range(m):
+                    if used[j] > inflow[j]:
+                        nd = d - load_cost * (load[j] + used[j] - 1) + q[sink] - q[n + j]
+                        if nd < upper:
+                            upper = nd
                 for j in range(m):
                     if used[j] > 0:
                         b = n + j
                         nd = d - load_cost * (load[j] + used[j] - 1) + q[sink] - q[b]
-                        if stamp[b] != gen or nd < dist[b]:
+                        if nd <= upper and (stamp[b] != gen or nd < dist[b]):
                             stamp[b] = gen
                             dist[b] = nd
                             pred[b] = sink
@@ -318,7 +331,7 @@ def _ssp(  # type: ignore[no-untyped-def]
                 for b in range(n):
                     if assigned[b] == UNMATCHED:
                         nd = d - unmatched_cost + q[sink] - q[b]
-                        if stamp[b] != gen or nd < dist[b]:
+                        if nd <= upper and (stamp[b] != gen or nd < dist[b]):
                             stamp[b] = gen
                             dist[b] = nd
                             pred[b] = sink

@@ -133,3 +133,50 @@ def test_a_warm_start_from_fewer_arcs_reaches_the_same_optimum_and_proof(graph, 
         for k in range(int(free[j]))
     )
     assert int(best.sum()) + places == objective
+
+
+@settings(max_examples=200, deadline=None)
+@given(graphs(), st.data())
+def test_warm_re_solves_in_a_row_on_a_market_short_of_places_stay_optimal_and_proven(graph, data):
+    """Column generation's later iterations on "popular": fewer places than mentees, so every
+    place ends up taken and each re-solve moves who stays unmatched through the sink (where a
+    search is bounded by the nearest mentor with a place left empty). Arcs arrive in three
+    batches; after each warm re-solve the flow is optimal and its duals prove it, and the
+    potentials it leaves are what the next re-solve starts from."""
+    n, m, tails, heads, scores, free, load, load_cost, unmatched_cost = graph
+    free = np.minimum(free, max(1, n // max(m, 1) - 1))  # places short of mentees, mostly
+    batch = np.array(
+        data.draw(st.lists(st.integers(0, 2), min_size=len(tails), max_size=len(tails)))
+    )
+    batch = batch.astype(np.int64) if len(tails) else np.zeros(0, dtype=np.int64)
+    flow = None
+    for upto in range(3):
+        keep = batch <= upto
+        start = np.searchsorted(tails[keep], np.arange(n + 1)).astype(np.int64)
+        reroute = np.zeros(n, dtype=bool)
+        reroute[tails[batch == upto]] = True
+        flow = solve(
+            start,
+            heads[keep],
+            scores[keep],
+            free,
+            load,
+            load_cost,
+            unmatched_cost,
+            warm=flow,
+            reroute=None if flow is None else reroute,
+        )
+        t, h, s = tails[keep], heads[keep], scores[keep]
+        objective = _objective(flow, start, h, s, load, load_cost, unmatched_cost, m)
+        assert objective == reference_optimum(n, m, t, h, s, free, load, load_cost, unmatched_cost)
+        price = flow.mentor_price
+        best = np.full(n, -unmatched_cost, dtype=np.int64)
+        for a in range(len(t)):
+            if free[h[a]] > 0:
+                best[t[a]] = max(best[t[a]], s[a] - price[h[a]])
+        places = sum(
+            max(0, int(price[j]) - load_cost * int(load[j] + k))
+            for j in range(m)
+            for k in range(int(free[j]))
+        )
+        assert int(best.sum()) + places == objective
