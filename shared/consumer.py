@@ -16,7 +16,6 @@ import contextlib
 import datetime as dt
 import functools
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -176,7 +175,9 @@ class SubscriptionConsumer(Generic[E]):
         self._deferrals: dict[int, int] = {}  # stream sequence -> deliveries spent waiting
         self._fetch_failures = 0
         self._span_name = f"{self.subject} process"
-        self._batch = min(runtime.settings.batch_size, subscription.batch or sys.maxsize)
+        self._batch = min(
+            runtime.settings.batch_size, subscription.batch or runtime.settings.batch_size
+        )
 
     async def run(self) -> None:
         """Fetches and applies batches until cancelled."""

@@ -102,6 +102,9 @@ class ServiceDefinition:
     # False only for test and benchmark services without an Alembic history (create_all)
     migrations: bool = True
     counters: Sequence[Counters] = ()
+    # run once in the CPU pool as the service starts (its worker spawned and warm before the
+    # first batch needs it); a failure is logged, the first real call starts the pool again
+    cpu_warm_up: Callable[[], object] | None = None
 
 
 class Service:
@@ -206,6 +209,8 @@ class Service:
             tasks.append(asyncio.create_task(relay.run(), name=f"{d.name}-relay"))
             tasks.append(asyncio.create_task(_prune_periodically(running), name=f"{d.name}-prune"))
             tasks += [asyncio.create_task(loop(running)) for loop in d.loops]
+            if d.cpu_warm_up is not None:
+                tasks.append(asyncio.create_task(_warm_up(cpu, d.cpu_warm_up, d.name)))
             for subscription in d.subscriptions:
                 consumer = SubscriptionConsumer(subscription, consumers)
                 tasks.append(asyncio.create_task(consumer.run(), name=consumer.durable))
@@ -222,6 +227,13 @@ class Service:
             cpu.close()
             await engine.dispose()
             self.running = None
+
+
+async def _warm_up(cpu: CpuPool, warm_up: Callable[[], object], service: str) -> None:
+    try:
+        await cpu.run(warm_up)
+    except Exception as exc:  # the first real call starts the pool again
+        log.warning("%s: the CPU pool did not start (%s)", service, exc)
 
 
 def tune_garbage_collector() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.notifications import digests, pages, preferences, reminders, store
+from services.notifications import digests, messages, pages, preferences, reminders, store
 from services.notifications.handlers import SUBSCRIPTIONS, on_reminder_due
 from services.notifications.replies import run_reply_receiver
 from services.notifications.sender import run_sender
@@ -37,4 +37,7 @@ def definition() -> ServiceDefinition:
         routers=[pages.router],
         loops=[run_sender, timer_loop(store.timers, TIMERS), run_reply_receiver],
         counters=[pages.unsubscribe_counters],
+        # the worker that composes a batch's mails (queueing.compose_queued) starts with the
+        # service, not when a round's first mails wait for it
+        cpu_warm_up=messages.warm_up,
     )

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from sqlalchemy import Table, and_, bindparam, select, update
 
-from services.notifications import deliveries, messages, mime, store
+from services.notifications import deliveries, mime, store
 from services.notifications.breaker import HALF_OPEN, Breaker
 from services.notifications.journal import SentJournal, SentRecord
 from services.notifications.smtp import Attempt, Outcome, SmtpPool
@@ -550,19 +550,9 @@ async def run_sender(running: Running) -> None:
     running.checks.append(sender.problem)
     # a batch of events that queued mail due now wakes the sender at its commit (queueing.py)
     running.consumers.wakers[deliveries.SEND] = sender.wake
-    # the worker that composes batches of mails (queueing.compose_queued) starts now, beside
-    # the sender, not when the first round's mails wait for it
-    warming = asyncio.create_task(running.cpu.run(messages.warm_up), name="cpu-warm-up")
-    warming.add_done_callback(_warmed)
     try:
         await sender.run()
     finally:
         running.consumers.wakers.pop(deliveries.SEND, None)
-        warming.cancel()
         await pool.close()
         journal.close()
-
-
-def _warmed(task: asyncio.Task[int]) -> None:
-    if not task.cancelled() and task.exception() is not None:  # the first batch starts it
-        log.warning("notifications: the CPU pool did not start (%s)", task.exception())
