@@ -60,8 +60,13 @@ class CpuPool:
 
     async def run(self, fn: Callable[P, R], *args: Any) -> R:
         """Runs fn(*args) in a worker and returns its result without blocking the event loop."""
+        return await self.start(fn, *args)
+
+    def start(self, fn: Callable[P, R], *args: Any) -> asyncio.Future[R]:
+        """Starts fn(*args) in a worker now; its result comes with the future (the caller goes
+        on meanwhile: several calls queue for the workers in the order they were started)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), fn, *args)
+        return loop.run_in_executor(self._pool(), fn, *args)
 
     def workers(self) -> list[int]:
         """The worker processes' ids (none before the first use, or with threads)."""

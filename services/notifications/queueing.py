@@ -3,6 +3,7 @@ failed with the reason when its address cannot be written); the link signer."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import weakref
@@ -11,6 +12,7 @@ from pathlib import Path
 from services.notifications import preferences, quiet, store
 from services.notifications.deliveries import SEND, PlannedDelivery
 from services.notifications.messages import NoticeMail, compose_invitations
+from shared.cpu import CpuPool
 from shared.events import NotificationFailed
 from shared.events.envelope import Channel
 from shared.links import LinkSigner, link_signer
@@ -35,9 +37,9 @@ def signer_for(settings: Settings) -> LinkSigner:
 async def queue_all(program_id: str, planned: list[PlannedDelivery], uow: UnitOfWork) -> None:
     """Composes and stores the deliveries not queued already (a redelivery queues nothing).
 
-    The mails are composed at the end of the unit of work, all of a batch's together
-    (`compose_queued`): one call to the CPU pool for a batch of session.scheduled, not one per
-    event, and the loop sends and relays meanwhile.
+    The mails are composed in the CPU pool in chunks while the batch's other events are
+    handled (`Composer`), and stored at the end of the unit of work (`compose_queued`): a batch
+    of session.scheduled does not wait for its mails one call at a time, nor for all at once.
     """
     queued = await _queued(program_id, planned, uow)
     planned = [p for p in planned if p.idempotency_key not in queued]
@@ -45,30 +47,68 @@ async def queue_all(program_id: str, planned: list[PlannedDelivery], uow: UnitOf
         planned = await _respect(program_id, planned, uow)
     if not planned:
         return  # every attendee has this email already (or it waits, or was refused)
-    waiting = _TO_COMPOSE.setdefault(uow, [])
+    composer = _COMPOSERS.get(uow)
+    if composer is None:
+        composer = _COMPOSERS[uow] = Composer(uow.cpu)
     traceparent = current_traceparent()  # the trace of the event that asked for these mails
-    waiting += [(program_id, plan, traceparent) for plan in planned]
+    composer.add([(program_id, plan, traceparent) for plan in planned])
     uow.at_end(COMPOSE, lambda: compose_queued(uow))
 
 
-# per unit of work: the deliveries queued so far, composed together at its end
-_TO_COMPOSE: weakref.WeakKeyDictionary[
-    UnitOfWork, list[tuple[str, PlannedDelivery, str | None]]
-] = weakref.WeakKeyDictionary()
+_Waiting = tuple[str, PlannedDelivery, str | None]
+
+
+class Composer:
+    """A unit of work's mails: every CHUNK of them goes to the CPU pool at once, composed there
+    while the loop handles the batch's next events; `results` waits for them all, in order."""
+
+    def __init__(self, cpu: CpuPool) -> None:
+        self._cpu = cpu
+        self._waiting: list[_Waiting] = []
+        self._started: list[tuple[list[_Waiting], asyncio.Future[list[bytes | str]]]] = []
+
+    def add(self, entries: list[_Waiting]) -> None:
+        self._waiting += entries
+        if len(self._waiting) >= CHUNK:
+            self._start()
+
+    def _start(self) -> None:
+        entries, self._waiting = self._waiting, []
+        future = self._cpu.start(compose_invitations, [plan.mail for _, plan, _ in entries])
+        # a batch that fails before its end leaves the result unread: not an error to log
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._started.append((entries, future))
+
+    async def results(self) -> list[tuple[_Waiting, bytes | str]]:
+        """Each queued mail with its bytes, or why it cannot be built."""
+        out: list[tuple[_Waiting, bytes | str]] = []
+        # ~0.3 ms a mail: a lone session's few are cheaper composed here than sent to the CPU
+        # pool and back (the round trip costs more on a busy machine)
+        if not self._started and len(self._waiting) <= INLINE_MAILS:
+            entries, self._waiting = self._waiting, []
+            return list(
+                zip(entries, compose_invitations([p.mail for _, p, _ in entries]), strict=True)
+            )
+        if self._waiting:
+            self._start()
+        for entries, future in self._started:
+            out += zip(entries, await future, strict=True)
+        self._started = []
+        return out
+
+
+# per unit of work: the deliveries queued so far, composed while it runs, stored at its end
+_COMPOSERS: weakref.WeakKeyDictionary[UnitOfWork, Composer] = weakref.WeakKeyDictionary()
 COMPOSE = "notifications.compose"
+CHUNK = 32  # mails per call to the CPU pool (a call costs about a millisecond of round trip)
 
 
 async def compose_queued(uow: UnitOfWork) -> None:
-    """Composes every delivery the unit of work queued and stores each (or fails it)."""
-    waiting = _TO_COMPOSE.pop(uow, [])
-    mails = [plan.mail for _, plan, _ in waiting]
-    # ~0.3 ms a mail: a lone session's few are cheaper composed here than sent to the CPU pool
-    # and back (the round trip costs more on a busy machine); a batch's go to the pool
-    if len(mails) <= INLINE_MAILS:
-        composed = compose_invitations(mails)
-    else:
-        composed = await uow.cpu.run(compose_invitations, mails)
-    for (program_id, plan, traceparent), message in zip(waiting, composed, strict=True):
+    """Stores every delivery the unit of work queued with its composed bytes (or fails it)."""
+    composer = _COMPOSERS.pop(uow, None)
+    if composer is None:
+        return
+    for (program_id, plan, traceparent), message in await composer.results():
         await _queue(program_id, plan, message, uow, traceparent)
 
 
