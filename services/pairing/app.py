@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.pairing import api, consent, relationship_api, rules_api, store
+from services.pairing import api, consent, relationship_api, rules_api, store, warmup
 from services.pairing.handlers import SUBSCRIPTIONS
 from shared.events import (
     CharterAgreed,
@@ -57,4 +57,7 @@ def definition() -> ServiceDefinition:
             relationship_api.coordination,
         ],
         loops=[timer_loop(store.timers, consent.TIMERS)],
+        # the matcher's worker loads its compiled code when the service starts, not when the
+        # first matching.requested waits for it (about half a second, or a compile when stale)
+        cpu_warm_up=warmup.warm_up,
     )

@@ -4,8 +4,10 @@ The solver's hot loops are numba functions, compiled on first use and cached und
 `__pycache__`: on a fresh install (or after the solver's code changed) the first round pays
 about 40 s of compilation, later processes only load the cache (well under a second).
 `python -m services.pairing.warmup` does it ahead of time (test.sh, demo.sh and the image build
-call it), so nobody's first round waits for a compiler. (Warming up inside the service's CPU pool
-at start was tried and dropped: stopping a service while the warm-up ran could hang its pool.)
+call it), so nobody's first round waits for a compiler. The service also runs `warm_up` in its CPU
+pool when it starts (`ServiceDefinition.cpu_warm_up`), so its first round does not wait for the
+worker to start and load the cache either; a service stopped meanwhile terminates its worker
+(`CpuPool.close`).
 """
 
 from __future__ import annotations
