@@ -275,42 +275,46 @@ class TimerRunner:
         """Makes a sleeping `run` look for due items now (after new items, or a clock move)."""
         self._wakeup.set()
 
-    async def claim(self) -> list[Due]:
-        """Leases up to one batch of due items to this runner, oldest first."""
+    async def claim(self, session: AsyncSession | None = None) -> list[Due]:
+        """Leases up to one batch of due items to this runner, oldest first: in a transaction of
+        its own, or in the caller's `session` (the lease then commits with the caller's work)."""
+        if session is not None:
+            return await self._claim_in(session)
+        async with self._sessions() as own, own.begin():
+            return await self._claim_in(own)
+
+    async def _claim_in(self, session: AsyncSession) -> list[Due]:
         t, kinds = self._timers, list(self._handlers)
-        async with self._sessions() as session, session.begin():
-            now = self._clock.now()  # at claim time: a lease from a stale instant would be short
-            due = (
-                select(t.c.program_id, t.c.kind, t.c.key)
-                .where(_claimable(t, kinds, now))
-                .order_by(t.c.due_at)
-                .limit(self._batch)
+        now = self._clock.now()  # at claim time: a lease from a stale instant would be short
+        due = (
+            select(t.c.program_id, t.c.kind, t.c.key)
+            .where(_claimable(t, kinds, now))
+            .order_by(t.c.due_at)
+            .limit(self._batch)
+        )
+        if _dialect(session) == "postgresql":
+            due = due.with_for_update(skip_locked=True)  # replicas take disjoint batches
+        # one statement: on SQLite, the one writer makes the check and the lease atomic
+        token, until = str(uuid.uuid4()), now + self._lease
+        rows = await session.execute(
+            update(t)
+            .where(tuple_(t.c.program_id, t.c.kind, t.c.key).in_(due), _claimable(t, kinds, now))
+            .values(leased_until=until, lease_token=token, attempts=t.c.attempts + 1)
+            .returning(t.c.program_id, t.c.kind, t.c.key, t.c.due_at, t.c.payload, t.c.attempts)
+        )
+        claimed = [
+            Due(
+                program_id=r.program_id,
+                kind=r.kind,
+                key=r.key,
+                due_at=_utc(r.due_at),
+                payload=dict(r.payload),
+                attempt=r.attempts,
+                leased_until=until,
+                lease_token=token,
             )
-            if _dialect(session) == "postgresql":
-                due = due.with_for_update(skip_locked=True)  # replicas take disjoint batches
-            # one statement: on SQLite, the one writer makes the check and the lease atomic
-            token, until = str(uuid.uuid4()), now + self._lease
-            rows = await session.execute(
-                update(t)
-                .where(
-                    tuple_(t.c.program_id, t.c.kind, t.c.key).in_(due), _claimable(t, kinds, now)
-                )
-                .values(leased_until=until, lease_token=token, attempts=t.c.attempts + 1)
-                .returning(t.c.program_id, t.c.kind, t.c.key, t.c.due_at, t.c.payload, t.c.attempts)
-            )
-            claimed = [
-                Due(
-                    program_id=r.program_id,
-                    kind=r.kind,
-                    key=r.key,
-                    due_at=_utc(r.due_at),
-                    payload=dict(r.payload),
-                    attempt=r.attempts,
-                    leased_until=until,
-                    lease_token=token,
-                )
-                for r in rows
-            ]
+            for r in rows
+        ]
         return sorted(claimed, key=lambda item: (item.due_at, item.key))
 
     async def run_due(self) -> int:

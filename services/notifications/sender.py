@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from sqlalchemy import Table, and_, bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifications import deliveries, mime, store
 from services.notifications.breaker import HALF_OPEN, Breaker
@@ -155,9 +156,7 @@ class Sender:
 
     async def run_once(self) -> int:
         """Records what waits, then claims, sends and records one batch; how many were claimed."""
-        if self.pending:
-            await self._record_pending()
-        batch = await self._next_batch()
+        batch = await self._record_and_claim()
         if batch is None:
             return 0
         await self._send_batch(*batch)
@@ -168,19 +167,17 @@ class Sender:
         """Sends batch after batch until nothing is due; how many were claimed.
 
         Pipelined: while one batch is on the SMTP connections, the one before it is recorded
-        and the next one claimed, so the connections do not wait for the database.
+        and the next one claimed, so the connections do not wait for the database; both in one
+        transaction, one turn at the database (on SQLite the consumers share its connection:
+        each turn waits for the batch of events being applied).
         """
         total = 0
-        if self.pending:
-            await self._record_pending()
-        batch = await self._next_batch()
+        batch = await self._record_and_claim()
         while batch is not None:
             sending = asyncio.create_task(self._send_batch(*batch))
             error: Exception | None = None
             try:
-                if self.pending:
-                    await self._record_pending()
-                batch_after = await self._next_batch()
+                batch_after = await self._record_and_claim()
             except Exception as exc:  # the batch on the wire is still sorted before raising
                 error, batch_after = exc, None
             total += await sending
@@ -190,15 +187,27 @@ class Sender:
         await self._record_pending()
         return total
 
-    async def _next_batch(self) -> tuple[list[Due], dict[str, Any]] | None:
-        """The next due items and their deliveries, unless the breaker holds sending back."""
-        if not self.breaker.allows(self._monotonic()):
+    async def _record_and_claim(self) -> tuple[list[Due], dict[str, Any]] | None:
+        """Records every waiting outcome and claims the next due items with their deliveries
+        (unless the breaker holds sending back), in one transaction; raises (keeping the
+        outcomes) on failure."""
+        runner: TimerRunner | None = None
+        if self.breaker.allows(self._monotonic()):
+            runner = self._probe if self.breaker.state == HALF_OPEN else self._runner
+        if runner is None and not self.pending:
             return None
-        runner = self._probe if self.breaker.state == HALF_OPEN else self._runner
-        items = await runner.claim()
-        if not items:
-            return None
-        return items, await self._load(items)
+        p, self.pending = self.pending, Outcomes()
+        batch = None
+        try:
+            async with self._unit_of_work() as uow:
+                await _record(uow, p)
+                if runner is not None and (items := await runner.claim(uow.session)):
+                    batch = items, await self._load(uow.session, items)
+        except BaseException:
+            self.pending = p.merged(self.pending)
+            raise
+        self._recorded(p)
+        return batch
 
     async def _send_batch(self, items: list[Due], rows: dict[str, Any]) -> int:
         """Sends a claimed batch, a share per pooled connection; outcomes wait in `pending`."""
@@ -247,16 +256,15 @@ class Sender:
 
     # --- sending ------------------------------------------------------------------------
 
-    async def _load(self, items: Sequence[Due]) -> dict[str, Any]:
+    async def _load(self, session: AsyncSession, items: Sequence[Due]) -> dict[str, Any]:
         """The claimed deliveries' addresses, bytes and status, in one query."""
         d = store.Delivery
-        async with self._sessions() as session:
-            rows = await session.execute(
-                select(d.delivery_id, d.recipient_email, d.message, d.status, d.traceparent).where(
-                    keys_in(_KEY, [(item.program_id, item.key) for item in items])
-                )
+        rows = await session.execute(
+            select(d.delivery_id, d.recipient_email, d.message, d.status, d.traceparent).where(
+                keys_in(_KEY, [(item.program_id, item.key) for item in items])
             )
-            return {row.delivery_id: row for row in rows}
+        )
+        return {row.delivery_id: row for row in rows}
 
     async def _send_share(self, share: list[tuple[Due, Any]]) -> list[Attempt | None]:
         """Deliveries over one pooled connection, pipelined; None for those held back (breaker
@@ -329,16 +337,19 @@ class Sender:
         The batch on the wire sorts its outcomes into a fresh `pending` meanwhile: what it adds
         while this transaction is open is recorded next time, never dropped with this one.
         """
+        if not self.pending:
+            return
         p, self.pending = self.pending, Outcomes()
         try:
             async with self._unit_of_work() as uow:
-                await record_sent(uow, p.sent)
-                await record_failed(uow, p.failed)
-                await schedule_retries(uow, p.retry)
-                await release(uow, p.released)
+                await _record(uow, p)
         except BaseException:
             self.pending = p.merged(self.pending)
             raise
+        self._recorded(p)
+
+    def _recorded(self, p: Outcomes) -> None:
+        """After the outcomes committed: counters, the journal, the orphans' files, the logs."""
         journalled = p.journalled
         self.sent += len(p.sent)
         self.failed += len(p.failed)
@@ -350,6 +361,13 @@ class Sender:
             log.error("delivery %s/%s failed for good: %s", item.program_id, item.key, reason)
         if p.retry:
             log.info("%d send(s) will be tried again (first: %s)", len(p.retry), p.retry[0][1])
+
+
+async def _record(uow: UnitOfWork, p: Outcomes) -> None:
+    await record_sent(uow, p.sent)
+    await record_failed(uow, p.failed)
+    await schedule_retries(uow, p.retry)
+    await release(uow, p.released)
 
 
 _DELIVERIES: Table = store.Delivery.__table__  # type: ignore[assignment]

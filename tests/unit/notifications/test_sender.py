@@ -318,14 +318,21 @@ async def test_an_address_that_needs_smtputf8_is_sent_with_it_when_the_server_of
 
 
 class _Flaky:
-    """A unit of work that fails while `down` is set (the database is away)."""
+    """A unit of work that fails while `down` is set (the database is away); `down_after(n)`:
+    the next n units of work still open (the claim of a batch), the database is away after."""
 
     def __init__(self, db: HandlerDb) -> None:
         self.db = db
         self.down = False
+        self._still_up = 0
+
+    def down_after(self, n: int) -> None:
+        self.down, self._still_up = True, n
 
     def __call__(self) -> Any:
-        if self.down:
+        if self.down and self._still_up:
+            self._still_up -= 1
+        elif self.down:
             raise ConnectionRefusedError(111, "database unavailable")
         return self.db.unit_of_work()
 
@@ -339,7 +346,7 @@ async def test_a_database_outage_after_the_250_delays_the_record_and_never_resen
     with smtp_server(sink, smtp_port):
         async with sender(db, tmp_path) as s:
             s._unit_of_work = flaky
-            flaky.down = True
+            flaky.down_after(1)  # the batch is claimed; the database goes away during the sends
             with pytest.raises(ConnectionRefusedError):
                 await s.run_once()
             assert len(sink.messages) == 5
@@ -372,7 +379,7 @@ async def test_sends_journalled_by_a_process_that_died_are_recorded_not_resent(
             journal=dead,
             mail_from=db.settings.mail_from,
         )
-        flaky.down = True  # it dies before recording
+        flaky.down_after(1)  # it claims, sends, and dies before recording
         with pytest.raises(ConnectionRefusedError):
             await first.run_once()
         await pool.close()
