@@ -959,6 +959,19 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default=None, help="PostgreSQL; default SQLite")
     args = parser.parse_args()
+    if args.database_url:  # a new database for this run: a round's people were paired before
+        from bench.throughput import drop_created, fresh_postgres
+
+        args.database_url = asyncio.run(fresh_postgres(args.database_url))
+    try:
+        run(args)
+    finally:
+        if args.database_url:
+            asyncio.run(drop_created())
+
+
+def run(args: argparse.Namespace) -> None:
+    """The senders, notifications alone and the whole flow, as the arguments ask."""
     with tempfile.TemporaryDirectory(prefix="bench-email-") as tmp:
         folder = Path(tmp)
         ceiling_rate = 0.0
