@@ -30,6 +30,7 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -286,19 +287,18 @@ class TimerRunner:
     async def _claim_in(self, session: AsyncSession) -> list[Due]:
         t, kinds = self._timers, list(self._handlers)
         now = self._clock.now()  # at claim time: a lease from a stale instant would be short
-        due = (
-            select(t.c.program_id, t.c.kind, t.c.key)
-            .where(_claimable(t, kinds, now))
-            .order_by(t.c.due_at)
-            .limit(self._batch)
-        )
+        # SQLite: the due rows by rowid (a row-value IN made it scan every due row per row
+        # claimed: 10 ms for 200 of 2,800 due sends, 4 ms by rowid)
+        sqlite = _dialect(session) == "sqlite"
+        key = (literal_column("rowid"),) if sqlite else (t.c.program_id, t.c.kind, t.c.key)
+        due = select(*key).where(_claimable(t, kinds, now)).order_by(t.c.due_at).limit(self._batch)
         if _dialect(session) == "postgresql":
             due = due.with_for_update(skip_locked=True)  # replicas take disjoint batches
         # one statement: on SQLite, the one writer makes the check and the lease atomic
         token, until = str(uuid.uuid4()), now + self._lease
         rows = await session.execute(
             update(t)
-            .where(tuple_(t.c.program_id, t.c.kind, t.c.key).in_(due), _claimable(t, kinds, now))
+            .where((key[0] if sqlite else tuple_(*key)).in_(due), _claimable(t, kinds, now))
             .values(leased_until=until, lease_token=token, attempts=t.c.attempts + 1)
             .returning(t.c.program_id, t.c.kind, t.c.key, t.c.due_at, t.c.payload, t.c.attempts)
         )
