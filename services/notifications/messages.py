@@ -19,6 +19,9 @@ _templates = Environment(
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
     undefined=StrictUndefined,
     keep_trailing_newline=True,
+    # the templates ship with the code: no stat() of each file at every get_template (a sixth
+    # of composing an invitation)
+    auto_reload=False,
 )
 
 PURPOSES = {
