@@ -44,7 +44,7 @@ from shared.events.pairs import MenteeUnmatched
 from shared.events.sessions import SessionCancelled, SessionRescheduled
 from shared.links import SESSION_HELD, link_url
 from shared.settings import Settings
-from shared.timers import Due
+from shared.timers import Due, schedule
 from shared.unit_of_work import Preload, UnitOfWork
 
 HELD_LINK_DAYS = 14  # a "we met" link holds this long after the session's end
@@ -228,13 +228,26 @@ def _hours_phrase(minutes: int) -> str:
 
 async def on_reminder_due(item: Due, uow: UnitOfWork) -> None:
     """A reminder timer is due: queues one reminder per attendee, in each one's own zone, with
-    the "we met" link. A session already begun (the service was away) gets none."""
+    the "we met" link, and arms the occurrence's next reminder (the 1 h one after the 24 h one).
+    A session already begun (the service was away) gets none."""
     p = item.payload
     start = dt.datetime.fromisoformat(p["start"])
     end = dt.datetime.fromisoformat(p["end"])
     now = uow.clock.now()
     if now >= start:
         return
+    minutes = int(p.get("minutes") or 0)
+    following = reminders.next_reminder(start, [int(m) for m in p.get("later") or ()], now)
+    if following is not None:  # the same item again, at the next reminder's time
+        await schedule(
+            uow.session,
+            store.timers,
+            program_id=item.program_id,
+            kind=item.kind,
+            key=item.key,
+            due_at=start - dt.timedelta(minutes=following[0]),
+            payload=p | {"minutes": following[0], "later": following[1]},
+        )
     contacts = await store.contacts_or_raise(
         uow.session, program_id=item.program_id, participant_ids=list(p["attendee_ids"])
     )
@@ -246,9 +259,10 @@ async def on_reminder_due(item: Due, uow: UnitOfWork) -> None:
         now=now,
     )
     signer = signer_for(settings)
-    source = deliveries.logical_id("reminder", item.program_id, item.key, start.isoformat())
+    name = reminders.reminder_key(item.key, minutes)
+    source = deliveries.logical_id("reminder", item.program_id, name, start.isoformat())
     kind = str(p.get("kind") or "session").replace("_", " ")
-    soon = _hours_phrase(int(p.get("minutes") or 0))
+    soon = _hours_phrase(minutes)
     planned = []
     for attendee in attendees:
         others = [a for a in attendees if a is not attendee]

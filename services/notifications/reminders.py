@@ -1,10 +1,14 @@
 """Reminders before each session, on durable timers: armed when a session is scheduled, moved
 when it is rescheduled, withdrawn when it is cancelled.
 
-One timer item per occurrence and offset (kind REMINDER), keyed `<session>|<occurrence>|<minutes>`:
-a single session is keyed by its session id (occurrence empty), an occurrence of a series by the
-series id and its RECURRENCE-ID, which is what session.rescheduled and session.cancelled name.
-When the item is due, the handler queues one reminder per attendee (handlers.on_reminder_due).
+One timer item per occurrence (kind REMINDER), keyed `<session>|<occurrence>|`: a single session
+is keyed by its session id (occurrence empty), an occurrence of a series by the series id and its
+RECURRENCE-ID, which is what session.rescheduled and session.cancelled name. It is due at the
+first reminder still ahead (payload `minutes`) and carries the later ones (`later`, e.g. [60]
+after 1440): when it is due, the handler queues one reminder per attendee and arms the same item
+again for the next (handlers.on_reminder_due). One row an occurrence, not one an offset: a
+round's series arm half as many. Items armed before (keyed `<prefix><minutes>`, no `later`) are
+done the same way.
 """
 
 from __future__ import annotations
@@ -58,10 +62,24 @@ def occurrence_prefix(base: str, recurrence_id: dt.datetime | None) -> str:
     return f"{base}|{rid}|"
 
 
-def timer_key(occurrence: Occurrence, offset: dt.timedelta) -> str:
-    """The reminder's timer key: the occurrence and how many minutes before it."""
-    minutes = int(offset.total_seconds() // 60)
-    return occurrence_prefix(occurrence.base, occurrence.recurrence_id) + str(minutes)
+def timer_key(occurrence: Occurrence) -> str:
+    """The occurrence's reminder timer key."""
+    return occurrence_prefix(occurrence.base, occurrence.recurrence_id)
+
+
+def reminder_key(key: str, minutes: int) -> str:
+    """One reminder's name (what its mails' idempotency keys are made from): the occurrence and
+    how many minutes before it; an item armed before keyed so already."""
+    return key + str(minutes) if key.endswith("|") else key
+
+
+def next_reminder(
+    start: dt.datetime, minutes: Sequence[int], now: dt.datetime
+) -> tuple[int, list[int]] | None:
+    """Of reminders `minutes` before `start` (the earliest first), the first still ahead and
+    those after it; None when none is."""
+    ahead = [m for m in minutes if start - dt.timedelta(minutes=m) > now]
+    return (ahead[0], ahead[1:]) if ahead else None
 
 
 def _tzid(name_and_params: str) -> str:
@@ -267,30 +285,33 @@ async def arm(
     replace: bool = True,
     defer: Callable[[dict[str, object]], None] | None = None,
 ) -> int:
-    """Arms (or moves) each occurrence's reminders that are still ahead; withdraws those that
-    are not (a session moved to within the hour gets no 24 h reminder). Returns how many."""
+    """Arms (or moves) each occurrence's reminders that are still ahead, one item per
+    occurrence; withdraws those that are not (a session moved to within the hour gets no 24 h
+    reminder). Returns how many occurrences have one."""
+    minutes = [int(offset.total_seconds() // 60) for offset in before]
     rows = []
     for occurrence in occurrences:
-        for offset in before:
-            due = occurrence.start - offset
-            if due <= now:
-                continue
-            rows.append(
-                _row(
-                    program_id,
-                    timer_key(occurrence, offset),
-                    due,
-                    payload
-                    | {
-                        "start": occurrence.start.isoformat(),
-                        "end": occurrence.end.isoformat(),
-                        "recurrence_id": occurrence.recurrence_id.isoformat()
-                        if occurrence.recurrence_id
-                        else None,
-                        "minutes": int(offset.total_seconds() // 60),
-                    },
-                )
+        first = next_reminder(occurrence.start, minutes, now)
+        if first is None:
+            continue
+        due = occurrence.start - dt.timedelta(minutes=first[0])
+        rows.append(
+            _row(
+                program_id,
+                timer_key(occurrence),
+                due,
+                payload
+                | {
+                    "start": occurrence.start.isoformat(),
+                    "end": occurrence.end.isoformat(),
+                    "recurrence_id": occurrence.recurrence_id.isoformat()
+                    if occurrence.recurrence_id
+                    else None,
+                    "minutes": first[0],
+                    "later": first[1],
+                },
             )
+        )
     if replace:  # at once (not at the batch's commit), as is the arming below
         await withdraw(
             session,

@@ -152,15 +152,24 @@ def runner(db: HandlerDb) -> TimerRunner:
 
 
 async def reminder_timers(db: HandlerDb) -> dict[str, dt.datetime]:
-    """Pending reminder timers: key -> due (UTC)."""
+    """The reminders armed: `<occurrence prefix><minutes>` -> when it is due (UTC), from the
+    pending timer items (one per occurrence: due at its first reminder, the later ones in its
+    payload, each armed in turn)."""
     t = store.timers
     async with db.sessions() as session:
         rows = await session.execute(
-            select(t.c.key, t.c.due_at).where(
+            select(t.c.key, t.c.due_at, t.c.payload).where(
                 t.c.kind == reminders.REMINDER, t.c.status == "pending"
             )
         )
-        return {r.key: r.due_at.replace(tzinfo=dt.UTC) for r in rows}
+        armed = {}
+        for r in rows:
+            assert r.key.endswith("|")  # one item per occurrence
+            armed[r.key + str(r.payload["minutes"])] = r.due_at.replace(tzinfo=dt.UTC)
+            start = dt.datetime.fromisoformat(r.payload["start"])
+            for minutes in r.payload["later"]:
+                armed[r.key + str(minutes)] = start - dt.timedelta(minutes=minutes)
+        return armed
 
 
 async def reminder_mails(db: HandlerDb) -> list[tuple[store.Delivery, email.message.EmailMessage]]:
@@ -274,8 +283,19 @@ async def test_a_reminder_already_sent_goes_again_for_the_new_time_and_past_ones
 
 async def test_a_reminder_due_after_its_session_began_is_not_sent(db):
     await db.apply(on_session_scheduled, scheduled())
-    assert await run_at(db, START + dt.timedelta(minutes=5)) == 2  # the service was away
+    # the service was away: the occurrence's item is done without a mail, nothing re-armed
+    assert await run_at(db, START + dt.timedelta(minutes=5)) == 1
     assert await reminder_mails(db) == []
+    assert await reminder_timers(db) == {}
+
+
+async def test_a_reminder_done_late_still_arms_the_next_one_if_it_is_ahead(db):
+    await db.apply(on_session_scheduled, scheduled())
+    assert await run_at(db, START - 2 * HOUR) == 1  # the 24 h one, late (the service was away)
+    assert await reminder_timers(db) == {"s1||60": START - HOUR}
+    assert await run_at(db, START - HOUR) == 1
+    assert len({row.idempotency_key for row, _ in await reminder_mails(db)}) == 4
+    assert await reminder_timers(db) == {}
 
 
 async def test_reminder_hours_come_from_the_settings(db):
