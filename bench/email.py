@@ -858,6 +858,11 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
                         # nothing left to consume
                         and (await drained(js, durables, 0)) == (len(durables),) * 2
                     )
+                    if settled and not planned:
+                        raise RuntimeError(
+                            "the round planned no session (pairs formed: "
+                            f"{len(seen['mentorship.pair.formed'])}); see the services' logs"
+                        )
                     return invited, (planned if settled and planned else invited + 1)
 
                 await wait_for(all_invited, "invitations in the sink", 1800)
