@@ -858,7 +858,8 @@ async def pipeline(args: argparse.Namespace, folder: Path, ceiling_rate: float) 
                         # nothing left to consume
                         and (await drained(js, durables, 0)) == (len(durables),) * 2
                     )
-                    if settled and not planned:
+                    completed = seen["mentorship.matching.completed"]
+                    if not planned and completed and time.perf_counter() - completed[0] > QUIET:
                         raise RuntimeError(
                             "the round planned no session (pairs formed: "
                             f"{len(seen['mentorship.pair.formed'])}); see the services' logs"
