@@ -124,7 +124,6 @@ class Sender:
         )
         self._runner = TimerRunner(store.timers, handlers, batch=batch, **common)
         self._probe = TimerRunner(store.timers, handlers, batch=1, **common)
-        self._sessions = sessions
         self._unit_of_work = unit_of_work
         self._clock = clock
         self._pool = pool
