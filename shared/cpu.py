@@ -9,6 +9,7 @@ picklable: module-level functions, plain data) and hands back its result.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import threading
@@ -34,13 +35,36 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def _start_worker(parent: int, warm_up: Callable[[], object] | None) -> None:
+    """A worker's first steps: follow the service out, then warm up (imports, caches) before
+    its first call. A warm-up that fails is logged: the worker still serves (an initializer that
+    raised would break the whole pool)."""
+    _exit_with_parent(parent)
+    if warm_up is not None:
+        try:
+            warm_up()
+        except Exception:
+            logging.getLogger(__name__).exception("CPU worker: warm-up failed; serving cold")
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
 class CpuPool:
     """Worker processes for CPU-heavy functions; started on first use, stopped with the service."""
 
-    def __init__(self, workers: int = 1, *, threads: bool = False) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        *,
+        threads: bool = False,
+        warm_up: Callable[[], object] | None = None,
+    ) -> None:
         # threads=True is for handler tests only: off the loop, but sharing the GIL
         self._workers = workers
         self._threads = threads
+        self._warm_up = warm_up  # run by each worker process as it starts (module-level)
         self._executor: Executor | None = None
 
     def _pool(self) -> Executor:
@@ -53,8 +77,8 @@ class CpuPool:
                 self._executor = ProcessPoolExecutor(
                     self._workers,
                     mp_context=context,
-                    initializer=_exit_with_parent,
-                    initargs=(os.getpid(),),
+                    initializer=_start_worker,
+                    initargs=(os.getpid(), self._warm_up),
                 )
         return self._executor
 
@@ -67,6 +91,13 @@ class CpuPool:
         on meanwhile: several calls queue for the workers in the order they were started)."""
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._pool(), fn, *args)
+
+    async def start_workers(self) -> list[int]:
+        """Starts every worker now (each runs the warm-up as it starts), not on the first calls
+        that need them: as many calls at once as there are workers, each of which spawns one
+        (3.11's executor spawns a worker per call while none is idle). Returns their ids."""
+        await asyncio.gather(*(self.start(_pid) for _ in range(self._workers)))
+        return sorted(self.workers())
 
     def workers(self) -> list[int]:
         """The worker processes' ids (none before the first use, or with threads)."""

@@ -102,8 +102,8 @@ class ServiceDefinition:
     # False only for test and benchmark services without an Alembic history (create_all)
     migrations: bool = True
     counters: Sequence[Counters] = ()
-    # run once in the CPU pool as the service starts (its worker spawned and warm before the
-    # first batch needs it); a failure is logged, the first real call starts the pool again
+    # run by each CPU-pool worker as it starts, and the workers started with the service (spawned
+    # and warm before the first batch needs them); a failure is logged, the worker still serves
     cpu_warm_up: Callable[[], object] | None = None
 
 
@@ -176,7 +176,7 @@ class Service:
             clock=self.clock,
             batch_size=settings.relay_batch_size,
         )
-        cpu = CpuPool(settings.cpu_workers)
+        cpu = CpuPool(settings.cpu_workers, warm_up=d.cpu_warm_up)
         consumers = ConsumerRuntime(
             service=d.name,
             sessions=sessions,
@@ -210,7 +210,7 @@ class Service:
             tasks.append(asyncio.create_task(_prune_periodically(running), name=f"{d.name}-prune"))
             tasks += [asyncio.create_task(loop(running)) for loop in d.loops]
             if d.cpu_warm_up is not None:
-                tasks.append(asyncio.create_task(_warm_up(cpu, d.cpu_warm_up, d.name)))
+                tasks.append(asyncio.create_task(_warm_up(cpu, d.name)))
             for subscription in d.subscriptions:
                 consumer = SubscriptionConsumer(subscription, consumers)
                 tasks.append(asyncio.create_task(consumer.run(), name=consumer.durable))
@@ -229,9 +229,9 @@ class Service:
             self.running = None
 
 
-async def _warm_up(cpu: CpuPool, warm_up: Callable[[], object], service: str) -> None:
+async def _warm_up(cpu: CpuPool, service: str) -> None:
     try:
-        await cpu.run(warm_up)
+        await cpu.start_workers()  # each runs the definition's cpu_warm_up as it starts
     except Exception as exc:  # the first real call starts the pool again
         log.warning("%s: the CPU pool did not start (%s)", service, exc)
 
