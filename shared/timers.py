@@ -297,16 +297,26 @@ class TimerRunner:
         )
         due = select(*columns).where(_claimable(t, kinds, now)).order_by(t.c.due_at)
         due = due.limit(self._batch)
-        if dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)  # replicas take disjoint batches
-        # one statement: on SQLite, the one writer makes the check and the lease atomic
         token, until = str(uuid.uuid4()), now + self._lease
-        picked = columns[0] if len(columns) == 1 else tuple_(*columns)
+        lease = update(t).values(leased_until=until, lease_token=token, attempts=t.c.attempts + 1)
+        if dialect == "postgresql":
+            # the batch picked once, in a materialized CTE (replicas take disjoint batches).
+            # As `key IN (batch)`, a table without statistics yet (a new database) was planned
+            # as a nested loop running the batch's query again per candidate row: each row
+            # leased left the batch and let the next one in, and one claim of 200 leased all
+            # 5,000 due sends, in 6 s. Its rows are locked: joined by key alone, each is one
+            # primary-key lookup (checked again against the batch's conditions, the planner
+            # scanned the due rows once per row of the batch: 330 ms for 200 of 5,000)
+            batch = due.with_for_update(skip_locked=True).cte("batch").prefix_with("MATERIALIZED")
+            lease = lease.where(*(t.c[name] == batch.c[name] for name in _KEY))
+        else:
+            # one statement: the one writer makes the check and the lease atomic
+            picked = columns[0] if len(columns) == 1 else tuple_(*columns)
+            lease = lease.where(picked.in_(due), _claimable(t, kinds, now))
         rows = await session.execute(
-            update(t)
-            .where(picked.in_(due), _claimable(t, kinds, now))
-            .values(leased_until=until, lease_token=token, attempts=t.c.attempts + 1)
-            .returning(t.c.program_id, t.c.kind, t.c.key, t.c.due_at, t.c.payload, t.c.attempts)
+            lease.returning(
+                t.c.program_id, t.c.kind, t.c.key, t.c.due_at, t.c.payload, t.c.attempts
+            )
         )
         claimed = [
             Due(

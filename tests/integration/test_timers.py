@@ -411,3 +411,22 @@ async def test_an_if_absent_upsert_arms_new_items_and_leaves_armed_ones_as_they_
 def _utc(value: object) -> dt.datetime:
     assert isinstance(value, dt.datetime)
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+async def test_a_claim_leases_one_batch_of_thousands_due_on_a_table_never_analyzed(replicas):
+    """PostgreSQL planned the claim's `key IN (the batch: due, LIMIT, FOR UPDATE SKIP LOCKED)`
+    as a nested loop that ran the batch's query again for each candidate row while the table
+    had no statistics (a new database, a first round): each row it leased left the batch and
+    let the next one in, so one claim of 200 leased all 5,000 due sends, in 6 s."""
+    r = replicas("a")
+    async with r.sessions() as session, session.begin():
+        arms = [Arm("prog", KIND, f"due-{i:05d}", START) for i in range(3000)]
+        await schedule_many(session, timers, arms)
+    runner = r.runner(r.recording(), batch=50)
+    claimed = await runner.claim()
+    assert len(claimed) == 50
+    async with r.sessions() as session:
+        leased = await session.scalar(
+            select(func.count()).select_from(timers).where(timers.c.lease_token.is_not(None))
+        )
+    assert leased == 50
