@@ -76,8 +76,7 @@ def add_timer_table(metadata: MetaData) -> Table:
         Column("lease_token", String(36), nullable=True),
         Column("last_error", Text, nullable=True),
         Column("finished_at", DateTime(timezone=True), nullable=True),
-        # a loop claims and polls its own kinds: the sender its sends, the timer loop the rest
-        Index("ix_timers_status_kind_due_at", "status", "kind", "due_at"),
+        Index("ix_timers_status_due_at", "status", "due_at"),
     )
 
 
