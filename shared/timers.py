@@ -219,11 +219,20 @@ async def cancel(
             timers.c.program_id == program_id,
             timers.c.kind == kind,
             timers.c.key == key,
-            timers.c.status == PENDING,
+            still_pending(timers),
         )
     )
     session.info.setdefault(_ARMED, set()).add((program_id, kind, key))  # see schedule()
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def still_pending(timers: Table) -> ColumnElement[bool]:
+    """`status = 'pending'` for a statement that finds its timers by key, written so that no index
+    on status can serve it (status is never NULL: the same rows). Before a table has statistics
+    (a new database, a first round) PostgreSQL costed the primary key and an index starting with
+    status alike for `key = ... AND status = 'pending'` and could take the second, reading every
+    pending timer once per row: 0.9 ms a row, 4.4 s to mark a round's 5,000 sent mails done."""
+    return timers.c.status.concat("") == PENDING
 
 
 def _claimable(timers: Table, kinds: list[str], now: dt.datetime) -> Any:
@@ -241,7 +250,7 @@ def _this(timers: Table, item: Due) -> Any:
         timers.c.program_id == item.program_id,
         timers.c.kind == item.kind,
         timers.c.key == item.key,
-        timers.c.status == PENDING,
+        still_pending(timers),
         timers.c.lease_token == item.lease_token,
     )
 

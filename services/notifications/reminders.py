@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifications import store
 from shared.events import SessionCancelled, SessionRescheduled, SessionScheduled
+from shared.timers import still_pending
 from shared.unit_of_work import Upsert, write_upserts
 
 REMINDER = "notifications.reminder"  # timer kind; its key names the occurrence and the offset
@@ -268,7 +269,7 @@ async def withdraw(session: AsyncSession, *, program_id: str, prefixes: Iterable
             delete(t).where(
                 t.c.program_id == program_id,
                 t.c.kind == REMINDER,
-                t.c.status == "pending",
+                still_pending(t),
                 t.c.key.like(f"{escaped}%", escape="\\"),
             )
         )

@@ -34,7 +34,7 @@ from shared.clock import Clock
 from shared.db import Sessions, keys_in
 from shared.events import Channel, NotificationFailed, NotificationSent
 from shared.telemetry import context_from_traceparent, tracer
-from shared.timers import Due, TimerHandler, TimerRunner
+from shared.timers import Due, TimerHandler, TimerRunner, still_pending
 from shared.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
@@ -412,7 +412,7 @@ def _timers_where(*, lease: bool) -> Any:
         t.c.program_id == bindparam("b_program"),
         t.c.kind == deliveries.SEND,
         t.c.key == bindparam("b_key"),
-        t.c.status == "pending",
+        still_pending(t),
     ]
     if lease:
         conditions.append(t.c.lease_token == bindparam("b_token"))

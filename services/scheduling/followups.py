@@ -19,7 +19,6 @@ from services.scheduling import checkins, store
 from services.scheduling.plans import Status
 from shared.events import CheckinDue, CheckinOverdue, SessionHeld, SessionMissed
 from shared.timers import (
-    PENDING,
     Arm,
     Due,
     TimerHandler,
@@ -27,6 +26,7 @@ from shared.timers import (
     cancel,
     schedule,
     schedule_many,
+    still_pending,
 )
 from shared.unit_of_work import UnitOfWork
 
@@ -71,7 +71,7 @@ async def disarm_missed_many(uow: UnitOfWork, rows: Sequence[store.Session]) -> 
             t.c.program_id == rows[0].program_id,
             t.c.kind == MISSED,
             t.c.key.in_([r.session_id for r in rows]),
-            t.c.status == PENDING,
+            still_pending(t),
         )
     )
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.clock import FixedClock
@@ -30,6 +30,7 @@ from shared.timers import (
     cancel,
     schedule,
     schedule_many,
+    still_pending,
 )
 from shared.unit_of_work import UnitOfWork, unit_of_work
 from tests.support.waiting import eventually
@@ -430,3 +431,31 @@ async def test_a_claim_leases_one_batch_of_thousands_due_on_a_table_never_analyz
             select(func.count()).select_from(timers).where(timers.c.lease_token.is_not(None))
         )
     assert leased == 50
+
+
+async def test_a_timer_marked_by_its_key_is_found_by_the_primary_key_on_a_new_table(replicas):
+    """Before the table has statistics, PostgreSQL costs the primary key and the index starting
+    with status alike for `key = ... AND status = 'pending'`, and took the second: each sent
+    mail's timer marked done read every pending timer (0.9 ms a row, 4.4 s for a round's 5,000
+    sends). Statements by key say pending with `still_pending`, which no index serves."""
+    r = replicas("a")
+    async with r.sessions() as session, session.begin():
+        arms = [Arm("prog", KIND, f"due-{i:05d}", START) for i in range(3000)]
+        await schedule_many(session, timers, arms)
+    dialect = r.engine.dialect
+    by_key = (
+        update(timers)
+        .where(
+            timers.c.program_id == "prog",
+            timers.c.kind == KIND,
+            timers.c.key == "due-00077",
+            still_pending(timers),
+        )
+        .values(status="done")
+    )
+    sql = str(by_key.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    explain = "EXPLAIN QUERY PLAN" if dialect.name == "sqlite" else "EXPLAIN"
+    async with r.engine.connect() as conn:
+        plan = "\n".join(str(row[-1]) for row in await conn.exec_driver_sql(f"{explain} {sql}"))
+    primary_key = "sqlite_autoindex_timers_1" if dialect.name == "sqlite" else "timers_pkey"
+    assert primary_key in plan, plan
